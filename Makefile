@@ -1,0 +1,52 @@
+# nova-autopilot: every set-up step a fresh machine needs is behind these targets.
+#   make demo   - install into .venv and run the embedded demo
+#   make test   - install into .venv, start the local services, lint, type-check, run every test
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit sample bench novabox-up novabox-down novabox-status clean
+
+$(STAMP): setup.py pyproject.toml requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/nova-autopilot demo
+
+test: $(STAMP)
+	scripts/services-up
+	$(MAKE) --no-print-directory lint typecheck
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+sample: $(STAMP)
+	$(BIN)/oslo-config-generator --config-file config/oslo-config-generator.conf
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+novabox-up: $(STAMP)
+	scripts/novabox up
+
+novabox-down:
+	scripts/novabox down
+
+novabox-status:
+	scripts/novabox status
+
+clean:
+	rm -rf $(VENV) build *.egg-info operator/*.egg-info .pytest_cache .mypy_cache .ruff_cache

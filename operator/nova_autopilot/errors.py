@@ -1,0 +1,73 @@
+"""The error vocabulary of nova-autopilot.
+
+Every error says what happens next:
+
+* :class:`TemporaryError` - the same work may succeed later: retry with
+  backoff and jitter (broker gone, Nova 5xx, time-out).
+* :class:`PermanentError` - retrying cannot help: record it, report it and
+  acknowledge the message (bad input, a refused operation, a policy mistake).
+
+Only the engine catches broadly; everything below raises one of these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class AutopilotError(Exception):
+    """Base of every error raised on purpose by nova-autopilot."""
+
+    retryable: bool = False
+
+
+class TemporaryError(AutopilotError):
+    """The operation may succeed if retried later."""
+
+    retryable = True
+
+
+class PermanentError(AutopilotError):
+    """Retrying cannot help: record, report, acknowledge."""
+
+
+class BadMessage(PermanentError):
+    """A message that cannot become an event. ``reason`` is short and stable
+    (it travels in dead-letter headers); ``detail`` says exactly what is wrong."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class TemplateError(PermanentError):
+    """A policy parameter could not be rendered for an event."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyProblem:
+    """One mistake in a policy file, located as precisely as possible."""
+
+    file: str
+    line: int | None
+    policy: str | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        who = f" policy {self.policy!r}:" if self.policy else ""
+        field = f" {self.field}:" if self.field else ""
+        return f"{where}:{who}{field} {self.message}"
+
+
+class PolicyError(PermanentError):
+    """A policy set that cannot be used; carries every problem found at once."""
+
+    def __init__(self, problems: Sequence[PolicyProblem]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        lines = "\n".join(str(p) for p in self.problems)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} in policies:\n{lines}")

@@ -1,0 +1,114 @@
+"""Nova notifications (versioned and legacy) to :class:`Event`.
+
+Versioned payloads are ``nova_object`` trees: every
+``{"nova_object.name": ..., "nova_object.data": {...}}`` is replaced by its
+data, recursively, so policies see plain dicts. Legacy ``compute.instance.*``
+payloads are plain dicts already.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from nova_autopilot.errors import BadMessage
+from nova_autopilot.events.model import Event
+from nova_autopilot.events.wire import parse_timestamp
+
+NOVA_OBJECT_DATA = "nova_object.data"
+_EVENT_TYPE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
+#: Context keys oslo.messaging packs into a message that are safe to keep;
+#: everything else (auth tokens, service catalog) is dropped on intake.
+_SAFE_CONTEXT_KEYS = ("request_id", "global_request_id", "user_id", "project_id")
+_CONTEXT_PREFIX = "_context_"
+
+
+def _unwrap(value: Any, depth: int, max_depth: int) -> Any:
+    """Unwrap nova_object layers and check nesting in the same single walk."""
+    if isinstance(value, dict):
+        if depth > max_depth:
+            raise BadMessage("too_deep", f"payload is nested deeper than {max_depth} levels")
+        if NOVA_OBJECT_DATA in value:
+            data = value[NOVA_OBJECT_DATA]
+            if not isinstance(data, dict):
+                raise BadMessage("bad_payload", "nova_object.data must be an object")
+            value = data
+        return {k: _unwrap(v, depth + 1, max_depth) for k, v in value.items()}
+    if isinstance(value, list):
+        if depth > max_depth:
+            raise BadMessage("too_deep", f"payload is nested deeper than {max_depth} levels")
+        return [_unwrap(v, depth + 1, max_depth) for v in value]
+    return value
+
+
+def _optional_str(message: dict[str, Any], key: str) -> str | None:
+    value = message.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 255:
+        raise BadMessage("bad_field", f"{key} must be a string of at most 255 characters")
+    return value
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _safe_raw(message: dict[str, Any]) -> dict[str, Any]:
+    """The message without oslo.messaging's packed context, except its ids."""
+    return {
+        key: value
+        for key, value in message.items()
+        if not key.startswith(_CONTEXT_PREFIX) or key[len(_CONTEXT_PREFIX) :] in _SAFE_CONTEXT_KEYS
+    }
+
+
+def is_notification(message: dict[str, Any]) -> bool:
+    return "event_type" in message and "payload" in message
+
+
+def parse_notification(message: dict[str, Any], *, max_depth: int) -> Event:
+    """Build an Event from one notification dict (envelope already removed)."""
+    event_type = message.get("event_type")
+    if not isinstance(event_type, str) or not _EVENT_TYPE_RE.match(event_type):
+        raise BadMessage("bad_event_type", f"event_type must be a dotted name, got {event_type!r}")
+    raw_payload = message.get("payload")
+    if not isinstance(raw_payload, dict):
+        raise BadMessage("bad_payload", f"{event_type}: payload must be an object")
+    versioned = NOVA_OBJECT_DATA in raw_payload
+    payload = _unwrap(raw_payload, 2, max_depth)
+
+    publisher_id = _optional_str(message, "publisher_id")
+    priority = _optional_str(message, "priority")
+    timestamp = message.get("timestamp")
+    context_project = _str_or_none(message.get("_context_project_id"))
+
+    if versioned:
+        instance_id = _str_or_none(payload.get("instance_uuid"))
+        if instance_id is None and event_type.startswith("instance."):
+            instance_id = _str_or_none(payload.get("uuid"))
+        spec = payload.get("request_spec")
+        spec_project = spec.get("project_id") if isinstance(spec, dict) else None
+        project_id = _str_or_none(payload.get("tenant_id")) or _str_or_none(spec_project)
+    else:
+        instance_id = _str_or_none(payload.get("instance_id"))
+        project_id = _str_or_none(payload.get("tenant_id"))
+    host = _str_or_none(payload.get("host"))
+    if host is None and publisher_id and ":" in publisher_id:
+        host = publisher_id.split(":", 1)[1] or None
+
+    return Event(
+        source="nova",
+        format="versioned" if versioned else "legacy",
+        event_type=event_type,
+        payload=payload,
+        message_id=_optional_str(message, "message_id"),
+        instance_id=instance_id,
+        project_id=project_id or context_project,
+        host=host,
+        timestamp=None if timestamp is None else parse_timestamp(timestamp, field="timestamp"),
+        priority=priority.upper() if priority else None,
+        publisher_id=publisher_id,
+        request_id=_str_or_none(message.get("_context_request_id")),
+        raw=_safe_raw(message),
+    )

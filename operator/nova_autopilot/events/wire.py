@@ -1,0 +1,92 @@
+"""Bytes on the wire to plain Python values, with limits that keep bad input harmless.
+
+Nothing here knows about Nova or requests: it decodes JSON within a size and
+depth budget, unwraps the oslo.messaging envelope and parses timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from nova_autopilot.errors import BadMessage
+
+#: oslo.messaging wraps every message (format 2.0) in this envelope.
+ENVELOPE_VERSION_KEY = "oslo.version"
+ENVELOPE_MESSAGE_KEY = "oslo.message"
+SUPPORTED_ENVELOPE_MAJOR = "2"
+
+DEFAULT_MAX_BYTES = 1024 * 1024
+DEFAULT_MAX_DEPTH = 32
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_json(data: bytes | bytearray | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+    """Decode one JSON document no larger than ``max_bytes``.
+
+    NaN and Infinity are refused (they are not JSON and would poison
+    comparisons). Every failure is a :class:`BadMessage`.
+    """
+    size = len(data.encode("utf-8")) if isinstance(data, str) else len(data)
+    if size > max_bytes:
+        raise BadMessage("too_large", f"message has {size} bytes, the limit is {max_bytes}")
+    if size == 0:
+        raise BadMessage("empty", "message body is empty")
+    try:
+        text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+        return json.loads(text, parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise BadMessage("not_utf8", f"message body is not UTF-8: {exc.reason}") from None
+    except RecursionError:
+        raise BadMessage("too_deep", "message nesting is too deep to decode") from None
+    except ValueError as exc:
+        raise BadMessage("not_json", f"message body is not JSON: {exc}") from None
+
+
+def check_depth(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+    """Refuse values nested deeper than ``max_depth`` containers."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: list[Any] = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > max_depth:
+            raise BadMessage("too_deep", f"message is nested deeper than {max_depth} levels")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def unwrap_envelope(message: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+    """Return the inner message of an oslo.messaging 2.0 envelope, or the
+    message itself when it carries no envelope."""
+    if not isinstance(message, dict) or ENVELOPE_MESSAGE_KEY not in message:
+        return message
+    version = message.get(ENVELOPE_VERSION_KEY)
+    if not isinstance(version, str) or version.split(".", 1)[0] != SUPPORTED_ENVELOPE_MAJOR:
+        raise BadMessage("bad_envelope", f"unsupported oslo.messaging envelope version {version!r}")
+    inner = message[ENVELOPE_MESSAGE_KEY]
+    if not isinstance(inner, str):
+        raise BadMessage("bad_envelope", "oslo.message must be a JSON string")
+    return decode_json(inner, max_bytes=max_bytes)
+
+
+def parse_timestamp(value: Any, *, field: str) -> datetime:
+    """Parse Nova's ``2026-11-25 20:30:46.205459`` (UTC, no zone) and ISO-8601
+    forms (``T`` separator, ``Z`` or an offset) into an aware UTC datetime."""
+    if not isinstance(value, str) or not 10 <= len(value) <= 40:
+        raise BadMessage("bad_timestamp", f"{field} must be a timestamp string, got {value!r}")
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadMessage("bad_timestamp", f"{field} is not a timestamp: {value!r}") from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)

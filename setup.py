@@ -1,0 +1,49 @@
+"""Packaging for nova-autopilot.
+
+The importable package lives in ``operator/nova_autopilot``. ``operator/`` is a
+source root, not a package, so it can never shadow the standard library's
+``operator`` module.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="nova-autopilot",
+    version="0.1.0",
+    description="Event-driven automation daemon for OpenStack Nova: confirmed resizes and rescues",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    package_dir={"": "operator"},
+    packages=find_packages(where="operator"),
+    package_data={"nova_autopilot": ["py.typed", "seed/*.yaml", "seed/*.jsonl"]},
+    install_requires=[
+        "oslo.config>=9.4,<11",
+        "oslo.messaging>=14.7,<19",
+        "openstacksdk>=3.0,<5",
+        "kombu>=5.3,<6",
+        "structlog>=24.1,<27",
+        "PyYAML>=6.0,<7",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8,<10",
+            "hypothesis>=6.100,<7",
+            "ruff>=0.6,<1",
+            "mypy>=1.10,<3",
+            "types-PyYAML",
+        ],
+    },
+    entry_points={
+        "console_scripts": ["nova-autopilot = nova_autopilot.cli:main"],
+        "oslo.config.opts": ["nova-autopilot = nova_autopilot.settings:list_opts"],
+    },
+    classifiers=[
+        "Environment :: OpenStack",
+        "Intended Audience :: System Administrators",
+        "Programming Language :: Python :: 3",
+    ],
+)
