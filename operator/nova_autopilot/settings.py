@@ -1,0 +1,475 @@
+"""Configuration of nova-autopilot: option definitions and loading (oslo.config).
+
+There is no global configuration object. :func:`build_conf` returns a fresh
+``ConfigOpts`` with every option registered, :func:`load` also parses the
+configuration files, and :func:`list_opts` feeds ``oslo-config-generator``.
+Every problem found while loading is raised as :class:`SettingsError`, whose
+message names the file and the option concerned.
+
+oslo.messaging's own options (``[DEFAULT] transport_url``,
+``[oslo_messaging_notifications]``, ``[oslo_messaging_rabbit]``...) are not
+defined here: oslo.messaging registers them on the same ``ConfigOpts`` when a
+transport is created, and documents them under its own generator namespace.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Mapping, Sequence
+
+from oslo_config import cfg, types
+
+__all__ = ["PROJECT", "SettingsError", "build_conf", "list_opts", "load"]
+
+PROJECT = "nova-autopilot"
+_SECRET_MASK = "***"
+_NAME = r"^[A-Za-z0-9._:-]+$"  # AMQP exchange/queue names used by the daemon
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be used; the message names the file and option."""
+
+    def __init__(self, message: str, *, path: str | None = None, option: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.option = option
+
+
+def _seconds(name: str, default: int, help_text: str, *, minimum: int = 1) -> cfg.Opt:
+    return cfg.IntOpt(name, default=default, min=minimum, help=help_text)
+
+
+def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
+    """Build fresh option objects, so that no two ConfigOpts share state."""
+    default: list[cfg.Opt] = [
+        cfg.StrOpt(
+            "state_dir",
+            default="/var/lib/nova-autopilot",
+            help="Directory holding the runtime state of the daemon, including the SQLite "
+            "journal when [journal] connection is empty. Must be writable by the service.",
+        ),
+    ]
+    notifications: list[cfg.Opt] = [
+        cfg.StrOpt(
+            "exchange",
+            default="nova",
+            regex=_NAME,
+            help="Exchange on which Nova publishes its notifications (Nova's "
+            "control_exchange). The broker is given by oslo.messaging's own "
+            "[oslo_messaging_notifications] transport_url or [DEFAULT] transport_url.",
+        ),
+        cfg.ListOpt(
+            "topics",
+            default=["versioned_notifications"],
+            help="Topics of Nova's versioned notifications to listen to; must match "
+            "Nova's [notifications] versioned_notifications_topics.",
+        ),
+        cfg.ListOpt(
+            "legacy_topics",
+            default=[],
+            help="Topics of Nova's legacy (unversioned) notifications to listen to as "
+            "well, for example 'notifications'. Empty: legacy notifications are ignored.",
+        ),
+        cfg.StrOpt(
+            "pool",
+            default="nova-autopilot",
+            regex=_NAME,
+            help="Listener pool name. The daemon consumes from its own pool queue, so "
+            "it receives a copy of every notification and never takes messages away "
+            "from other consumers of the same topics. Cannot be empty.",
+        ),
+        cfg.IntOpt(
+            "executor_threads",
+            default=8,
+            min=1,
+            help="Number of threads processing notifications concurrently.",
+        ),
+        cfg.ListOpt(
+            "retry_delays",
+            item_type=types.Integer(min=1),
+            default=[5, 30, 120],
+            help="Delays in seconds between successive redeliveries of a notification "
+            "whose processing failed temporarily. After the last delay the message is "
+            "dead-lettered. Empty: dead-letter at the first temporary failure.",
+        ),
+        cfg.StrOpt(
+            "dead_letter_queue",
+            default="nova-autopilot.notifications.dead",
+            regex=_NAME,
+            help="Queue receiving notifications that could not be processed "
+            "(malformed, oversized, or still failing after all retry_delays).",
+        ),
+    ]
+    requests: list[cfg.Opt] = [
+        cfg.StrOpt(
+            "broker_url",
+            default="",
+            secret=True,
+            help="AMQP URL of the broker carrying operator requests, for example "
+            "amqp://user:password@rabbit:5672/vhost. Empty: the notification transport "
+            "URL of oslo.messaging is used.",
+        ),
+        cfg.StrOpt(
+            "exchange",
+            default="nova-autopilot.requests",
+            regex=_NAME,
+            help="Exchange to which operators publish requests.",
+        ),
+        cfg.StrOpt(
+            "queue",
+            default="nova-autopilot.requests",
+            regex=_NAME,
+            help="Durable queue, bound to the requests exchange, from which requests are consumed.",
+        ),
+        cfg.IntOpt(
+            "prefetch",
+            default=16,
+            min=1,
+            max=65535,
+            help="Maximum number of unacknowledged requests delivered to the daemon at once.",
+        ),
+        cfg.IntOpt(
+            "max_message_bytes",
+            default=65536,
+            min=1,
+            help="Largest accepted request body in bytes; larger requests are "
+            "dead-lettered without being parsed.",
+        ),
+        cfg.StrOpt(
+            "results_exchange",
+            default="nova-autopilot.results",
+            regex=_NAME,
+            help="Exchange on which the outcome of each request is published.",
+        ),
+        cfg.StrOpt(
+            "dead_letter_exchange",
+            default="nova-autopilot.dead",
+            regex=_NAME,
+            help="Exchange receiving requests that were rejected (unsigned, badly "
+            "signed, expired, malformed or oversized).",
+        ),
+        cfg.StrOpt(
+            "signing_keys_file",
+            default="/etc/nova-autopilot/signing-keys.yaml",
+            help="YAML file with the keys that requests must be signed with. Keep it "
+            "readable only by the service user.",
+        ),
+        _seconds(
+            "max_age",
+            300,
+            "Seconds after its creation time during which a request is accepted; "
+            "older requests are rejected as expired.",
+        ),
+    ]
+    cloud: list[cfg.Opt] = [
+        cfg.StrOpt(
+            "cloud",
+            default="nova-autopilot",
+            help="Name of the cloud in clouds.yaml used to reach Nova. Empty: the "
+            "OS_* environment variables are used instead.",
+        ),
+        cfg.StrOpt(
+            "region_name",
+            default="",
+            help="Region of the Nova endpoint. Empty: the region of the cloud entry.",
+        ),
+        _seconds(
+            "api_timeout",
+            60,
+            "Seconds to wait for a response to one API call before it fails.",
+        ),
+        _seconds(
+            "poll_interval",
+            10,
+            "Seconds between two batched polls of server states, used when an "
+            "expected notification does not arrive.",
+        ),
+        cfg.StrOpt(
+            "rescue_image",
+            default="",
+            help="Image ID or name booted when rescuing a server. Empty: Nova's default "
+            "(the server's own image).",
+        ),
+    ]
+    policies: list[cfg.Opt] = [
+        cfg.StrOpt(
+            "path",
+            default="/etc/nova-autopilot/policies.yaml",
+            help="YAML policy file, or a directory whose *.yaml files are all read.",
+        ),
+    ]
+    journal: list[cfg.Opt] = [
+        cfg.StrOpt(
+            "connection",
+            default="",
+            secret=True,
+            help="SQLAlchemy URL of the journal database. Empty: the SQLite file "
+            "journal.sqlite in [DEFAULT] state_dir.",
+        ),
+        cfg.IntOpt(
+            "retention_days",
+            default=90,
+            min=1,
+            help="Days after which finished journal entries are deleted.",
+        ),
+    ]
+    guards: list[cfg.Opt] = [
+        cfg.BoolOpt(
+            "dry_run",
+            default=False,
+            help="Global dry run: matched operations are journaled and logged but no "
+            "Nova write call is made.",
+        ),
+        cfg.IntOpt(
+            "max_concurrent_operations",
+            default=10,
+            min=1,
+            help="Maximum number of operations in progress at the same time; further "
+            "operations wait for a free slot.",
+        ),
+        cfg.FloatOpt(
+            "nova_write_rate",
+            default=2.0,
+            min=0.01,
+            help="Maximum rate of Nova write calls, in calls per second, across all operations.",
+        ),
+        _seconds(
+            "default_cooldown",
+            1800,
+            "Seconds during which a server is not operated on again after an "
+            "operation, unless its policy sets its own cooldown. 0 disables it.",
+            minimum=0,
+        ),
+        cfg.IntOpt(
+            "breaker_failures",
+            default=5,
+            min=1,
+            help="Failed operations within breaker_window that open the circuit "
+            "breaker, which then stops all operations.",
+        ),
+        _seconds("breaker_window", 600, "Seconds over which failures are counted."),
+        _seconds(
+            "breaker_half_open_after",
+            1800,
+            "Seconds after which an open breaker lets one trial operation through; "
+            "its success closes the breaker again.",
+        ),
+    ]
+    intake: list[cfg.Opt] = [
+        cfg.IntOpt(
+            "max_message_bytes",
+            default=1048576,
+            min=1,
+            help="Largest accepted notification in bytes (default 1 MiB); larger "
+            "messages are dead-lettered without being parsed.",
+        ),
+        cfg.IntOpt(
+            "max_json_depth",
+            default=32,
+            min=1,
+            max=512,
+            help="Deepest accepted nesting of JSON objects and arrays in a message; "
+            "deeper messages are dead-lettered.",
+        ),
+    ]
+    logging: list[cfg.Opt] = [
+        cfg.StrOpt(
+            "level",
+            default="INFO",
+            ignore_case=True,
+            choices=[
+                ("DEBUG", "everything, including the libraries' own debug messages"),
+                ("INFO", "every decision and operation step"),
+                ("WARNING", "only problems"),
+                ("ERROR", "only failures"),
+            ],
+            help="Lowest level logged (case-insensitive). Unless it is DEBUG, the "
+            "libraries (oslo.messaging, kombu, amqp, openstacksdk) only log warnings "
+            "and errors.",
+        ),
+        cfg.StrOpt(
+            "format",
+            default="auto",
+            ignore_case=True,
+            choices=[
+                ("auto", "json when stdout is not a terminal, console otherwise"),
+                ("json", "one JSON object per line"),
+                ("console", "human-readable key=value lines"),
+            ],
+            help="Log output format on stdout.",
+        ),
+    ]
+
+    def group(name: str, title: str) -> cfg.OptGroup:
+        return cfg.OptGroup(name, title=title)
+
+    return [
+        (None, default),
+        (group("notifications", "Nova notifications (oslo.messaging)"), notifications),
+        (group("requests", "Operator requests (kombu)"), requests),
+        (group("cloud", "Connection to Nova (openstacksdk)"), cloud),
+        (group("policies", "Automation policies"), policies),
+        (group("journal", "Journal of operations"), journal),
+        (group("guards", "Safety limits"), guards),
+        (group("intake", "Limits on incoming notifications"), intake),
+        (group("logging", "Logging"), logging),
+    ]
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Return ``(group name, options)`` pairs for ``oslo-config-generator``."""
+    return [(g.name if g else "DEFAULT", opts) for g, opts in _option_groups()]
+
+
+def build_conf() -> cfg.ConfigOpts:
+    """Return a new, unparsed ConfigOpts with every nova-autopilot option registered."""
+    conf = cfg.ConfigOpts()
+    for group, opts in _option_groups():
+        if group is not None:
+            conf.register_group(group)
+        conf.register_opts(opts, group=group)
+    return conf
+
+
+def load(
+    *,
+    config_files: Sequence[str] = (),
+    config_dirs: Sequence[str] = (),
+    overrides: Mapping[str, Mapping[str, object]] | None = None,
+) -> cfg.ConfigOpts:
+    """Build a ConfigOpts and parse the configuration files into it.
+
+    With neither ``config_files`` nor ``config_dirs``, oslo.config's default
+    locations for project ``nova-autopilot`` are read when they exist (such as
+    ``/etc/nova-autopilot/nova-autopilot.conf`` and
+    ``/etc/nova-autopilot/nova-autopilot.conf.d/*.conf``). Otherwise exactly the
+    given files, then the ``*.conf`` files of each given directory in name order,
+    are read; later files take precedence. ``OS_<GROUP>__<OPTION>`` environment
+    variables override files, and ``overrides`` ({group: {option: value}}, group
+    ``DEFAULT`` for [DEFAULT]) override everything. The command line is never read.
+
+    Every option is converted once here, so a bad value fails now with a
+    :class:`SettingsError` instead of later, in the middle of an operation.
+    """
+    if not config_files and not config_dirs:
+        files = list(dict.fromkeys(cfg.find_config_files(project=PROJECT, prog=PROJECT)))
+        dirs = list(dict.fromkeys(cfg.find_config_dirs(project=PROJECT, prog=PROJECT)))
+    else:
+        files, dirs = list(config_files), list(config_dirs)
+        for directory in dirs:
+            if not os.path.isdir(os.path.expanduser(directory)):
+                raise SettingsError(
+                    f"configuration directory not found: {directory}", path=directory
+                )
+    conf = build_conf()
+    try:
+        conf(
+            args=[],
+            project=PROJECT,
+            prog=PROJECT,
+            default_config_files=files,
+            default_config_dirs=dirs,
+            validate_default_values=True,
+        )
+    except cfg.ConfigFilesNotFoundError as exc:
+        paths = ", ".join(exc.config_files)
+        raise SettingsError(f"configuration file not found: {paths}", path=paths) from exc
+    except cfg.ConfigFilesPermissionDeniedError as exc:
+        paths = ", ".join(exc.config_files)
+        raise SettingsError(f"configuration file not readable: {paths}", path=paths) from exc
+    except cfg.ConfigFileParseError as exc:
+        raise SettingsError(
+            f"cannot parse configuration file {exc.config_file}: {exc.msg}", path=exc.config_file
+        ) from exc
+    except (OSError, cfg.Error) as exc:
+        raise SettingsError(f"cannot read the configuration: {exc}") from exc
+
+    parsed = _parse_files(_expand(files, dirs))
+    _reject_unknown_options(parsed)
+    for group_name, values in (overrides or {}).items():
+        for name, value in values.items():
+            group = None if group_name == "DEFAULT" else group_name
+            try:
+                conf.set_override(name, value, group=group)
+            except (cfg.NoSuchOptError, cfg.NoSuchGroupError) as exc:
+                raise SettingsError(
+                    f"invalid override: {exc}", option=f"[{group_name}] {name}"
+                ) from exc
+            except ValueError as exc:
+                opt = f"[{group_name}] {name}"
+                raise SettingsError(f"invalid override for {opt}: {exc}", option=opt) from exc
+    _convert_every_option(conf, parsed)
+    return conf
+
+
+_Sections = dict[str, dict[str, list[str]]]
+
+
+def _expand(files: Sequence[str], dirs: Sequence[str]) -> list[str]:
+    """The files in the order oslo.config reads them (later ones take precedence)."""
+    expanded = list(files)
+    for directory in dirs:
+        pattern = os.path.join(os.path.expanduser(directory), "*.conf")
+        expanded.extend(sorted(glob.glob(pattern)))
+    return expanded
+
+
+def _parse_files(paths: Sequence[str]) -> list[tuple[str, _Sections]]:
+    parsed: list[tuple[str, _Sections]] = []
+    for path in paths:
+        sections: _Sections = {}
+        cfg.ConfigParser(os.path.expanduser(path), sections).parse()
+        parsed.append((path, sections))
+    return parsed
+
+
+def _reject_unknown_options(parsed: Sequence[tuple[str, _Sections]]) -> None:
+    """Typos in our own groups would silently keep a default, e.g. dry_run=False."""
+    known = {g.name: {o.dest for o in opts} for g, opts in _option_groups() if g is not None}
+    for path, sections in parsed:
+        for section, values in sections.items():
+            names = known.get(section.lower(), set(values))
+            for name in sorted(set(values) - names):
+                raise SettingsError(
+                    f"unknown option [{section}] {name} in {path}; "
+                    f"known options: {', '.join(sorted(names))}",
+                    path=path,
+                    option=f"[{section}] {name}",
+                )
+
+
+def _convert_every_option(conf: cfg.ConfigOpts, parsed: Sequence[tuple[str, _Sections]]) -> None:
+    for group, opts in _option_groups():
+        group_name = group.name if group else "DEFAULT"
+        for opt in opts:
+            try:
+                _ = conf[opt.dest] if group is None else conf[group.name][opt.dest]
+            except (ValueError, cfg.Error) as exc:
+                path, where, raw = _locate(group_name, opt.dest, parsed)
+                reason = str(exc)
+                if raw is not None:
+                    try:
+                        opt.type(raw)
+                    except ValueError as conversion:
+                        reason = str(conversion)
+                if opt.secret:
+                    reason = f"{_SECRET_MASK} is not a valid value"
+                name = f"[{group_name}] {opt.dest}"
+                raise SettingsError(
+                    f"invalid value for option {name} in {where}: {reason}", path=path, option=name
+                ) from exc
+
+
+def _locate(
+    group: str, name: str, parsed: Sequence[tuple[str, _Sections]]
+) -> tuple[str | None, str, str | None]:
+    """Where the effective value of an option comes from: (file, description, raw text)."""
+    variable = f"OS_{group.upper()}__{name.upper()}"
+    if variable in os.environ:
+        return None, f"environment variable {variable}", os.environ[variable]
+    for path, sections in reversed(parsed):
+        for section, values in sections.items():
+            if section.lower() == group.lower() and name in values:
+                return path, path, values[name][-1]
+    return None, "the configuration", None
