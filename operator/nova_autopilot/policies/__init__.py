@@ -1,0 +1,10 @@
+"""The policy language: model, loading with located errors, matching, templating.
+
+``docs/policies.md`` is the reference for policy authors.
+"""
+
+from nova_autopilot.policies.loader import load_policies, load_texts
+from nova_autopilot.policies.matching import Match, PolicySet, Verdict
+from nova_autopilot.policies.model import ACTIONS, Policy
+
+__all__ = ["ACTIONS", "Match", "Policy", "PolicySet", "Verdict", "load_policies", "load_texts"]

@@ -1,0 +1,107 @@
+"""What a policy is, as frozen values. ``docs/policies.md`` is the reference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from nova_autopilot.policies.conditions import Condition
+
+SourceFilter = Literal["nova", "request", "any"]
+Mode = Literal["enforce", "dry-run"]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """The vocabulary of one action: its parameters and its failure handling."""
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    on_failure: tuple[str, ...]
+    default_on_failure: str
+
+
+#: Every action a policy can name. The executor implements each one.
+ACTIONS: dict[str, ActionSpec] = {
+    "resize": ActionSpec(
+        required=("server", "flavor"),
+        optional=(),
+        on_failure=("revert", "keep"),
+        default_on_failure="revert",
+    ),
+    "rescue": ActionSpec(
+        required=("server",),
+        optional=("image",),
+        on_failure=("unrescue", "leave"),
+        default_on_failure="leave",
+    ),
+    "unrescue": ActionSpec(
+        required=("server",),
+        optional=(),
+        on_failure=("leave",),
+        default_on_failure="leave",
+    ),
+}
+
+#: Health-gate checks a policy can ask for, and the settings each takes.
+GATE_CHECKS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "tcp": {"port": int, "timeout": (int, float, str)},
+    "console": {"contains": str, "not_contains": str, "lines": int},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GateCheck:
+    kind: str
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Confirm:
+    """How the outcome is checked: a deadline, a health gate, and what to do
+    when the gate fails or the deadline passes."""
+
+    timeout_s: float = 900.0
+    gate: tuple[GateCheck, ...] = ()
+    gate_timeout_s: float = 300.0
+    on_failure: str = "revert"
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    max: int
+    per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    cooldown_s: float | None = None
+    budget: Budget | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class When:
+    source: SourceFilter
+    events: tuple[str, ...]
+    condition: Condition | None
+
+
+@dataclass(frozen=True, slots=True)
+class Do:
+    action: str
+    params: dict[str, Any] = field(hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    description: str
+    enabled: bool
+    mode: Mode
+    when: When
+    do: Do
+    confirm: Confirm
+    limits: Limits
+    file: str
+    line: int | None
+    order: int
