@@ -1,0 +1,191 @@
+"""The policy author's commands: check, explain, replay (and backtesting), demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nova_autopilot.cli import main
+from tests.samples import on_the_wire, sample, sample_names
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = str(ROOT / "config" / "policies.yaml")
+STREAM = str(ROOT / "config" / "demo-stream.jsonl")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_accepts_the_seed_policies(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", "--policies", SEED)
+    assert code == 0
+    assert "3 policies valid (3 enabled)" in out
+
+
+def test_check_prints_every_error_and_exits_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "policies:\n"
+        "  - name: a\n    when: {event: x.y}\n    do: {action: fly}\n"
+        "  - name: b\n    when: {source: moon, event: x.y}\n"
+        "    do: {action: rescue, params: {server: x}}\n"
+    )
+    code, _, err = run(capsys, "check", "--policies", str(bad))
+    assert code == 1
+    assert "2 problems in policies" in err
+    assert f"{bad}:4: policy 'a': do.action: must be one of resize, rescue, unrescue" in err
+    assert f"{bad}:6: policy 'b': when.source: must be one of nova, request, any" in err
+
+
+def test_check_reads_the_policy_path_from_the_config_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    conf = tmp_path / "nova-autopilot.conf"
+    conf.write_text(f"[policies]\npath = {SEED}\n")
+    code, out, _ = run(capsys, "--config-file", str(conf), "check")
+    assert code == 0
+    assert SEED in out
+
+
+@pytest.mark.parametrize("name", sample_names())
+def test_explain_runs_on_every_nova_sample(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
+) -> None:
+    event_file = tmp_path / "event.json"
+    event_file.write_bytes(on_the_wire(sample(name)))
+    code, out, _ = run(capsys, "explain", "--policies", SEED, "--event", str(event_file), "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["event"]["event_type"] == sample(name)["event_type"]
+    assert [p["name"] for p in result["policies"]] == [
+        "resize-on-approved-quota",
+        "rescue-failed-boot",
+        "unrescue-when-repaired",
+    ]
+    assert all(isinstance(p["matched"], bool) and p["reason"] for p in result["policies"])
+
+
+def test_explain_says_why_the_rescue_did_not_fire_for_a_never_launched_server(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    notification = sample("instance-update")
+    data = notification["payload"]["nova_object.data"]
+    data["state_update"]["nova_object.data"].update(old_state="building", state="error")
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(notification))
+    code, out, _ = run(capsys, "explain", "--policies", SEED, "--event", str(event_file))
+    assert code == 0
+    assert "rescue-failed-boot: condition failed: payload.launched_at exists (saw None)" in out
+    assert "actions: none" in out
+
+
+def test_explain_json_lists_the_actions_of_a_matching_request(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    event_file = tmp_path / "request.json"
+    event_file.write_text(
+        json.dumps(
+            {
+                "type": "quota.request.approved",
+                "id": "q-1",
+                "timestamp": "2026-11-25T10:00:00Z",
+                "server": "web-1",
+                "flavor": "m1.large",
+            }
+        )
+    )
+    code, out, _ = run(capsys, "explain", "--policies", SEED, "--event", str(event_file), "--json")
+    assert code == 0
+    assert json.loads(out)["actions"] == [
+        {
+            "policy": "resize-on-approved-quota",
+            "action": "resize",
+            "params": {"server": {"name": "web-1"}, "flavor": "m1.large"},
+            "mode": "enforce",
+        }
+    ]
+
+
+def test_explain_refuses_a_malformed_event_with_its_reason(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    event_file = tmp_path / "bad.json"
+    event_file.write_text('{"type": "quota.request.approved"}')
+    code, out, _ = run(capsys, "explain", "--policies", SEED, "--event", str(event_file), "--json")
+    assert code == 1
+    assert json.loads(out)["error"]["reason"] == "missing_field"
+
+
+def test_an_unreadable_event_file_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, "explain", "--policies", SEED, "--event", str(tmp_path / "no"))
+    assert code == 2
+    assert "cannot read" in err
+
+
+def test_replay_reports_decisions_and_rejections(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "replay", "--policies", SEED, STREAM, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["messages"] == 11
+    assert [(d["line"], d["policy"]) for d in result["decisions"]] == [
+        (6, "resize-on-approved-quota"),
+        (8, "rescue-failed-boot"),
+        (13, "unrescue-when-repaired"),
+    ]
+    assert [(r["line"], r["reason"]) for r in result["rejected"]] == [
+        (11, "unknown_field"),
+        (12, "not_json"),
+    ]
+
+
+def test_replay_against_other_policies_shows_what_changes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    other = tmp_path / "other.yaml"
+    text = Path(SEED).read_text()
+    text = text.replace(
+        "name: unrescue-when-repaired", "name: unrescue-when-repaired\n    enabled: false"
+    )
+    text = text.replace("equals: error", "in: [error, stopped]")
+    other.write_text(text)
+    code, out, _ = run(
+        capsys, "replay", "--policies", SEED, STREAM, "--against", str(other), "--json"
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert [(c["line"], c["change"], c["policy"]) for c in result["changes"]] == [
+        (13, "removed", "unrescue-when-repaired")
+    ]
+    assert result["base"]["unrescue-when-repaired"] == 1
+    assert "unrescue-when-repaired" not in result["other"]
+    code, out, _ = run(capsys, "replay", "--policies", SEED, STREAM, "--against", str(other))
+    assert "removed  unrescue-when-repaired: unrescue" in out
+
+
+def test_the_demo_plays_both_flows_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "demo")
+    assert code == 0
+    assert "-> resize-on-approved-quota: resize" in out
+    assert "-> rescue-failed-boot: rescue" in out
+    assert "-> unrescue-when-repaired: unrescue" in out
+    assert "demo: every flow decided as expected" in out
+
+
+def test_the_installed_console_script_runs() -> None:
+    script = Path(sys.executable).parent / "nova-autopilot"
+    done = subprocess.run(
+        [str(script), "check", "--policies", SEED], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3 policies valid" in done.stdout
