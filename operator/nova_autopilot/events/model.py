@@ -82,7 +82,7 @@ class Event:
         else:
             return MISSING
         for key in path[1:]:
-            if isinstance(value, Mapping):
+            if type(value) is dict or isinstance(value, Mapping):  # dict first: the hot path
                 value = value.get(key, MISSING)
                 if value is MISSING:
                     return MISSING

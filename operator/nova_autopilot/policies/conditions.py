@@ -18,15 +18,16 @@ from nova_autopilot.events import MISSING, Event
 
 @dataclass(frozen=True, slots=True)
 class Miss:
-    """The first condition that did not hold, and what it saw."""
+    """The first condition that did not hold, and what it saw. The text is
+    only built when asked for: matching creates misses on its hot path."""
 
-    condition: str
+    condition: object
     actual: Any = MISSING
     shows_value: bool = True
 
     def __str__(self) -> str:
         if not self.shows_value:
-            return self.condition
+            return str(self.condition)
         return f"{self.condition} (saw {_show(self.actual)})"
 
 
@@ -111,7 +112,7 @@ class Compare:
         actual = event.get(self.path)
         if actual is not MISSING and OPERATORS[self.op][0](actual, self.operand):
             return None
-        return Miss(str(self), actual)
+        return Miss(self, actual)
 
     def __str__(self) -> str:
         operand = self.operand.pattern if isinstance(self.operand, re.Pattern) else self.operand
@@ -129,7 +130,7 @@ class Exists:
     def evaluate(self, event: Event) -> Miss | None:
         actual = event.get(self.path)
         present = actual is not MISSING and actual is not None
-        return None if present is self.expected else Miss(str(self), actual)
+        return None if present is self.expected else Miss(self, actual)
 
     def __str__(self) -> str:
         return f"{self.field} {'exists' if self.expected else 'does not exist'}"
