@@ -27,9 +27,15 @@ setup(
         "kombu>=5.3,<6",
         "structlog>=24.1,<27",
         "PyYAML>=6.0,<7",
+        "SQLAlchemy>=2.0,<2.2",
+        "alembic>=1.13,<2",
     ],
     extras_require={
+        "mysql": ["PyMySQL>=1.1,<2"],
+        "postgresql": ["psycopg[binary]>=3.1,<4"],
         "test": [
+            "PyMySQL>=1.1,<2",
+            "psycopg[binary]>=3.1,<4",
             "pytest>=8,<10",
             "hypothesis>=6.100,<7",
             "ruff>=0.6,<1",
