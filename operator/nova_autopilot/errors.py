@@ -71,3 +71,36 @@ class PolicyError(PermanentError):
         count = len(self.problems)
         lines = "\n".join(str(p) for p in self.problems)
         super().__init__(f"{count} problem{'s' if count != 1 else ''} in policies:\n{lines}")
+
+
+class CloudError(AutopilotError):
+    """Base of the errors raised by ``cloud`` for Nova's answers.
+
+    ``status`` is the HTTP status when there was one; ``message`` is Nova's
+    own explanation (its ``badRequest``/``conflictingRequest`` message)."""
+
+    def __init__(self, message: str, *, status: int | None = None, call: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.call = call
+
+
+class CloudUnavailable(CloudError, TemporaryError):
+    """Nova or the network failed (5xx, time-out, connection refused): retry later."""
+
+
+class NotFound(CloudError, PermanentError):
+    """404: the server or flavor is gone."""
+
+
+class Conflict(CloudError, PermanentError):
+    """409: the server is not in a state that allows the call."""
+
+
+class QuotaExceeded(CloudError, PermanentError):
+    """403 with Nova's "Quota exceeded": the project has no room for it."""
+
+
+class Rejected(CloudError, PermanentError):
+    """Another 4xx: Nova refuses the request as it stands."""

@@ -1,0 +1,9 @@
+"""Every action the runner can carry out, by the name policies use."""
+
+from __future__ import annotations
+
+from nova_autopilot.actions.machine import Machine
+from nova_autopilot.actions.rescue import RESCUE, UNRESCUE
+from nova_autopilot.actions.resize import RESIZE
+
+MACHINES: dict[str, Machine] = {m.name: m for m in (RESIZE, RESCUE, UNRESCUE)}

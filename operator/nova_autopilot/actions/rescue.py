@@ -1,0 +1,155 @@
+"""Rescue and unrescue.
+
+Rescue: check (launched once? a state Nova accepts? no task?) -> ask Nova
+with the rescue image and a fresh admin password -> wait until vm_state is
+``rescued`` with no task. While rescuing, the status can stay ERROR, so the
+wait looks at ``task_state`` and ``vm_state``, never at the status alone.
+
+Unrescue: check (in RESCUE) -> ask -> wait for ACTIVE with no task.
+
+The admin password travels only in ``ctx.secrets``: to the requester's
+result, never to the journal or the logs.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from nova_autopilot.actions.common import current_server, failure_reason
+from nova_autopilot.actions.machine import (
+    Finish,
+    Machine,
+    Next,
+    StepContext,
+    Transition,
+    Wait,
+    describe,
+)
+from nova_autopilot.cloud import ServerState
+from nova_autopilot.errors import Conflict, NotFound, Rejected
+
+RESCUABLE_STATES = ("active", "stopped", "error")
+NEVER_LAUNCHED = "the server was never launched (launched_at is empty): Nova refuses to rescue it"
+
+
+WAIT_RESCUED = Wait(
+    "wait", events=("instance.rescue.end", "instance.rescue.error"), states=("rescued", "error")
+)
+WAIT_UNRESCUED = Wait("wait", events=("instance.unrescue.end",), states=("active", "error"))
+
+
+def _requested_already(ctx: StepContext, server: ServerState, task: str, done: str) -> bool:
+    """After a restart: did our request reach Nova before we stopped?"""
+    return server.task_state == task or server.vm_state == done
+
+
+def rescue_check(ctx: StepContext) -> Transition:
+    try:
+        server = current_server(ctx)
+    except NotFound:
+        return Finish("failed", "the server does not exist")
+    state = ctx.state
+    if state.get("requested"):
+        return Next("wait")
+    if state.get("requesting_at") and _requested_already(ctx, server, "rescuing", "rescued"):
+        state["requested"] = True
+        ctx.record("resumed", {**describe(server), "note": "the rescue was already requested"})
+        return Next("wait")
+    if server.vm_state == "rescued":
+        return Finish("refused", "the server is already in RESCUE")
+    if not server.launched:
+        return Finish("not_rescuable", NEVER_LAUNCHED)
+    if server.vm_state not in RESCUABLE_STATES:
+        return Finish("refused", f"the server is {server.status} (vm_state {server.vm_state})")
+    if server.task_state is not None:
+        return Finish("refused", f"task {server.task_state} is in progress")
+    ctx.record("checked", describe(server))
+    return Next("request")
+
+
+def rescue_request(ctx: StepContext) -> Transition:
+    state = ctx.state
+    state["requesting_at"] = ctx.now().isoformat()
+    ctx.checkpoint()
+    password = secrets.token_urlsafe(18)
+    image = ctx.params.get("image") or ctx.rescue_image
+    try:
+        ctx.cloud.rescue(ctx.server_id, admin_pass=password, image=image)
+    except Conflict as exc:
+        outcome = "not_rescuable" if "launch" in exc.message.lower() else "refused"
+        return Finish(outcome, f"Nova refused the rescue: {exc.message}")
+    except Rejected as exc:
+        return Finish("refused", f"Nova refused the rescue: {exc.message}")
+    ctx.secrets["admin_password"] = password
+    state["requested"] = True
+    ctx.record("rescue_requested", {"image": image})
+    return Wait(
+        "wait", events=("instance.rescue.end", "instance.rescue.error"), states=("rescued", "error")
+    )
+
+
+def rescue_wait(ctx: StepContext) -> Transition:
+    server = ctx.read_server()
+    if server.vm_state == "rescued" and server.task_state is None:
+        ctx.record("rescued", describe(server))
+        return Finish("rescued", None)
+    if server.task_state is None and server.vm_state != "rescued":
+        return Finish("failed", f"rescue failed: {failure_reason(ctx, server)}")
+    if ctx.overdue:
+        return Finish("timed_out", f"not in RESCUE in time: {server.status}/{server.task_state}")
+    return Wait(
+        "wait", events=("instance.rescue.end", "instance.rescue.error"), states=("rescued", "error")
+    )
+
+
+def unrescue_check(ctx: StepContext) -> Transition:
+    try:
+        server = current_server(ctx)
+    except NotFound:
+        return Finish("failed", "the server does not exist")
+    state = ctx.state
+    if state.get("requested"):
+        return Next("wait")
+    if state.get("requesting_at") and _requested_already(ctx, server, "unrescuing", "active"):
+        state["requested"] = True
+        return Next("wait")
+    if server.vm_state != "rescued":
+        return Finish("refused", f"the server is not in RESCUE (status {server.status})")
+    if server.task_state is not None:
+        return Finish("refused", f"task {server.task_state} is in progress")
+    ctx.record("checked", describe(server))
+    return Next("request")
+
+
+def unrescue_request(ctx: StepContext) -> Transition:
+    ctx.state["requesting_at"] = ctx.now().isoformat()
+    ctx.checkpoint()
+    try:
+        ctx.cloud.unrescue(ctx.server_id)
+    except (Conflict, Rejected) as exc:
+        return Finish("refused", f"Nova refused the unrescue: {exc.message}")
+    ctx.state["requested"] = True
+    ctx.record("unrescue_requested", {})
+    return WAIT_UNRESCUED
+
+
+def unrescue_wait(ctx: StepContext) -> Transition:
+    server = ctx.read_server()
+    if server.status == "ACTIVE" and server.task_state is None:
+        ctx.record("unrescued", describe(server))
+        return Finish("unrescued", None)
+    if server.task_state is None and server.vm_state != "rescued":
+        return Finish("failed", f"unrescue failed: {failure_reason(ctx, server)}")
+    if ctx.overdue:
+        return Finish("timed_out", f"not ACTIVE in time: {server.status}/{server.task_state}")
+    return WAIT_UNRESCUED
+
+
+RESCUE = Machine(
+    "rescue", "check", {"check": rescue_check, "request": rescue_request, "wait": rescue_wait}
+)
+UNRESCUE = Machine(
+    "unrescue",
+    "check",
+    {"check": unrescue_check, "request": unrescue_request, "wait": unrescue_wait},
+)

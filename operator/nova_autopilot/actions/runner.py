@@ -1,0 +1,410 @@
+"""Runs operations: one phase at a time on a small worker pool, waiting
+without a thread per operation.
+
+A parked operation is only an entry in a table keyed by server id. It wakes
+when the server's own notification arrives (:meth:`Runner.notify`), when the
+batched poll (one ``changes-since`` list call for every waiting server) shows
+the server changed, when its retry delay passes, or at its deadline. After
+every phase the machine's state is written to the store, so a restarted
+daemon resumes each unfinished operation from its phase.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import random
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from nova_autopilot.actions import registry
+from nova_autopilot.actions.gate import SocketProbe
+from nova_autopilot.actions.machine import (
+    CloudAPI,
+    Finish,
+    Next,
+    Probe,
+    StepContext,
+    Transition,
+    Wait,
+)
+from nova_autopilot.cloud import RequestCounter, ServerState, counting_for
+from nova_autopilot.errors import PermanentError, TemporaryError
+from nova_autopilot.events import Event
+from nova_autopilot.logs import get_logger
+from nova_autopilot.policies.model import Confirm
+
+log = get_logger(__name__)
+
+#: How far before the last read the batched poll looks (clock skew with Nova).
+POLL_SKEW_S = 10.0
+RETRY_BASE_S = 2.0
+RETRY_CAP_S = 120.0
+
+
+class Store(Protocol):
+    """The part of the journal the runner writes."""
+
+    def advance(
+        self, op_id: str, *, phase: str, state: dict[str, Any], expect_version: int, now: datetime
+    ) -> Any: ...
+    def record_step(
+        self, op_id: str, *, name: str, detail: dict[str, Any], nova_requests: int, now: datetime
+    ) -> None: ...
+    def finish(self, op_id: str, *, outcome: str, reason: str | None, now: datetime) -> Any: ...
+
+
+class PolledCloud(CloudAPI, Protocol):
+    requests: RequestCounter
+
+    def changed_since(self, since: datetime) -> list[ServerState]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """An operation to run (new, or resumed from the journal)."""
+
+    op_id: str
+    action: str
+    params: Mapping[str, Any]
+    confirm: Confirm
+    started_at: datetime
+    phase: str | None = None
+    state: Mapping[str, Any] = field(default_factory=dict)
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """What the runner reports when an operation ends."""
+
+    op_id: str
+    outcome: str
+    reason: str | None
+    server_id: str | None
+    nova_requests: int
+    secrets: Mapping[str, str]
+
+
+@dataclass(eq=False)
+class _Job:
+    work: Work
+    phase: str
+    state: dict[str, Any]
+    version: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    wait: Wait | None = None
+    generation: int = 0
+    last_read: datetime | None = None
+    attempts: int = 0
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def server_id(self) -> str | None:
+        value = self.state.get("server_id")
+        return str(value) if value else None
+
+    @property
+    def deadline(self) -> datetime:
+        return self.work.started_at + timedelta(seconds=self.work.confirm.timeout_s)
+
+
+def wakes(wait: Wait, event: Event) -> bool:
+    """Whether this event of the waiting server should wake it."""
+    if event.event_type in wait.events:
+        return True
+    if event.event_type == "instance.update" and wait.states:
+        payload = event.payload
+        return payload.get("state") in wait.states and payload.get("task_state") is None
+    return False
+
+
+class Runner:
+    def __init__(
+        self,
+        *,
+        cloud: PolledCloud,
+        store: Store,
+        clock: Callable[[], datetime],
+        on_done: Callable[[Done], None],
+        probe: Probe | None = None,
+        workers: int = 4,
+        poll_interval_s: float = 30.0,
+        rescue_image: str | None = None,
+    ) -> None:
+        self._cloud = cloud
+        self._store = store
+        self._clock = clock
+        self._on_done = on_done
+        self._probe = probe or SocketProbe()
+        self._poll_interval_s = poll_interval_s
+        self._rescue_image = rescue_image
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="autopilot-step")
+        self._cond = threading.Condition()
+        self._jobs: dict[str, _Job] = {}
+        self._parked: dict[str, set[_Job]] = {}
+        self._timers: list[tuple[datetime, int, _Job, int]] = []
+        self._seq = itertools.count()
+        self._stopping = False
+        self._last_poll = clock()
+        self._thread = threading.Thread(target=self._schedule, name="autopilot-timers", daemon=True)
+
+    # -- public -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Take no new work, let running phases end; parked operations stay
+        in the store and resume at the next start."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, work: Work) -> None:
+        machine = registry.MACHINES[work.action]
+        job = _Job(work, work.phase or machine.first, dict(work.state), work.version)
+        with self._cond:
+            if self._stopping or work.op_id in self._jobs:
+                return
+            self._jobs[work.op_id] = job
+        self._dispatch(job, None, None)
+
+    def resume(self, works: Iterable[Work]) -> int:
+        count = 0
+        for work in works:
+            self.submit(work)
+            count += 1
+        return count
+
+    def notify(self, event: Event) -> int:
+        """Wake the operations waiting on this event's server; how many woke."""
+        if event.instance_id is None:
+            return 0
+        woken = []
+        with self._cond:
+            for job in list(self._parked.get(event.instance_id, ())):
+                if job.wait is not None and wakes(job.wait, event):
+                    self._unpark(job)
+                    woken.append(job)
+        for job in woken:
+            self._dispatch(job, event, None)
+        return len(woken)
+
+    def in_flight(self) -> int:
+        with self._cond:
+            return len(self._jobs)
+
+    def waiting(self) -> int:
+        with self._cond:
+            return sum(len(jobs) for jobs in self._parked.values())
+
+    # -- running phases ---------------------------------------------------
+
+    def _dispatch(self, job: _Job, event: Event | None, snapshot: ServerState | None) -> None:
+        # A shut-down pool refuses work: the journal keeps the phase for the next start.
+        with contextlib.suppress(RuntimeError):
+            self._pool.submit(self._run, job, event, snapshot)
+
+    def _run(self, job: _Job, event: Event | None, snapshot: ServerState | None) -> None:
+        with job.lock, counting_for(job.work.op_id):
+            try:
+                self._steps(job, event, snapshot)
+            except Exception:  # a bug must not kill the worker
+                log.exception("operation.crashed", operation_id=job.work.op_id)
+                self._finish(job, Finish("failed", "internal error: see the daemon's log"))
+
+    def _steps(self, job: _Job, event: Event | None, snapshot: ServerState | None) -> None:
+        machine = registry.MACHINES[job.work.action]
+        pending: list[tuple[str, dict[str, Any]]] = []
+        ctx = StepContext(
+            operation_id=job.work.op_id,
+            cloud=self._cloud,
+            params=job.work.params,
+            confirm=job.work.confirm,
+            state=job.state,
+            started_at=job.work.started_at,
+            clock=self._clock,
+            probe=self._probe,
+            record=lambda name, detail: pending.append((name, detail)),
+            checkpoint=lambda: self._persist(job),
+            rescue_image=self._rescue_image,
+            woken_by=event,
+            snapshot=snapshot,
+            secrets=job.secrets,
+        )
+        while True:
+            before = self._cloud.requests.for_operation(job.work.op_id)
+            phase = job.phase
+            try:
+                transition: Transition = machine.phases[phase](ctx)
+            except TemporaryError as exc:
+                self._flush(job, pending, before, f"{phase}.retry", {"error": str(exc)})
+                self._retry_later(job)
+                return
+            except PermanentError as exc:
+                transition = Finish("failed", f"{phase}: {exc}")
+            job.last_read = self._clock()
+            ctx.woken_by, ctx.snapshot = None, None
+            self._flush(job, pending, before, phase, {})
+            if isinstance(transition, Next):
+                job.phase = transition.phase
+                job.attempts = 0
+                self._persist(job)
+                continue
+            if isinstance(transition, Wait):
+                job.phase = transition.phase
+                job.attempts = 0
+                self._persist(job)
+                self._park(job, transition)
+                return
+            self._finish(job, transition)
+            return
+
+    def _flush(
+        self,
+        job: _Job,
+        pending: list[tuple[str, dict[str, Any]]],
+        before: int,
+        fallback: str,
+        detail: dict[str, Any],
+    ) -> None:
+        """Write the phase's steps; the Nova requests it made go with the last."""
+        requests = self._cloud.requests.for_operation(job.work.op_id) - before
+        if not pending and (requests or detail):
+            pending.append((fallback, detail))
+        now = self._clock()
+        for index, (name, step_detail) in enumerate(pending):
+            count = requests if index == len(pending) - 1 else 0
+            self._store.record_step(
+                job.work.op_id, name=name, detail=step_detail, nova_requests=count, now=now
+            )
+        pending.clear()
+
+    def _persist(self, job: _Job) -> None:
+        operation = self._store.advance(
+            job.work.op_id,
+            phase=job.phase,
+            state=job.state,
+            expect_version=job.version,
+            now=self._clock(),
+        )
+        job.version = int(getattr(operation, "version", job.version + 1))
+
+    def _finish(self, job: _Job, finish: Finish) -> None:
+        op_id = job.work.op_id
+        self._store.finish(op_id, outcome=finish.outcome, reason=finish.reason, now=self._clock())
+        with self._cond:
+            self._jobs.pop(op_id, None)
+            self._unpark(job)
+        requests = self._cloud.requests.for_operation(op_id)
+        self._cloud.requests.forget(op_id)
+        log.info(
+            "operation.finished",
+            operation_id=op_id,
+            action=job.work.action,
+            server_id=job.server_id,
+            outcome=finish.outcome,
+            reason=finish.reason,
+            nova_requests=requests,
+        )
+        self._on_done(
+            Done(op_id, finish.outcome, finish.reason, job.server_id, requests, dict(job.secrets))
+        )
+
+    # -- waiting ----------------------------------------------------------
+
+    def _park(self, job: _Job, wait: Wait) -> None:
+        now = self._clock()
+        due = job.deadline
+        if wait.retry_after_s is not None:
+            due = min(due, now + timedelta(seconds=wait.retry_after_s))
+        with self._cond:
+            job.wait = wait
+            job.generation += 1
+            if job.server_id is not None:
+                self._parked.setdefault(job.server_id, set()).add(job)
+            heapq.heappush(self._timers, (due, next(self._seq), job, job.generation))
+            self._cond.notify_all()
+
+    def _unpark(self, job: _Job) -> None:
+        """Take a job off the parked table (caller holds the condition)."""
+        job.wait = None
+        job.generation += 1
+        server_id = job.server_id
+        if server_id is not None and server_id in self._parked:
+            self._parked[server_id].discard(job)
+            if not self._parked[server_id]:
+                del self._parked[server_id]
+
+    def _retry_later(self, job: _Job) -> None:
+        job.attempts += 1
+        delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (job.attempts - 1))
+        delay *= random.uniform(0.5, 1.5)  # jitter, not security
+        log.warning("operation.retry", operation_id=job.work.op_id, delay_s=round(delay, 2))
+        self._park(job, Wait(job.phase, retry_after_s=delay, poll=False))
+
+    def _schedule(self) -> None:
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
+                now = self._clock()
+                due_jobs = []
+                while self._timers and self._timers[0][0] <= now:
+                    _, _, job, generation = heapq.heappop(self._timers)
+                    if job.generation == generation and job.wait is not None:
+                        self._unpark(job)
+                        due_jobs.append(job)
+                poll_due = (now - self._last_poll).total_seconds() >= self._poll_interval_s
+                wait_s = self._poll_interval_s
+                if self._timers:
+                    wait_s = min(wait_s, (self._timers[0][0] - now).total_seconds())
+            for job in due_jobs:
+                self._dispatch(job, None, None)
+            if poll_due:
+                self._poll()
+            with self._cond:
+                if not self._stopping:
+                    self._cond.wait(timeout=max(0.01, min(wait_s, 1.0)))
+
+    def _poll(self) -> None:
+        """One batched look at every server whose waiters heard nothing lately."""
+        now = self._clock()
+        self._last_poll = now
+        stale = now - timedelta(seconds=self._poll_interval_s)
+        with self._cond:
+            candidates = [
+                job
+                for jobs in self._parked.values()
+                for job in jobs
+                if job.wait is not None and job.wait.poll and (job.last_read or now) <= stale
+            ]
+        if not candidates:
+            return
+        since = min(job.last_read or now for job in candidates) - timedelta(seconds=POLL_SKEW_S)
+        try:
+            changed = {server.id: server for server in self._cloud.changed_since(since)}
+        except TemporaryError as exc:
+            log.warning("poll.failed", error=str(exc))
+            return
+        woken = []
+        with self._cond:
+            for job in candidates:
+                snapshot = changed.get(job.server_id or "")
+                if job.wait is None:
+                    continue
+                if snapshot is None:
+                    job.last_read = now
+                    continue
+                self._unpark(job)
+                woken.append((job, snapshot))
+        for job, snapshot in woken:
+            self._dispatch(job, None, snapshot)

@@ -1,0 +1,350 @@
+"""The edge to Nova: the only module that imports openstacksdk.
+
+It offers the few calls the actions need, returns plain frozen values
+(:class:`ServerState`, :class:`FlavorInfo`), maps openstacksdk's and
+keystoneauth's exceptions into our vocabulary (404 ``NotFound``, 409
+``Conflict``, 403 quota ``QuotaExceeded``, other 4xx ``Rejected``, 5xx,
+time-outs and connection failures ``CloudUnavailable``), and counts every
+HTTP request made, in total, per call and per operation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import keystoneauth1.exceptions as ksa_exc
+import openstack
+import openstack.connection
+import openstack.exceptions as sdk_exc
+
+from nova_autopilot.errors import (
+    CloudError,
+    CloudUnavailable,
+    Conflict,
+    NotFound,
+    QuotaExceeded,
+    Rejected,
+)
+
+T = TypeVar("T")
+
+#: Nova's numeric power states, as the API returns them.
+POWER_STATES = {
+    0: "pending",
+    1: "running",
+    3: "paused",
+    4: "shutdown",
+    6: "crashed",
+    7: "suspended",
+}
+_ID_IN_PATH = re.compile(
+    r"/[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+)
+_current_operation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "nova_autopilot_operation", default=None
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FlavorInfo:
+    id: str
+    name: str
+    vcpus: int | None = None
+    ram: int | None = None
+    disk: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    """What Nova says about a server at one moment."""
+
+    id: str
+    name: str
+    status: str
+    vm_state: str | None
+    task_state: str | None
+    power_state: str | None
+    launched_at: str | None
+    flavor_name: str | None
+    project_id: str | None = None
+    host: str | None = None
+    locked: bool = False
+    addresses: tuple[str, ...] = ()
+    fault: str | None = None
+    updated: str | None = None
+
+    @property
+    def launched(self) -> bool:
+        return bool(self.launched_at)
+
+    @property
+    def busy(self) -> bool:
+        return self.task_state is not None
+
+
+class RequestCounter:
+    """Counts HTTP requests to the cloud: in total, by call and by operation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.total = 0
+        self.by_call: Counter[str] = Counter()
+        self.by_status: Counter[int] = Counter()
+        self.by_operation: Counter[str] = Counter()
+
+    def record(self, method: str, path: str, status: int) -> None:
+        call = f"{method} {_ID_IN_PATH.sub('/{id}', path)}"
+        operation = _current_operation.get()
+        with self._lock:
+            self.total += 1
+            self.by_call[call] += 1
+            self.by_status[status] += 1
+            if operation is not None:
+                self.by_operation[operation] += 1
+
+    def for_operation(self, operation_id: str) -> int:
+        with self._lock:
+            return self.by_operation[operation_id]
+
+    def forget(self, operation_id: str) -> None:
+        with self._lock:
+            self.by_operation.pop(operation_id, None)
+
+
+@contextlib.contextmanager
+def counting_for(operation_id: str) -> Iterator[None]:
+    """Attribute the requests made inside the block to an operation."""
+    token = _current_operation.set(operation_id)
+    try:
+        yield
+    finally:
+        _current_operation.reset(token)
+
+
+def _message(exc: sdk_exc.HttpException) -> str:
+    details = getattr(exc, "details", None)
+    text = str(details) if details else str(exc)
+    return text.strip() or type(exc).__name__
+
+
+def _translate(call: str, exc: Exception) -> CloudError:
+    if isinstance(exc, sdk_exc.HttpException):
+        status = exc.status_code
+        message = _message(exc)
+        if status == 404:
+            return NotFound(message, status=status, call=call)
+        if status == 409:
+            return Conflict(message, status=status, call=call)
+        if status == 403 and "quota" in message.lower():
+            return QuotaExceeded(message, status=status, call=call)
+        if status is not None and 400 <= status < 500 and status not in (408, 429):
+            return Rejected(message, status=status, call=call)
+        return CloudUnavailable(message, status=status, call=call)
+    return CloudUnavailable(f"{type(exc).__name__}: {exc}", call=call)
+
+
+def _flavor_name(server: Any) -> str | None:
+    flavor = server.flavor
+    if flavor is None:
+        return None
+    name = getattr(flavor, "original_name", None) or getattr(flavor, "name", None)
+    return str(name) if name else None
+
+
+def _addresses(addresses: Mapping[str, Any] | None) -> tuple[str, ...]:
+    found = []
+    for entries in (addresses or {}).values():
+        for entry in entries or ():
+            if isinstance(entry, Mapping) and entry.get("addr"):
+                found.append(str(entry["addr"]))
+    return tuple(found)
+
+
+def server_state(server: Any) -> ServerState:
+    """Turn an openstacksdk Server into a :class:`ServerState`."""
+    power = server.power_state
+    fault = server.fault
+    return ServerState(
+        id=str(server.id),
+        name=str(server.name or ""),
+        status=str(server.status or "UNKNOWN"),
+        vm_state=server.vm_state,
+        task_state=server.task_state,
+        power_state=POWER_STATES.get(power, str(power)) if power is not None else None,
+        launched_at=server.launched_at,
+        flavor_name=_flavor_name(server),
+        project_id=server.project_id,
+        host=server.compute_host,
+        locked=bool(server.is_locked),
+        addresses=_addresses(server.addresses),
+        fault=str(fault.get("message")) if isinstance(fault, Mapping) else None,
+        updated=server.updated_at,
+    )
+
+
+@dataclass
+class Cloud:
+    """Nova through openstacksdk. Build it with :meth:`connect` or
+    :meth:`from_endpoint`; tests may pass any Connection."""
+
+    connection: openstack.connection.Connection
+    requests: RequestCounter = field(default_factory=RequestCounter)
+    flavor_ttl_s: float = 300.0
+    _flavors: dict[str, FlavorInfo] = field(default_factory=dict, init=False, repr=False)
+    _flavors_at: float = field(default=0.0, init=False, repr=False)
+    _flavor_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        session = getattr(self.connection.session, "session", None)
+        if session is not None:
+            session.hooks.setdefault("response", []).append(self._count)
+
+    def _count(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        request = response.request
+        path = request.path_url.split("?", 1)[0]
+        self.requests.record(str(request.method), path, int(response.status_code))
+
+    @classmethod
+    def connect(
+        cls,
+        *,
+        cloud: str | None,
+        region_name: str | None = None,
+        api_timeout: float | None = None,
+    ) -> Cloud:
+        """From a clouds.yaml cloud name, or ``OS_*`` variables when ``cloud`` is empty."""
+        try:
+            conn = openstack.connect(
+                cloud=cloud or None, region_name=region_name, api_timeout=api_timeout
+            )
+        except sdk_exc.SDKException as exc:
+            raise Rejected(f"cannot configure cloud {cloud!r}: {exc}", call="connect") from None
+        return cls(conn)
+
+    @classmethod
+    def from_endpoint(cls, url: str, *, token: str = "admin:admin") -> Cloud:
+        """A compute endpoint with a static token (a test Nova without Keystone)."""
+        conn = openstack.connect(
+            auth_type="admin_token",
+            auth={"endpoint": url, "token": token},
+            compute_endpoint_override=url,
+        )
+        return cls(conn)
+
+    def _call(self, call: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
+            raise _translate(call, exc) from None
+
+    # -- reads ------------------------------------------------------------
+
+    def server(self, server_id: str) -> ServerState:
+        compute = self.connection.compute
+        return self._call("get_server", lambda: server_state(compute.get_server(server_id)))
+
+    def find_server(self, ref: str | Mapping[str, str]) -> ServerState:
+        """A server by id, by name, or by ``{"id": ...}`` / ``{"name": ...}``."""
+        if isinstance(ref, Mapping):
+            if ref.get("id"):
+                return self.server(str(ref["id"]))
+            ref = str(ref.get("name", ""))
+        compute = self.connection.compute
+
+        def find() -> ServerState:
+            found = compute.find_server(ref, ignore_missing=False, all_projects=True)
+            return server_state(compute.get_server(found.id) if found.status is None else found)
+
+        return self._call("find_server", find)
+
+    def changed_since(self, since: datetime) -> list[ServerState]:
+        """Every server (all projects) updated at or after ``since``: one batched list call."""
+        stamp = since.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        compute = self.connection.compute
+        return self._call(
+            "list_servers",
+            lambda: [
+                server_state(s) for s in compute.servers(all_projects=True, changes_since=stamp)
+            ],
+        )
+
+    def flavor(self, ref: str) -> FlavorInfo:
+        """A flavor by name or id, from a list cached for ``flavor_ttl_s``."""
+        with self._flavor_lock:
+            if time.monotonic() - self._flavors_at > self.flavor_ttl_s or ref not in self._flavors:
+                compute = self.connection.compute
+                listed = self._call("list_flavors", lambda: list(compute.flavors(details=True)))
+                self._flavors = {}
+                for f in listed:
+                    info = FlavorInfo(str(f.id), str(f.name), f.vcpus, f.ram, f.disk)
+                    self._flavors[info.id] = info
+                    self._flavors.setdefault(info.name, info)
+                self._flavors_at = time.monotonic()
+            found = self._flavors.get(ref)
+        if found is None:
+            raise NotFound(f"flavor {ref!r} does not exist", status=404, call="find_flavor")
+        return found
+
+    def console_output(self, server_id: str, *, lines: int | None = None) -> str:
+        compute = self.connection.compute
+        result = self._call(
+            "console_output", lambda: compute.get_server_console_output(server_id, length=lines)
+        )
+        return str(result.get("output", "")) if isinstance(result, Mapping) else str(result)
+
+    def actions(self, server_id: str) -> list[dict[str, Any]]:
+        """Nova's instance actions of a server, newest first, with their events."""
+        compute = self.connection.compute
+
+        def fetch() -> list[dict[str, Any]]:
+            out = []
+            for action in compute.server_actions(server_id):
+                detail = compute.get_server_action(action.request_id, server_id)
+                out.append(detail.to_dict(computed=False))
+            return out
+
+        return self._call("server_actions", fetch)
+
+    # -- writes -----------------------------------------------------------
+
+    def resize(self, server_id: str, flavor_id: str) -> None:
+        compute = self.connection.compute
+        self._call("resize", lambda: compute.resize_server(server_id, flavor_id))
+
+    def confirm_resize(self, server_id: str) -> None:
+        compute = self.connection.compute
+        self._call("confirm_resize", lambda: compute.confirm_server_resize(server_id))
+
+    def revert_resize(self, server_id: str) -> None:
+        compute = self.connection.compute
+        self._call("revert_resize", lambda: compute.revert_server_resize(server_id))
+
+    def rescue(self, server_id: str, *, admin_pass: str, image: str | None = None) -> None:
+        compute = self.connection.compute
+        self._call(
+            "rescue", lambda: compute.rescue_server(server_id, admin_pass=admin_pass, image=image)
+        )
+
+    def unrescue(self, server_id: str) -> None:
+        compute = self.connection.compute
+        self._call("unrescue", lambda: compute.unrescue_server(server_id))
+
+    def lock(self, server_id: str, *, reason: str) -> None:
+        compute = self.connection.compute
+        self._call("lock", lambda: compute.lock_server(server_id, locked_reason=reason))
+
+    def unlock(self, server_id: str) -> None:
+        compute = self.connection.compute
+        self._call("unlock", lambda: compute.unlock_server(server_id))
+
+    def close(self) -> None:
+        self.connection.close()

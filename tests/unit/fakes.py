@@ -1,0 +1,253 @@
+"""An in-memory Nova for fast unit tests of the action machines.
+
+It follows Nova's state machine closely enough for the machines' logic; the
+same paths run against the sandbox and the real Nova over HTTP elsewhere.
+Transitions that Nova makes on its own (a resize reaching VERIFY_RESIZE, a
+rescue finishing) happen only when the test says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from nova_autopilot.actions.machine import Finish, Next, StepContext, Transition, Wait
+from nova_autopilot.actions.registry import MACHINES
+from nova_autopilot.cloud import FlavorInfo, RequestCounter, ServerState
+from nova_autopilot.errors import CloudError, Conflict, NotFound
+from nova_autopilot.policies.model import Confirm
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+#: Nova's API status for (vm_state, task_state); the task's absence means "default".
+STATUS = {
+    "active": {None: "ACTIVE", "resize_prep": "RESIZE", "rebooting_hard": "HARD_REBOOT"},
+    "stopped": {None: "SHUTOFF", "resize_prep": "RESIZE"},
+    "resized": {None: "VERIFY_RESIZE", "resize_reverting": "REVERT_RESIZE"},
+    "rescued": {None: "RESCUE"},
+    "error": {None: "ERROR"},
+}
+
+
+@dataclass
+class FakeServer:
+    id: str
+    name: str
+    flavor: str
+    vm_state: str = "active"
+    task_state: str | None = None
+    launched: bool = True
+    old_flavor: str | None = None
+    addresses: tuple[str, ...] = ("192.0.2.10",)
+    fault: str | None = None
+    console: str = "login: "
+    power: str | None = None
+
+    def state(self) -> ServerState:
+        by_task = STATUS[self.vm_state]
+        status = by_task.get(self.task_state, by_task[None])
+        return ServerState(
+            id=self.id,
+            name=self.name,
+            status=status,
+            vm_state=self.vm_state,
+            task_state=self.task_state,
+            power_state=self.power or ("shutdown" if self.vm_state == "stopped" else "running"),
+            launched_at="2026-11-25T09:00:00Z" if self.launched else None,
+            flavor_name=self.flavor,
+            addresses=self.addresses,
+            fault=self.fault,
+        )
+
+
+@dataclass
+class FakeCloud:
+    servers: dict[str, FakeServer] = field(default_factory=dict)
+    flavors: tuple[str, ...] = ("m1.small", "m1.large")
+    calls: Counter[str] = field(default_factory=Counter)
+    requests: RequestCounter = field(default_factory=RequestCounter)
+    fail: dict[str, list[CloudError]] = field(default_factory=dict)
+    on_call: Callable[[str], None] | None = None
+    actions_log: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, server: FakeServer) -> FakeServer:
+        self.servers[server.id] = server
+        return server
+
+    def _hit(self, call: str, server_id: str | None = None) -> FakeServer | None:
+        self.calls[call] += 1
+        self.requests.record("GET" if call in ("server", "console") else "POST", f"/{call}", 200)
+        if self.on_call:
+            self.on_call(call)
+        pending = self.fail.get(call)
+        if pending:
+            raise pending.pop(0)
+        if server_id is None:
+            return None
+        if server_id not in self.servers:
+            raise NotFound(f"server {server_id} not found", status=404, call=call)
+        return self.servers[server_id]
+
+    def server(self, server_id: str) -> ServerState:
+        found = self._hit("server", server_id)
+        assert found is not None
+        return found.state()
+
+    def find_server(self, ref: str | Mapping[str, str]) -> ServerState:
+        key = ref.get("id") or ref.get("name") if isinstance(ref, Mapping) else ref
+        for server in self.servers.values():
+            if key in (server.id, server.name):
+                return self.server(server.id)
+        raise NotFound(f"no server {key}", status=404, call="find_server")
+
+    def flavor(self, ref: str) -> FlavorInfo:
+        self.calls["flavor"] += 1
+        if ref not in self.flavors:
+            raise NotFound(f"flavor {ref!r} does not exist", status=404, call="flavor")
+        return FlavorInfo(f"id-{ref}", ref)
+
+    def console_output(self, server_id: str, *, lines: int | None = None) -> str:
+        found = self._hit("console", server_id)
+        assert found is not None
+        return found.console
+
+    def actions(self, server_id: str) -> list[dict[str, Any]]:
+        self._hit("actions")
+        return list(self.actions_log)
+
+    def resize(self, server_id: str, flavor_id: str) -> None:
+        s = self._hit("resize", server_id)
+        assert s is not None
+        if s.vm_state not in ("active", "stopped") or s.task_state:
+            raise Conflict("Cannot 'resize' instance while it is in vm_state " + s.vm_state)
+        s.old_flavor, s.task_state = s.flavor, "resize_prep"
+        s.flavor = flavor_id.removeprefix("id-")
+        self.actions_log.insert(0, {"action": "resize", "start_time": "2026-11-25T12:00:00Z"})
+
+    def confirm_resize(self, server_id: str) -> None:
+        s = self._hit("confirm", server_id)
+        assert s is not None
+        if s.vm_state != "resized":
+            raise Conflict("Cannot 'confirmResize' instance while it is in vm_state " + s.vm_state)
+        s.task_state = "resize_confirming"
+
+    def revert_resize(self, server_id: str) -> None:
+        s = self._hit("revert", server_id)
+        assert s is not None
+        if s.vm_state != "resized":
+            raise Conflict("Cannot 'revertResize' instance while it is in vm_state " + s.vm_state)
+        s.task_state = "resize_reverting"
+
+    def rescue(self, server_id: str, *, admin_pass: str, image: str | None = None) -> None:
+        s = self._hit("rescue", server_id)
+        assert s is not None
+        if not s.launched:
+            raise Conflict("Cannot 'rescue' instance: it was never launched")
+        if s.vm_state not in ("active", "stopped", "error") or s.task_state:
+            raise Conflict("Cannot 'rescue' instance while it is in vm_state " + s.vm_state)
+        s.task_state = "rescuing"
+
+    def unrescue(self, server_id: str) -> None:
+        s = self._hit("unrescue", server_id)
+        assert s is not None
+        if s.vm_state != "rescued":
+            raise Conflict("Cannot 'unrescue' instance while it is in vm_state " + s.vm_state)
+        s.task_state = "unrescuing"
+
+    def changed_since(self, since: datetime) -> list[ServerState]:
+        self._hit("list")
+        return [s.state() for s in self.servers.values()]
+
+    # -- what Nova does on its own ------------------------------------------
+
+    def nova_finishes(self, server_id: str, *, fail: str | None = None) -> None:
+        """Complete whatever task the server is in, as Nova would."""
+        s = self.servers[server_id]
+        task = s.task_state
+        s.task_state = None
+        if fail:
+            s.fault = fail
+            if task == "resize_prep":
+                s.flavor = s.old_flavor or s.flavor
+                return
+            s.vm_state = "error"
+        elif task == "resize_prep":
+            s.vm_state = "resized"
+        elif task == "resize_confirming":
+            s.vm_state = "active"
+        elif task == "resize_reverting":
+            s.vm_state, s.flavor = "active", s.old_flavor or s.flavor
+        elif task == "rescuing":
+            s.vm_state = "rescued"
+        elif task == "unrescuing":
+            s.vm_state = "active"
+
+
+@dataclass
+class Drive:
+    """Runs one operation's phases by hand, as the runner would, without threads."""
+
+    cloud: FakeCloud
+    action: str
+    params: dict[str, Any]
+    confirm: Confirm = field(default_factory=Confirm)
+    now: datetime = T0
+    probe_result: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    phase: str = ""
+    steps: list[str] = field(default_factory=list)
+    checkpoints: int = 0
+    secrets: dict[str, str] = field(default_factory=dict)
+    started_at: datetime = T0
+
+    def __post_init__(self) -> None:
+        self.phase = self.phase or MACHINES[self.action].first
+
+    def tcp(self, host: str, port: int, timeout_s: float) -> str | None:
+        return self.probe_result
+
+    def context(self) -> StepContext:
+        return StepContext(
+            operation_id="op-1",
+            cloud=self.cloud,
+            params=self.params,
+            confirm=self.confirm,
+            state=self.state,
+            started_at=self.started_at,
+            clock=lambda: self.now,
+            probe=self,
+            record=lambda name, detail: self.steps.append(name),
+            checkpoint=self._checkpoint,
+            secrets=self.secrets,
+        )
+
+    def _checkpoint(self) -> None:
+        self.checkpoints += 1
+
+    def run(self) -> Transition:
+        """Run phases until the machine waits or finishes."""
+        machine = MACHINES[self.action]
+        ctx = self.context()
+        while True:
+            transition = machine.phases[self.phase](ctx)
+            if isinstance(transition, Next):
+                self.phase = transition.phase
+                continue
+            if isinstance(transition, Wait):
+                self.phase = transition.phase
+            return transition
+
+    def later(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def restarted(self) -> Drive:
+        """The same operation, as a restarted daemon finds it in the journal."""
+        return dataclasses.replace(self, state=dict(self.state), steps=[])
+
+
+def finished(transition: Transition) -> tuple[str, str | None]:
+    assert isinstance(transition, Finish), transition
+    return transition.outcome, transition.reason

@@ -1,0 +1,317 @@
+"""The resize, rescue and unrescue machines, phase by phase, on an in-memory Nova."""
+
+from __future__ import annotations
+
+import pytest
+
+from nova_autopilot.actions.machine import Wait
+from nova_autopilot.errors import CloudUnavailable
+from nova_autopilot.policies.model import Confirm, GateCheck
+from tests.unit.fakes import Drive, FakeCloud, FakeServer, finished
+
+SID = "5e1f7a52-0000-4000-8000-000000000001"
+
+
+def cloud_with(**server: object) -> FakeCloud:
+    cloud = FakeCloud()
+    cloud.add(FakeServer(id=SID, name="web-1", flavor="m1.small", **server))  # type: ignore[arg-type]
+    return cloud
+
+
+def resize(cloud: FakeCloud, **confirm: object) -> Drive:
+    return Drive(cloud, "resize", {"server": {"id": SID}, "flavor": "m1.large"}, Confirm(**confirm))  # type: ignore[arg-type]
+
+
+def test_a_resize_is_requested_then_waits_for_verify_resize() -> None:
+    cloud = cloud_with()
+    drive = resize(cloud)
+    transition = drive.run()
+    assert isinstance(transition, Wait)
+    assert transition.phase == "wait_verify"
+    assert "instance.resize_finish.end" in transition.events
+    assert cloud.calls["resize"] == 1
+    assert drive.checkpoints == 1
+    assert drive.state["old_flavor"] == "m1.small"
+
+
+def test_a_healthy_resize_is_confirmed_and_verified_on_the_new_flavor() -> None:
+    cloud = cloud_with()
+    drive = resize(cloud, gate=(GateCheck("tcp", {"port": 22}),))
+    drive.run()
+    cloud.nova_finishes(SID)
+    assert isinstance(drive.run(), Wait)  # confirm requested, waiting for ACTIVE
+    assert cloud.calls["confirm"] == 1
+    cloud.nova_finishes(SID)
+    assert finished(drive.run()) == ("confirmed", None)
+    assert cloud.servers[SID].flavor == "m1.large"
+    assert drive.steps == [
+        "checked",
+        "resize_requested",
+        "verify_resize",
+        "gate_passed",
+        "confirm_requested",
+        "settled",
+    ]
+
+
+def test_a_failing_gate_is_retried_then_reverted_when_its_time_runs_out() -> None:
+    cloud = cloud_with()
+    drive = resize(cloud, gate=(GateCheck("tcp", {"port": 22}),), gate_timeout_s=30)
+    drive.probe_result = "192.0.2.10:22 did not answer"
+    drive.run()
+    cloud.nova_finishes(SID)
+    transition = drive.run()
+    assert isinstance(transition, Wait)
+    assert transition.retry_after_s is not None
+    assert transition.poll is False
+    drive.later(31)
+    assert isinstance(drive.run(), Wait)  # revert requested
+    assert cloud.calls["revert"] == 1
+    assert cloud.calls["confirm"] == 0
+    cloud.nova_finishes(SID)
+    outcome, reason = finished(drive.run())
+    assert outcome == "reverted"
+    assert reason is not None
+    assert "did not answer" in reason
+    assert cloud.servers[SID].flavor == "m1.small"
+
+
+def test_a_gate_that_recovers_before_its_deadline_lets_the_resize_be_confirmed() -> None:
+    cloud = cloud_with()
+    drive = resize(cloud, gate=(GateCheck("console", {"contains": "login:"}),))
+    cloud.servers[SID].console = "booting..."
+    drive.run()
+    cloud.nova_finishes(SID)
+    assert isinstance(drive.run(), Wait)
+    cloud.servers[SID].console = "booting... web-1 login:"
+    drive.later(5)
+    drive.run()
+    assert cloud.calls["confirm"] == 1
+
+
+def test_a_console_showing_a_panic_fails_the_gate() -> None:
+    cloud = cloud_with()
+    drive = resize(
+        cloud, gate=(GateCheck("console", {"not_contains": "Kernel panic"}),), gate_timeout_s=0
+    )
+    cloud.servers[SID].console = "Kernel panic - not syncing"
+    drive.run()
+    cloud.nova_finishes(SID)
+    drive.run()
+    assert cloud.calls["revert"] == 1
+
+
+def test_on_failure_keep_confirms_despite_the_gate_and_says_so() -> None:
+    cloud = cloud_with(addresses=())
+    drive = resize(
+        cloud, gate=(GateCheck("tcp", {"port": 22}),), gate_timeout_s=0, on_failure="keep"
+    )
+    drive.run()
+    cloud.nova_finishes(SID)
+    drive.run()
+    cloud.nova_finishes(SID)
+    outcome, reason = finished(drive.run())
+    assert outcome == "confirmed"
+    assert reason is not None
+    assert "no address" in reason
+
+
+def test_nova_auto_confirming_first_turns_the_confirm_conflict_into_success() -> None:
+    cloud = cloud_with()
+    drive = resize(cloud)
+
+    def nova_confirms_first(call: str) -> None:
+        if call == "confirm":
+            server = cloud.servers[SID]
+            server.vm_state, server.task_state = "active", None
+
+    drive.run()
+    cloud.nova_finishes(SID)
+    cloud.on_call = nova_confirms_first
+    assert finished(drive.run()) == ("confirmed", None)
+    assert "confirmed_by_nova" in drive.steps
+
+
+def test_a_resize_nova_rejects_ends_failed_with_novas_reason() -> None:
+    cloud = cloud_with()
+    drive = resize(cloud)
+    drive.run()
+    cloud.nova_finishes(SID, fail="No valid host was found. There are not enough hosts available.")
+    outcome, reason = finished(drive.run())
+    assert outcome == "failed"
+    assert reason == "resize failed: No valid host was found. There are not enough hosts available."
+
+
+@pytest.mark.parametrize(
+    ("server", "flavor", "reason"),
+    [
+        ({"vm_state": "error"}, "m1.large", "the server is ERROR (vm_state error)"),
+        ({"task_state": "rebooting"}, "m1.large", "task rebooting is in progress"),
+        ({}, "m1.small", "the server already has flavor m1.small"),
+        ({}, "m9.huge", "flavor 'm9.huge' does not exist"),
+        ({"vm_state": "resized"}, "m1.large", "another resize is waiting for confirmation"),
+    ],
+)
+def test_resize_preconditions_refuse_without_calling_nova(
+    server: dict[str, object], flavor: str, reason: str
+) -> None:
+    cloud = cloud_with(**server)
+    drive = Drive(cloud, "resize", {"server": {"id": SID}, "flavor": flavor})
+    assert finished(drive.run()) == ("refused", reason)
+    assert cloud.calls["resize"] == 0
+
+
+def test_a_vanished_server_fails_the_operation() -> None:
+    drive = Drive(FakeCloud(), "resize", {"server": {"id": SID}, "flavor": "m1.large"})
+    assert finished(drive.run()) == ("failed", "the server does not exist")
+
+
+def test_a_stopped_server_must_come_back_shutoff_on_the_new_flavor() -> None:
+    cloud = cloud_with(vm_state="stopped", power="shutdown")
+    drive = resize(cloud)
+    drive.run()
+    assert drive.state["final_status"] == "SHUTOFF"
+    cloud.nova_finishes(SID)
+    cloud.servers[SID].vm_state = "resized"
+    drive.run()
+    cloud.nova_finishes(SID)
+    cloud.servers[SID].vm_state = "stopped"
+    assert finished(drive.run()) == ("confirmed", None)
+
+
+def test_a_resize_that_never_reaches_verify_resize_times_out() -> None:
+    cloud = cloud_with()
+    drive = resize(cloud, timeout_s=60)
+    drive.run()
+    drive.later(61)
+    outcome, _ = finished(drive.run())
+    assert outcome == "timed_out"
+
+
+def test_a_restart_in_verify_resize_confirms_once() -> None:
+    cloud = cloud_with()
+    drive = resize(cloud)
+    drive.run()
+    cloud.nova_finishes(SID)
+    again = drive.restarted()  # killed while waiting: the journal says wait_verify
+    again.run()
+    cloud.nova_finishes(SID)
+    assert finished(again.run()) == ("confirmed", None)
+    assert cloud.calls["resize"] == 1
+    assert cloud.calls["confirm"] == 1
+
+
+def test_a_restart_between_asking_and_recording_does_not_ask_again() -> None:
+    cloud = cloud_with()
+    drive = resize(cloud)
+
+    def crash_after_resize(call: str) -> None:
+        if call == "resize":
+            cloud.on_call = None
+            raise KeyboardInterrupt  # the daemon dies right after asking Nova
+
+    cloud.on_call = crash_after_resize
+    with pytest.raises(KeyboardInterrupt):
+        drive.run()
+    # The request reached Nova (the fake applies it after the hook). Simulate
+    # the state the journal had: phase "request", requesting_at set.
+    cloud.resize(SID, "id-m1.large")
+    again = drive.restarted()
+    again.phase = "check"
+    assert isinstance(again.run(), Wait)
+    assert cloud.calls["resize"] == 2  # the test's own call above, and the first one
+    assert "resumed" in again.steps
+
+
+def test_quota_exceeded_ends_with_that_reason() -> None:
+    from nova_autopilot.errors import QuotaExceeded
+
+    cloud = cloud_with()
+    cloud.fail["resize"] = [
+        QuotaExceeded(
+            "Quota exceeded for cores: Requested 4, but already used 8 of 10 cores", status=403
+        )
+    ]
+    outcome, reason = finished(resize(cloud).run())
+    assert outcome == "failed"
+    assert (
+        reason
+        == "quota exceeded: Quota exceeded for cores: Requested 4, but already used 8 of 10 cores"
+    )
+
+
+def test_temporary_errors_propagate_to_the_runner_for_retry() -> None:
+    cloud = cloud_with()
+    cloud.fail["server"] = [CloudUnavailable("503 Service Unavailable", status=503)]
+    with pytest.raises(CloudUnavailable):
+        resize(cloud).run()
+
+
+# -- rescue ------------------------------------------------------------------
+
+
+def rescue(cloud: FakeCloud, **params: object) -> Drive:
+    return Drive(cloud, "rescue", {"server": {"id": SID}, **params})
+
+
+def test_a_launched_server_in_error_is_rescued_with_a_fresh_password() -> None:
+    cloud = cloud_with(vm_state="error")
+    drive = rescue(cloud)
+    transition = drive.run()
+    assert isinstance(transition, Wait)
+    assert "instance.rescue.end" in transition.events
+    assert len(drive.secrets["admin_password"]) >= 20
+    assert "admin_password" not in drive.state
+    cloud.nova_finishes(SID)
+    assert finished(drive.run()) == ("rescued", None)
+
+
+def test_while_rescuing_an_error_status_is_not_mistaken_for_the_end() -> None:
+    cloud = cloud_with(vm_state="error")
+    drive = rescue(cloud)
+    drive.run()
+    assert cloud.servers[SID].state().status == "ERROR"
+    assert isinstance(drive.run(), Wait)  # task_state rescuing: still waiting
+
+
+def test_a_never_launched_server_is_not_rescuable_and_nova_is_not_asked() -> None:
+    cloud = cloud_with(vm_state="error", launched=False)
+    outcome, reason = finished(rescue(cloud).run())
+    assert outcome == "not_rescuable"
+    assert reason is not None
+    assert "never launched" in reason
+    assert cloud.calls["rescue"] == 0
+
+
+def test_a_restart_after_asking_for_the_rescue_does_not_ask_again() -> None:
+    cloud = cloud_with()
+    drive = rescue(cloud)
+    drive.run()
+    again = drive.restarted()
+    again.phase = "check"
+    again.state.pop("requested")  # died before recording that it had asked
+    assert isinstance(again.run(), Wait)
+    assert cloud.calls["rescue"] == 1
+
+
+def test_a_failed_rescue_reports_novas_fault() -> None:
+    cloud = cloud_with()
+    drive = rescue(cloud)
+    drive.run()
+    cloud.nova_finishes(SID, fail="Rescue image not found")
+    assert finished(drive.run()) == ("failed", "rescue failed: Rescue image not found")
+
+
+def test_unrescue_brings_a_rescued_server_back_to_active() -> None:
+    cloud = cloud_with(vm_state="rescued")
+    drive = Drive(cloud, "unrescue", {"server": {"name": "web-1"}})
+    assert isinstance(drive.run(), Wait)
+    cloud.nova_finishes(SID)
+    assert finished(drive.run()) == ("unrescued", None)
+
+
+def test_unrescue_of_a_server_not_in_rescue_is_refused() -> None:
+    cloud = cloud_with()
+    outcome, _ = finished(Drive(cloud, "unrescue", {"server": SID}).run())
+    assert outcome == "refused"
+    assert cloud.calls["unrescue"] == 0
