@@ -251,3 +251,33 @@ class Drive:
 def finished(transition: Transition) -> tuple[str, str | None]:
     assert isinstance(transition, Finish), transition
     return transition.outcome, transition.reason
+
+
+@dataclass
+class MemoryStore:
+    """The runner's view of the journal, in memory, thread-safe enough for tests."""
+
+    phases: dict[str, list[str]] = field(default_factory=dict)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    steps: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    outcomes: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+
+    def advance(
+        self, op_id: str, *, phase: str, state: dict[str, Any], expect_version: int, now: datetime
+    ) -> Any:
+        assert self.versions.get(op_id, 0) == expect_version, "stale version"
+        self.versions[op_id] = expect_version + 1
+        self.phases.setdefault(op_id, []).append(phase)
+        self.states[op_id] = dict(state)
+        return dataclasses.make_dataclass("Op", ["version"])(self.versions[op_id])
+
+    def record_step(
+        self, op_id: str, *, name: str, detail: dict[str, Any], nova_requests: int, now: datetime
+    ) -> None:
+        self.steps.setdefault(op_id, []).append((name, nova_requests))
+
+    def finish(self, op_id: str, *, outcome: str, reason: str | None, now: datetime) -> Any:
+        assert op_id not in self.outcomes, "finished twice"
+        self.outcomes[op_id] = (outcome, reason)
+        return None

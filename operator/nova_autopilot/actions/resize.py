@@ -128,6 +128,7 @@ def wait_verify(ctx: StepContext) -> Transition:
     state = ctx.state
     if server.status == "VERIFY_RESIZE":
         ctx.record("verify_resize", describe(server))
+        ctx.snapshot = server  # the gate starts from this very read
         return Next("gate")
     if server.status == "ERROR" or server.vm_state == "error":
         return Finish("failed", f"resize failed: {failure_reason(ctx, server)}")

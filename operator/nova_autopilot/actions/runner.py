@@ -136,6 +136,7 @@ class Runner:
         workers: int = 4,
         poll_interval_s: float = 30.0,
         rescue_image: str | None = None,
+        retry_base_s: float = RETRY_BASE_S,
     ) -> None:
         self._cloud = cloud
         self._store = store
@@ -144,6 +145,7 @@ class Runner:
         self._probe = probe or SocketProbe()
         self._poll_interval_s = poll_interval_s
         self._rescue_image = rescue_image
+        self._retry_base_s = retry_base_s
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="autopilot-step")
         self._cond = threading.Condition()
         self._jobs: dict[str, _Job] = {}
@@ -252,7 +254,7 @@ class Runner:
             except PermanentError as exc:
                 transition = Finish("failed", f"{phase}: {exc}")
             job.last_read = self._clock()
-            ctx.woken_by, ctx.snapshot = None, None
+            ctx.woken_by = None  # a snapshot left unread stays: it is still this moment's
             self._flush(job, pending, before, phase, {})
             if isinstance(transition, Next):
                 job.phase = transition.phase
@@ -346,7 +348,7 @@ class Runner:
 
     def _retry_later(self, job: _Job) -> None:
         job.attempts += 1
-        delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (job.attempts - 1))
+        delay = min(RETRY_CAP_S, self._retry_base_s * 2 ** (job.attempts - 1))
         delay *= random.uniform(0.5, 1.5)  # jitter, not security
         log.warning("operation.retry", operation_id=job.work.op_id, delay_s=round(delay, 2))
         self._park(job, Wait(job.phase, retry_after_s=delay, poll=False))

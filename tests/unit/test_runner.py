@@ -1,0 +1,236 @@
+"""The runner: waiting without a thread per operation, woken by notifications,
+the batched poll, retry delays and deadlines; resuming from the journal."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from nova_autopilot.actions.runner import Done, Runner, Work
+from nova_autopilot.errors import CloudUnavailable
+from nova_autopilot.policies.model import Confirm
+from tests.unit.fakes import FakeCloud, FakeServer, MemoryStore
+from tests.unit.policy_helpers import nova_event
+
+SID = "5e1f7a52-0000-4000-8000-000000000001"
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for a condition, with a deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.005)
+
+
+class Harness:
+    def __init__(self, cloud: FakeCloud, poll_interval_s: float = 60.0) -> None:
+        self.cloud = cloud
+        self.store = MemoryStore()
+        self.done: dict[str, Done] = {}
+        self.finished = threading.Event()
+        self.runner = Runner(
+            cloud=cloud,
+            store=self.store,
+            clock=now,
+            on_done=self._done,
+            workers=2,
+            poll_interval_s=poll_interval_s,
+            retry_base_s=0.01,
+        )
+
+    def _done(self, done: Done) -> None:
+        self.done[done.op_id] = done
+        self.finished.set()
+
+    def resize(self, op_id: str = "op-1", timeout_s: float = 30.0) -> None:
+        self.runner.submit(
+            Work(
+                op_id,
+                "resize",
+                {"server": {"id": SID}, "flavor": "m1.large"},
+                Confirm(timeout_s=timeout_s),
+                now(),
+            )
+        )
+
+    def outcome(self, op_id: str = "op-1") -> tuple[str, str | None]:
+        assert self.finished.wait(5), "the operation did not finish"
+        done = self.done[op_id]
+        return done.outcome, done.reason
+
+
+@pytest.fixture
+def cloud() -> FakeCloud:
+    cloud = FakeCloud()
+    cloud.add(FakeServer(id=SID, name="web-1", flavor="m1.small"))
+    return cloud
+
+
+@pytest.fixture
+def harness(cloud: FakeCloud) -> Iterator[Harness]:
+    h = Harness(cloud)
+    h.runner.start()
+    yield h
+    h.runner.stop(timeout=5)
+
+
+def test_notifications_wake_a_resize_through_to_its_confirmed_end(
+    harness: Harness, cloud: FakeCloud
+) -> None:
+    harness.resize()
+    until(lambda: harness.runner.waiting() == 1)
+    cloud.nova_finishes(SID)
+    assert harness.runner.notify(nova_event("instance.resize_finish.end", uuid=SID)) == 1
+    until(lambda: cloud.calls["confirm"] == 1 and harness.runner.waiting() == 1)
+    cloud.nova_finishes(SID)
+    harness.runner.notify(nova_event("instance.resize_confirm.end", uuid=SID))
+    assert harness.outcome() == ("confirmed", None)
+    assert harness.done["op-1"].nova_requests == 5  # GET, POST resize, GET, POST confirm, GET
+    assert harness.store.phases["op-1"][-1] == "verify"
+    assert sum(n for _, n in harness.store.steps["op-1"]) == 5
+
+
+def test_updates_in_the_middle_of_a_task_do_not_wake_the_operation(
+    harness: Harness, cloud: FakeCloud
+) -> None:
+    harness.resize()
+    until(lambda: harness.runner.waiting() == 1)
+    busy = nova_event("instance.update", uuid=SID, state="active", task_state="resize_migrating")
+    other = nova_event("instance.resize_finish.end", uuid="another-server")
+    assert harness.runner.notify(busy) == 0
+    assert harness.runner.notify(other) == 0
+    assert cloud.calls["server"] == 1
+
+
+def test_the_batched_poll_catches_a_lost_notification_without_a_get_per_server(
+    cloud: FakeCloud,
+) -> None:
+    h = Harness(cloud, poll_interval_s=0.05)
+    h.runner.start()
+    try:
+        h.resize()
+        until(lambda: h.runner.waiting() == 1)
+        cloud.nova_finishes(SID)  # ... and the notification is lost
+        until(lambda: cloud.calls["confirm"] == 1, timeout=5)
+        cloud.nova_finishes(SID)
+        assert h.outcome() == ("confirmed", None)
+        assert cloud.calls["list"] >= 2
+        assert cloud.calls["server"] == 1  # only the first check: the poll's snapshots did the rest
+    finally:
+        h.runner.stop(timeout=5)
+
+
+def test_nova_answering_500_twice_is_retried_with_backoff_then_succeeds(
+    harness: Harness, cloud: FakeCloud
+) -> None:
+    error = CloudUnavailable("500 Internal Server Error", status=500)
+    cloud.fail["server"] = [error, error]
+    harness.resize()
+    until(lambda: cloud.calls["resize"] == 1)
+    names = [name for name, _ in harness.store.steps["op-1"]]
+    assert names[:2] == ["check.retry", "check.retry"]
+    assert cloud.calls["server"] == 3
+
+
+def test_an_operation_past_its_deadline_times_out(harness: Harness) -> None:
+    harness.resize(timeout_s=0.2)
+    outcome, reason = harness.outcome()
+    assert outcome == "timed_out"
+    assert reason is not None
+
+
+def test_unfinished_work_from_the_journal_resumes_in_its_phase(
+    harness: Harness, cloud: FakeCloud
+) -> None:
+    server = cloud.servers[SID]
+    server.vm_state, server.flavor, server.old_flavor = "resized", "m1.large", "m1.small"
+    state = {
+        "server_id": SID,
+        "old_flavor": "m1.small",
+        "new_flavor": "m1.large",
+        "new_flavor_id": "id-m1.large",
+        "final_status": "ACTIVE",
+        "power_state": "running",
+        "requested": True,
+    }
+    started = now() - timedelta(seconds=5)
+    harness.store.versions["op-9"] = 7
+    harness.runner.resume(
+        [
+            Work(
+                "op-9",
+                "resize",
+                {"server": {"id": SID}, "flavor": "m1.large"},
+                Confirm(),
+                started,
+                "wait_verify",
+                state,
+                7,
+            )
+        ]
+    )
+    until(lambda: cloud.calls["confirm"] == 1)
+    assert cloud.calls["resize"] == 0
+    cloud.nova_finishes(SID)
+    harness.runner.notify(nova_event("instance.resize_confirm.end", uuid=SID))
+    assert harness.outcome("op-9") == ("confirmed", None)
+
+
+def test_a_bug_in_a_phase_fails_that_operation_and_the_runner_goes_on(
+    harness: Harness, cloud: FakeCloud
+) -> None:
+    def explode(call: str) -> None:
+        if call == "server":
+            cloud.on_call = None
+            raise ZeroDivisionError("bug")
+
+    cloud.on_call = explode
+    harness.resize()
+    assert harness.outcome() == ("failed", "internal error: see the daemon's log")
+    harness.finished.clear()
+    harness.resize("op-2")
+    until(lambda: cloud.calls["resize"] == 1)
+
+
+def test_stopping_leaves_waiting_operations_in_the_journal(cloud: FakeCloud) -> None:
+    h = Harness(cloud)
+    h.runner.start()
+    h.resize()
+    until(lambda: h.runner.waiting() == 1)
+    h.runner.stop(timeout=5)
+    assert h.store.phases["op-1"][-1] == "wait_verify"
+    assert "op-1" not in h.store.outcomes
+    h.runner.submit(Work("op-2", "resize", {}, Confirm(), now()))  # refused quietly once stopped
+    assert "op-2" not in h.store.phases
+
+
+def test_a_thousand_waiting_operations_need_no_thread_each(cloud: FakeCloud) -> None:
+    for i in range(1000):
+        cloud.add(FakeServer(id=f"srv-{i}", name=f"s{i}", flavor="m1.small"))
+    h = Harness(cloud)
+    h.runner.start()
+    threads_before = threading.active_count()
+    try:
+        for i in range(1000):
+            h.runner.submit(
+                Work(
+                    f"op-{i}",
+                    "resize",
+                    {"server": {"id": f"srv-{i}"}, "flavor": "m1.large"},
+                    Confirm(),
+                    now(),
+                )
+            )
+        until(lambda: h.runner.waiting() == 1000, timeout=30)
+        assert threading.active_count() <= threads_before + 2
+    finally:
+        h.runner.stop(timeout=5)
