@@ -1,0 +1,65 @@
+"""The journal: a durable record of every operation, its steps with timestamps, the event
+that caused it and its outcome, plus the keys of processed messages for de-duplication.
+
+SQLite by default (:func:`default_url`, a file in the state directory, WAL mode); any
+SQLAlchemy URL (PostgreSQL, MariaDB) for daemons that share one. ``docs/journal.md``
+describes what is recorded, the schema, de-duplication, migrations and retention.
+
+=========================  ===================================================
+``records``                the values: NewOperation, Operation, Step, Accepted, Duplicate
+``errors``                 JournalError (temporary) and the permanent conflicts
+``schema``                 the tables, as SQLAlchemy Core metadata
+``database``               engines per backend, transactions, retries
+``migrate``                alembic, run from inside the package (``migrations/``)
+``rows``                   records to rows and back, through the redaction hook
+``changes``                the writing transactions
+``queries``                the reading statements
+``store``                  :class:`Journal`, the API the rest of the daemon uses
+=========================  ===================================================
+"""
+
+from nova_autopilot.journal.database import default_url
+from nova_autopilot.journal.errors import (
+    DuplicateOperation,
+    JournalError,
+    OperationFinished,
+    SchemaMismatch,
+    StaleOperation,
+    UnknownOperation,
+)
+from nova_autopilot.journal.records import (
+    INITIAL_PHASE,
+    MODES,
+    OUTCOMES,
+    Accepted,
+    Duplicate,
+    Mode,
+    NewOperation,
+    Operation,
+    Outcome,
+    Status,
+    Step,
+)
+from nova_autopilot.journal.store import Journal
+
+__all__ = [
+    "INITIAL_PHASE",
+    "MODES",
+    "OUTCOMES",
+    "Accepted",
+    "Duplicate",
+    "DuplicateOperation",
+    "Journal",
+    "JournalError",
+    "Mode",
+    "NewOperation",
+    "Operation",
+    "OperationFinished",
+    "Outcome",
+    "SchemaMismatch",
+    "StaleOperation",
+    "Status",
+    "Step",
+    "UnknownOperation",
+    "default_url",
+]

@@ -1,0 +1,208 @@
+"""Writing the journal: each function is the body of one transaction.
+
+They only touch the database (a transaction chosen as a deadlock victim is run again)
+and decide on rows read under lock or on a compare-and-set of ``version``, so two
+threads or two daemons can never both win.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from nova_autopilot.journal import queries
+from nova_autopilot.journal.errors import OperationFinished, StaleOperation, UnknownOperation
+from nova_autopilot.journal.records import JSONDict, Operation, Step
+from nova_autopilot.journal.schema import operations as ops
+from nova_autopilot.journal.schema import processed_messages as messages
+from nova_autopilot.journal.schema import steps
+
+__all__ = [
+    "accept",
+    "advance",
+    "claim",
+    "finish",
+    "prune_messages",
+    "prune_operations",
+    "record_step",
+    "release",
+    "renew",
+]
+
+
+def accept(
+    conn: Connection, *, key: str, ids: tuple[str, ...], rows: Sequence[JSONDict], at: datetime
+) -> None:
+    """Insert the message first: its unique key makes a second copy fail right there."""
+    conn.execute(
+        insert(messages).values(message_key=key, first_seen_at=at, operation_ids=json.dumps(ids))
+    )
+    if rows:
+        conn.execute(insert(ops), list(rows))
+
+
+def record_step(
+    conn: Connection,
+    operation_id: str,
+    *,
+    name: str,
+    detail: str,
+    nova_requests: int,
+    at: datetime,
+) -> Step:
+    # Bumping the counter locks the operation's row: concurrent steps get distinct numbers.
+    bumped = conn.execute(
+        update(ops)
+        .where(ops.c.id == operation_id)
+        .values(
+            step_count=ops.c.step_count + 1,
+            nova_requests=ops.c.nova_requests + nova_requests,
+            updated_at=at,
+        )
+    )
+    if bumped.rowcount == 0:
+        raise UnknownOperation(operation_id)
+    seq = conn.execute(select(ops.c.step_count).where(ops.c.id == operation_id)).scalar_one()
+    conn.execute(
+        insert(steps).values(
+            operation_id=operation_id,
+            seq=seq,
+            name=name,
+            detail=detail,
+            nova_requests=nova_requests,
+            at=at,
+        )
+    )
+    return Step(
+        operation_id=operation_id,
+        seq=seq,
+        name=name,
+        detail=json.loads(detail),
+        nova_requests=nova_requests,
+        at=at,
+    )
+
+
+def advance(
+    conn: Connection,
+    operation_id: str,
+    *,
+    phase: str,
+    state: str,
+    expect_version: int,
+    at: datetime,
+) -> Operation:
+    changed = conn.execute(
+        update(ops)
+        .where(
+            ops.c.id == operation_id,
+            ops.c.version == expect_version,
+            ops.c.status != "done",
+        )
+        .values(
+            phase=phase,
+            state=state,
+            status="running",
+            version=expect_version + 1,
+            updated_at=at,
+        )
+    )
+    current = queries.get(conn, operation_id)
+    if changed.rowcount == 1:
+        return current
+    if current.finished:
+        raise OperationFinished(operation_id, current.outcome)
+    raise StaleOperation(operation_id, expected=expect_version, actual=current.version)
+
+
+def finish(
+    conn: Connection,
+    operation_id: str,
+    *,
+    outcome: str,
+    reason: str | None,
+    expect_version: int | None,
+    at: datetime,
+) -> Operation:
+    current = queries.get(conn, operation_id, lock=True)
+    if current.finished:
+        raise OperationFinished(operation_id, current.outcome)
+    if expect_version is not None and current.version != expect_version:
+        raise StaleOperation(operation_id, expected=expect_version, actual=current.version)
+    conn.execute(
+        update(ops)
+        .where(ops.c.id == operation_id, ops.c.version == current.version)
+        .values(
+            status="done",
+            outcome=outcome,
+            reason=reason,
+            finished_at=at,
+            updated_at=at,
+            version=current.version + 1,
+        )
+    )
+    return queries.get(conn, operation_id)
+
+
+def claim(
+    conn: Connection, operation_id: str, *, owner: str, at: datetime, lease_until: datetime
+) -> Operation | None:
+    current = queries.get(conn, operation_id, lock=True)
+    if current.finished:
+        return None
+    held = current.lease_until is not None and current.lease_until > at
+    if current.owner not in (None, owner) and held:
+        return None
+    conn.execute(
+        update(ops)
+        .where(ops.c.id == operation_id, ops.c.version == current.version)
+        .values(
+            owner=owner,
+            lease_until=lease_until,
+            status="running",
+            # A new owner invalidates what the previous one read: its next advance fails.
+            version=current.version + (0 if current.owner == owner else 1),
+            updated_at=at,
+        )
+    )
+    return queries.get(conn, operation_id)
+
+
+def renew(conn: Connection, owner: str, *, lease_until: datetime) -> int:
+    statement = (
+        update(ops)
+        .where(ops.c.owner == owner, ops.c.status != "done")
+        .values(lease_until=lease_until)
+    )
+    return conn.execute(statement).rowcount
+
+
+def release(conn: Connection, owner: str) -> int:
+    statement = (
+        update(ops)
+        .where(ops.c.owner == owner, ops.c.status != "done")
+        .values(owner=None, lease_until=None)
+    )
+    return conn.execute(statement).rowcount
+
+
+def prune_operations(conn: Connection, *, cutoff: datetime, size: int) -> tuple[int, int]:
+    """Delete up to ``size`` operations finished before ``cutoff``, with their steps.
+    Returns (operations found, operations deleted)."""
+    ids = list(conn.execute(queries.finished_before(cutoff).limit(size)).scalars())
+    if not ids:
+        return 0, 0
+    conn.execute(delete(steps).where(steps.c.operation_id.in_(ids)))
+    return len(ids), conn.execute(delete(ops).where(ops.c.id.in_(ids))).rowcount
+
+
+def prune_messages(conn: Connection, *, cutoff: datetime, size: int) -> tuple[int, int]:
+    """Delete up to ``size`` processed messages first seen before ``cutoff``.
+    Returns (messages found, messages deleted)."""
+    ids = list(conn.execute(queries.messages_before(cutoff).limit(size)).scalars())
+    if not ids:
+        return 0, 0
+    return len(ids), conn.execute(delete(messages).where(messages.c.id.in_(ids))).rowcount

@@ -1,0 +1,199 @@
+"""Connections to the journal's database: engines set up per backend, and transactions
+that retry deadlocks and turn an unreachable or locked database into a JournalError.
+
+SQLite (the default, one file under the state directory) runs in WAL mode, so readers
+never wait for the writer; every writing transaction starts with ``BEGIN IMMEDIATE`` and
+writers of one process queue on a lock, so "database is locked" cannot come out of a
+half-done transaction. Writers in other processes wait up to ``busy_timeout``.
+
+PostgreSQL and MariaDB/MySQL run at READ COMMITTED; stale pooled connections are
+detected before use (a daemon lives for months, databases restart and drop idle links).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Final, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import URL, make_url
+
+from nova_autopilot.journal.errors import JournalError
+
+__all__ = ["Database", "default_url", "safe_url"]
+
+T = TypeVar("T")
+
+#: Transactions chosen as deadlock victims are run again this many times in all.
+ATTEMPTS: Final = 4
+_WRITE_OPTION: Final = "nova_autopilot_journal_write"
+# Deadlock / serialization failure: PostgreSQL SQLSTATEs and MySQL error numbers.
+_RETRY_SQLSTATES: Final = frozenset({"40001", "40P01"})
+_RETRY_MYSQL_ERRORS: Final = frozenset({1213})
+
+
+def default_url(state_dir: str | os.PathLike[str]) -> str:
+    """The journal of a daemon whose ``[DEFAULT] state_dir`` is ``state_dir``."""
+    path = os.path.abspath(os.path.join(os.fspath(state_dir), "journal.sqlite"))
+    return f"sqlite:///{path}"
+
+
+def safe_url(url: str | URL) -> str:
+    """``url`` fit for messages and logs: its password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        return "<unparsable database URL>"
+
+
+class Database:
+    """An engine and the rules for running transactions on it; safe to share by threads."""
+
+    def __init__(self, url: str, *, busy_timeout: float) -> None:
+        try:
+            parsed = make_url(url)
+        except exc.ArgumentError as error:
+            raise ValueError(f"not an SQLAlchemy database URL: {safe_url(url)}") from error
+        self.url = parsed
+        self.busy_timeout = busy_timeout
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self._write_lock = threading.Lock()
+        if self.is_sqlite:
+            self.engine = _sqlite_engine(parsed, busy_timeout=busy_timeout)
+        else:
+            self.engine = create_engine(
+                parsed,
+                pool_pre_ping=True,
+                pool_recycle=3600,
+                isolation_level="READ COMMITTED",
+            )
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in a read-only transaction."""
+        return self._run(work, write=False)
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in a transaction that commits if it returns, rolls back if it raises.
+
+        ``work`` may run more than once (when the database picks it as a deadlock victim),
+        so it must do nothing but database work. An IntegrityError reaches the caller as is.
+        """
+        return self._run(work, write=True)
+
+    @contextlib.contextmanager
+    def connection(self, *, write: bool) -> Iterator[Connection]:
+        """A connection whose next ``begin()`` takes SQLite's write lock when ``write``;
+        for the migrations, which manage their own transaction."""
+        with self._serialized(write), self._translated(), self.engine.connect() as conn:
+            if write:
+                conn.execution_options(**{_WRITE_OPTION: True})
+            yield conn
+
+    def _run(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self.connection(write=write) as conn, conn.begin():
+                    return work(conn)
+            except JournalError as error:
+                if attempt == ATTEMPTS or not _is_retryable(error.__cause__):
+                    raise
+            # A deadlock victim: the other transaction goes on; start again a moment later.
+            time.sleep(random.uniform(0, 0.02 * attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextlib.contextmanager
+    def _serialized(self, write: bool) -> Iterator[None]:
+        if not (write and self.is_sqlite):
+            yield
+            return
+        if not self._write_lock.acquire(timeout=self.busy_timeout):
+            raise JournalError(
+                f"journal {safe_url(self.url)}: no write turn within {self.busy_timeout:g}s"
+            )
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except exc.IntegrityError:
+            raise
+        except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
+            raise JournalError(
+                f"journal database {safe_url(self.url)} unavailable: {_first_line(error)}"
+            ) from error
+        except exc.DBAPIError as error:
+            if error.connection_invalidated:
+                raise JournalError(
+                    f"journal database {safe_url(self.url)} connection lost: {_first_line(error)}"
+                ) from error
+            raise
+
+
+def _is_retryable(error: BaseException | None) -> bool:
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    original = error.orig
+    if getattr(original, "sqlstate", None) in _RETRY_SQLSTATES:
+        return True
+    args: tuple[Any, ...] = tuple(getattr(original, "args", ()))
+    return bool(args) and args[0] in _RETRY_MYSQL_ERRORS
+
+
+def _first_line(error: exc.DBAPIError | exc.TimeoutError) -> str:
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip()
+    return text.splitlines()[0] if text else type(original).__name__
+
+
+def _sqlite_engine(url: URL, *, busy_timeout: float) -> Engine:
+    database = url.database or ""
+    uri = str(url.query.get("uri", "")).lower() in ("true", "1")
+    if database in ("", ":memory:") or (uri and "mode=memory" in database):
+        raise ValueError(
+            "the journal cannot live in memory: it must outlive the process; "
+            "give it a file (sqlite:////var/lib/nova-autopilot/journal.sqlite)"
+        )
+    if not uri:
+        directory = os.path.dirname(os.path.abspath(database))
+        os.makedirs(directory, mode=0o750, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": busy_timeout})
+    timeout_ms = int(busy_timeout * 1000)
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if not isinstance(dbapi_connection, sqlite3.Connection):  # pragma: no cover
+            return
+        # Transactions are begun by on_begin below, not by the sqlite3 module.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    def on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "begin", on_begin)
+    return engine

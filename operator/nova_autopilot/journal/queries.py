@@ -1,0 +1,145 @@
+"""Reading the journal: the statements behind get, steps, history, guards and pruning."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, exists, func, or_, select
+
+from nova_autopilot.journal import rows
+from nova_autopilot.journal.errors import DuplicateOperation, UnknownOperation
+from nova_autopilot.journal.records import Duplicate, Operation, Step
+from nova_autopilot.journal.schema import operations as ops
+from nova_autopilot.journal.schema import processed_messages as messages
+from nova_autopilot.journal.schema import steps
+
+__all__ = [
+    "Query",
+    "count",
+    "duplicate",
+    "finished_before",
+    "get",
+    "history",
+    "is_processed",
+    "last_finished",
+    "listed",
+    "messages_before",
+    "steps_of",
+    "unfinished",
+]
+
+Query = Select[Any]
+
+# The order of "oldest first" listings; ids break ties between operations of one message.
+_OLDEST_FIRST = (ops.c.created_at, ops.c.id)
+
+
+def get(conn: Connection, operation_id: str, *, lock: bool = False) -> Operation:
+    """The operation, its row locked until the transaction ends when ``lock`` (SQLite:
+    the whole database is, by the writing transaction)."""
+    query = select(ops).where(ops.c.id == operation_id)
+    row = conn.execute(query.with_for_update() if lock else query).one_or_none()
+    if row is None:
+        raise UnknownOperation(operation_id)
+    return rows.operation(row)
+
+
+def listed(conn: Connection, query: Select[Any]) -> list[Operation]:
+    return [rows.operation(row) for row in conn.execute(query)]
+
+
+def steps_of(conn: Connection, operation_id: str) -> list[Step]:
+    query = select(steps).where(steps.c.operation_id == operation_id).order_by(steps.c.seq)
+    found = [rows.step(row) for row in conn.execute(query)]
+    if not found:
+        get(conn, operation_id)  # an unknown id raises rather than look like "no steps yet"
+    return found
+
+
+def is_processed(key: str) -> Select[Any]:
+    return select(exists().where(messages.c.message_key == key))
+
+
+def duplicate(conn: Connection, key: str, ids: tuple[str, ...]) -> Duplicate:
+    """What the first copy of the message ``key`` led to; called after an insert conflict.
+    If the message is in fact new, the conflict was an operation id already taken."""
+    first = conn.execute(select(messages).where(messages.c.message_key == key)).one_or_none()
+    if first is not None:
+        return Duplicate(
+            message_key=key,
+            first_seen_at=first.first_seen_at,
+            operation_ids=rows.operation_ids(first.operation_ids),
+        )
+    taken = conn.execute(select(ops.c.id).where(ops.c.id.in_(ids))).scalars()
+    raise DuplicateOperation(next(iter(taken), ids[0] if ids else "?"))
+
+
+def unfinished(server_id: str | None = None) -> Select[Any]:
+    query = select(ops).where(ops.c.status != "done", *_equal(server_id=server_id))
+    return query.order_by(*_OLDEST_FIRST)
+
+
+def history(
+    *,
+    server_id: str | None,
+    policy: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    outcome: str | None,
+    limit: int,
+) -> Select[Any]:
+    query = select(ops).where(*_equal(server_id=server_id, policy=policy, outcome=outcome))
+    if since is not None:
+        query = query.where(ops.c.created_at >= since)
+    if until is not None:
+        query = query.where(ops.c.created_at < until)
+    return query.order_by(ops.c.created_at.desc(), ops.c.id.desc()).limit(limit)
+
+
+def count(
+    *,
+    since: datetime,
+    policy: str | None,
+    project_id: str | None,
+    server_id: str | None,
+    actions: Collection[str] | None,
+    exclude_outcomes: Collection[str],
+) -> Select[Any]:
+    query = (
+        select(func.count())
+        .select_from(ops)
+        .where(
+            ops.c.created_at >= since,
+            *_equal(policy=policy, project_id=project_id, server_id=server_id),
+        )
+    )
+    if actions is not None:
+        query = query.where(ops.c.action.in_(list(actions)))
+    if exclude_outcomes:
+        query = query.where(
+            or_(ops.c.outcome.is_(None), ops.c.outcome.not_in(list(exclude_outcomes)))
+        )
+    return query
+
+
+def last_finished(
+    *, server_id: str, policy: str | None, exclude_outcomes: Collection[str]
+) -> Select[Any]:
+    query = select(ops).where(ops.c.status == "done", *_equal(server_id=server_id, policy=policy))
+    if exclude_outcomes:
+        query = query.where(ops.c.outcome.not_in(list(exclude_outcomes)))
+    return query.order_by(ops.c.finished_at.desc(), ops.c.id.desc()).limit(1)
+
+
+def finished_before(cutoff: datetime) -> Select[Any]:
+    return select(ops.c.id).where(and_(ops.c.status == "done", ops.c.finished_at < cutoff))
+
+
+def messages_before(cutoff: datetime) -> Select[Any]:
+    return select(messages.c.id).where(messages.c.first_seen_at < cutoff)
+
+
+def _equal(**values: str | None) -> list[Any]:
+    return [ops.c[column] == value for column, value in values.items() if value is not None]

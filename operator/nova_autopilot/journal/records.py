@@ -1,0 +1,222 @@
+"""What the journal holds, as frozen values: operations, their steps, and the answer to accept."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Final, Literal
+
+__all__ = [
+    "INITIAL_PHASE",
+    "MODES",
+    "OUTCOMES",
+    "STATUSES",
+    "Accepted",
+    "Duplicate",
+    "JSONDict",
+    "Mode",
+    "NewOperation",
+    "Operation",
+    "Outcome",
+    "Status",
+    "Step",
+    "aware_utc",
+]
+
+JSONDict = dict[str, Any]
+Mode = Literal["enforce", "dry-run"]
+Status = Literal["pending", "running", "done"]
+Outcome = Literal[
+    "confirmed",
+    "reverted",
+    "rescued",
+    "unrescued",
+    "not_rescuable",
+    "failed",
+    "timed_out",
+    "refused",
+    "dry_run",
+]
+
+MODES: Final[tuple[Mode, ...]] = ("enforce", "dry-run")
+STATUSES: Final[tuple[Status, ...]] = ("pending", "running", "done")
+#: Every final outcome an operation can have; ``finish`` refuses anything else.
+OUTCOMES: Final[tuple[Outcome, ...]] = (
+    "confirmed",
+    "reverted",
+    "rescued",
+    "unrescued",
+    "not_rescuable",
+    "failed",
+    "timed_out",
+    "refused",
+    "dry_run",
+)
+#: The phase of an operation no state machine has moved yet.
+INITIAL_PHASE: Final = "start"
+
+# Column widths of the schema (journal/schema.py); values are checked before they reach a
+# database, because SQLite would keep a longer value that PostgreSQL and MariaDB refuse.
+LIMITS: Final[dict[str, int]] = {
+    "id": 64,
+    "policy": 255,
+    "action": 32,
+    "server_id": 64,
+    "server_name": 255,
+    "project_id": 64,
+    "request_id": 255,
+    "correlation_id": 255,
+    "reply_to": 255,
+    "phase": 64,
+    "owner": 255,
+    "step": 128,
+}
+
+
+def aware_utc(value: datetime, what: str = "timestamp") -> datetime:
+    """``value`` in UTC; a naive datetime is refused, since its zone is anyone's guess."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware, got naive {value.isoformat()}")
+    return value.astimezone(timezone.utc)
+
+
+def check_length(what: str, value: str | None, limit_key: str | None = None) -> None:
+    limit = LIMITS[limit_key or what]
+    if value is not None and len(value) > limit:
+        raise ValueError(f"{what} is {len(value)} characters long; the journal keeps {limit}")
+
+
+_LIMITED: Final = (
+    "id",
+    "policy",
+    "action",
+    "server_id",
+    "server_name",
+    "project_id",
+    "request_id",
+    "correlation_id",
+    "reply_to",
+)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewOperation:
+    """An operation the engine has decided on, before the journal holds it.
+
+    ``params``, ``event`` are plain JSON values (they pass through the journal's redaction
+    hook before being stored); ``why`` says why the policy matched, for ``history``.
+    """
+
+    policy: str
+    action: str
+    project_id: str | None = None
+    server_id: str | None = None
+    server_name: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    mode: Mode = "enforce"
+    event: Mapping[str, Any] = field(default_factory=dict)
+    why: str = ""
+    request_id: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    deadline_at: datetime | None = None
+    id: str = field(default_factory=_new_id)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise ValueError("an operation needs a non-empty id")
+        if not self.policy:
+            raise ValueError("an operation needs the name of its policy")
+        if not self.action:
+            raise ValueError("an operation needs an action")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
+        for name in _LIMITED:
+            check_length(name, getattr(self, name))
+        if self.deadline_at is not None:
+            object.__setattr__(self, "deadline_at", aware_utc(self.deadline_at, "deadline_at"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Operation:
+    """An operation as the journal holds it.
+
+    ``status`` is ``pending`` until a daemon claims or advances it, ``running`` while a
+    state machine works on it, ``done`` once finished with an ``outcome``. ``phase`` and
+    ``state`` are what the state machine needs to resume; ``version`` grows on every
+    change of them (optimistic concurrency); ``owner`` and ``lease_until`` say which
+    daemon works on it and until when that claim holds.
+    """
+
+    id: str
+    message_key: str
+    policy: str
+    action: str
+    project_id: str | None
+    server_id: str | None
+    server_name: str | None
+    params: JSONDict
+    mode: Mode
+    event: JSONDict
+    why: str
+    request_id: str | None
+    correlation_id: str | None
+    reply_to: str | None
+    deadline_at: datetime | None
+    status: Status
+    phase: str
+    state: JSONDict
+    outcome: Outcome | None
+    reason: str | None
+    nova_requests: int
+    step_count: int
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    owner: str | None
+    lease_until: datetime | None
+    version: int
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "done"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    """One recorded step of an operation; ``seq`` counts from 1 in the order recorded."""
+
+    operation_id: str
+    seq: int
+    name: str
+    detail: JSONDict
+    nova_requests: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The message was new: it and its operations are now in the journal."""
+
+    message_key: str
+    operation_ids: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The message had been processed before: nothing was written.
+
+    ``operation_ids`` are the operations the first copy created (maybe none), so a
+    repeated request can be answered with the first one's outcome.
+    """
+
+    message_key: str
+    first_seen_at: datetime
+    operation_ids: tuple[str, ...]

@@ -1,0 +1,142 @@
+"""How records become rows and rows records: JSON text through the redaction hook,
+message keys that fit their column, rows read back as frozen values."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Row
+
+from nova_autopilot.journal.records import (
+    INITIAL_PHASE,
+    JSONDict,
+    Mode,
+    NewOperation,
+    Operation,
+    Outcome,
+    Status,
+    Step,
+)
+from nova_autopilot.journal.schema import KEY_LENGTH
+
+__all__ = ["Redact", "RowCodec", "operation", "operation_ids", "step", "storable_key"]
+
+Redact = Callable[[object], object]
+
+
+def storable_key(message_key: str) -> str:
+    """``message_key`` as stored: itself when it fits the column, else its SHA-256."""
+    if not message_key:
+        raise ValueError("a message key cannot be empty")
+    if len(message_key) <= KEY_LENGTH:
+        return message_key
+    return "sha256:" + hashlib.sha256(message_key.encode("utf-8")).hexdigest()
+
+
+class RowCodec:
+    """Turns values into column values and back; everything written goes through
+    ``redact`` first, so no secret reaches the database in clear."""
+
+    def __init__(self, *, redact: Redact) -> None:
+        self._redact = redact
+
+    def document(self, value: Mapping[str, Any]) -> str:
+        """A JSON document for a TEXT column; stable key order, anything else as str."""
+        return json.dumps(self._redact(dict(value)), sort_keys=True, default=str)
+
+    def text(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        redacted = self._redact(value)
+        return redacted if isinstance(redacted, str) else str(redacted)
+
+    def operation_row(self, new: NewOperation, *, message_key: str, at: datetime) -> JSONDict:
+        return {
+            "id": new.id,
+            "message_key": message_key,
+            "policy": new.policy,
+            "action": new.action,
+            "project_id": new.project_id,
+            "server_id": new.server_id,
+            "server_name": new.server_name,
+            "params": self.document(new.params),
+            "mode": new.mode,
+            "event": self.document(new.event),
+            "why": self.text(new.why) or "",
+            "request_id": new.request_id,
+            "correlation_id": new.correlation_id,
+            "reply_to": new.reply_to,
+            "deadline_at": new.deadline_at,
+            "status": "pending",
+            "phase": INITIAL_PHASE,
+            "state": self.document({}),
+            "outcome": None,
+            "reason": None,
+            "nova_requests": 0,
+            "step_count": 0,
+            "created_at": at,
+            "updated_at": at,
+            "finished_at": None,
+            "owner": None,
+            "lease_until": None,
+            "version": 1,
+        }
+
+
+def operation(row: Row[Any]) -> Operation:
+    m = row._mapping
+    return Operation(
+        id=m["id"],
+        message_key=m["message_key"],
+        policy=m["policy"],
+        action=m["action"],
+        project_id=m["project_id"],
+        server_id=m["server_id"],
+        server_name=m["server_name"],
+        params=_loads(m["params"]),
+        mode=cast(Mode, m["mode"]),
+        event=_loads(m["event"]),
+        why=m["why"],
+        request_id=m["request_id"],
+        correlation_id=m["correlation_id"],
+        reply_to=m["reply_to"],
+        deadline_at=m["deadline_at"],
+        status=cast(Status, m["status"]),
+        phase=m["phase"],
+        state=_loads(m["state"]),
+        outcome=cast("Outcome | None", m["outcome"]),
+        reason=m["reason"],
+        nova_requests=m["nova_requests"],
+        step_count=m["step_count"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        finished_at=m["finished_at"],
+        owner=m["owner"],
+        lease_until=m["lease_until"],
+        version=m["version"],
+    )
+
+
+def step(row: Row[Any]) -> Step:
+    m = row._mapping
+    return Step(
+        operation_id=m["operation_id"],
+        seq=m["seq"],
+        name=m["name"],
+        detail=_loads(m["detail"]),
+        nova_requests=m["nova_requests"],
+        at=m["at"],
+    )
+
+
+def operation_ids(text: str) -> tuple[str, ...]:
+    return tuple(str(item) for item in json.loads(text))
+
+
+def _loads(text: str) -> JSONDict:
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {"value": value}

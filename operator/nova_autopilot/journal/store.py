@@ -1,0 +1,351 @@
+"""The journal: the durable record of every operation, its steps and outcome, and of every
+message already acted upon.
+
+Every method is one transaction, safe to call from several threads and, on PostgreSQL or
+MariaDB, from several daemons sharing the database: de-duplication rests on a unique key,
+state changes on a version number (optimistic concurrency), claims on row locks.
+Times are aware UTC; each method takes ``now`` or asks the journal's clock.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+from typing import Final
+
+from sqlalchemy.exc import IntegrityError
+
+from nova_autopilot.journal import changes, migrate, queries
+from nova_autopilot.journal.database import Database
+from nova_autopilot.journal.records import (
+    OUTCOMES,
+    Accepted,
+    Duplicate,
+    JSONDict,
+    NewOperation,
+    Operation,
+    Step,
+    aware_utc,
+    check_length,
+)
+from nova_autopilot.journal.rows import Redact, RowCodec, storable_key
+
+__all__ = ["Clock", "Journal", "utc_now"]
+
+Clock = Callable[[], datetime]
+#: Rows deleted per transaction when pruning, so a big prune never holds the lock long.
+PRUNE_BATCH: Final = 500
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _identity(value: object) -> object:
+    return value
+
+
+class Journal:
+    """Open one with :meth:`open`; close it with :meth:`close` (or use ``with``)."""
+
+    def __init__(
+        self, database: Database, *, clock: Clock, redact: Redact, lease: timedelta
+    ) -> None:
+        if lease <= timedelta(0):
+            raise ValueError(f"a lease must be positive, got {lease}")
+        self._db = database
+        self._clock = clock
+        self._codec = RowCodec(redact=redact)
+        self._lease = lease
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        clock: Clock = utc_now,
+        redact: Redact = _identity,
+        lease: timedelta = timedelta(minutes=5),
+        busy_timeout: float = 30.0,
+        migrate_schema: bool = True,
+    ) -> Journal:
+        """Connect to the journal at ``url`` (any SQLAlchemy URL) and bring its schema to
+        the one this code knows; with ``migrate_schema=False`` only check that it is.
+
+        ``redact`` sees every document and free text before it is stored (pass
+        ``nova_autopilot.logs.redact``); ``lease`` is how long a :meth:`claim` holds;
+        ``busy_timeout`` how long a writer waits for another one, in seconds.
+        Raises :class:`SchemaMismatch` for a schema newer than this code knows.
+        """
+        database = Database(url, busy_timeout=busy_timeout)
+        try:
+            migrate.upgrade(database, allow=migrate_schema)
+        except BaseException:
+            database.dispose()
+            raise
+        return cls(database, clock=clock, redact=redact, lease=lease)
+
+    def close(self) -> None:
+        self._db.dispose()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def dialect(self) -> str:
+        """The database's kind: ``sqlite``, ``postgresql``, ``mysql``..."""
+        return self._db.dialect
+
+    # --- messages and decisions ---------------------------------------------------------
+
+    def accept(
+        self,
+        *,
+        message_key: str,
+        operations: Sequence[NewOperation] = (),
+        now: datetime | None = None,
+    ) -> Accepted | Duplicate:
+        """Record that the message ``message_key`` was processed, and the operations it
+        led to (maybe none), in one transaction. If it was processed before, write
+        nothing and return what the first copy led to."""
+        at = self._now(now)
+        key = storable_key(message_key)
+        ids = tuple(new.id for new in operations)
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"operation ids repeat within one message: {ids}")
+        rows = [self._codec.operation_row(new, message_key=key, at=at) for new in operations]
+        try:
+            self._db.write(functools.partial(changes.accept, key=key, ids=ids, rows=rows, at=at))
+        except IntegrityError:
+            return self._db.read(lambda conn: queries.duplicate(conn, key, ids))
+        return Accepted(message_key=key, operation_ids=ids, at=at)
+
+    def is_processed(self, message_key: str) -> bool:
+        query = queries.is_processed(storable_key(message_key))
+        return bool(self._db.read(lambda conn: conn.execute(query).scalar()))
+
+    def prune_processed(self, *, older_than: datetime) -> int:
+        """Forget messages first seen before ``older_than``; returns how many. A copy
+        arriving after that is no longer recognized as a duplicate."""
+        cutoff = aware_utc(older_than, "older_than")
+        return self._prune(functools.partial(changes.prune_messages, cutoff=cutoff))
+
+    # --- the state machine --------------------------------------------------------------
+
+    def record_step(
+        self,
+        operation_id: str,
+        *,
+        name: str,
+        detail: JSONDict | None = None,
+        nova_requests: int = 0,
+        now: datetime | None = None,
+    ) -> Step:
+        """Append a step to the operation (numbered 1, 2, ... in the order recorded) and
+        add its Nova requests to the operation's total. Allowed after the outcome too
+        (to record that it was reported, say)."""
+        at = self._now(now)
+        check_length("step name", name, "step")
+        if nova_requests < 0:
+            raise ValueError(f"nova_requests cannot be negative, got {nova_requests}")
+        document = self._codec.document(detail or {})
+        return self._db.write(
+            lambda conn: changes.record_step(
+                conn,
+                operation_id,
+                name=name,
+                detail=document,
+                nova_requests=nova_requests,
+                at=at,
+            )
+        )
+
+    def advance(
+        self,
+        operation_id: str,
+        *,
+        phase: str,
+        state: JSONDict,
+        expect_version: int,
+        now: datetime | None = None,
+    ) -> Operation:
+        """Move the operation to ``phase`` with ``state`` if it is still at
+        ``expect_version`` (else :class:`StaleOperation`) and unfinished (else
+        :class:`OperationFinished`). Returns it, one version further."""
+        at = self._now(now)
+        check_length("phase", phase)
+        document = self._codec.document(state)
+        return self._db.write(
+            lambda conn: changes.advance(
+                conn,
+                operation_id,
+                phase=phase,
+                state=document,
+                expect_version=expect_version,
+                at=at,
+            )
+        )
+
+    def finish(
+        self,
+        operation_id: str,
+        *,
+        outcome: str,
+        reason: str | None = None,
+        expect_version: int | None = None,
+        now: datetime | None = None,
+    ) -> Operation:
+        """Give the operation its outcome, exactly once: finishing it again raises
+        :class:`OperationFinished`; with ``expect_version``, an operation changed since
+        raises :class:`StaleOperation`."""
+        at = self._now(now)
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}; expected one of {', '.join(OUTCOMES)}")
+        text = self._codec.text(reason)
+        return self._db.write(
+            lambda conn: changes.finish(
+                conn,
+                operation_id,
+                outcome=outcome,
+                reason=text,
+                expect_version=expect_version,
+                at=at,
+            )
+        )
+
+    # --- who works on what --------------------------------------------------------------
+
+    def claim(
+        self, operation_id: str, *, owner: str, now: datetime | None = None
+    ) -> Operation | None:
+        """Take the unfinished operation for ``owner`` until now + the journal's lease,
+        unless another owner's lease still holds. Returns it (one version further when
+        the owner changed), or None when someone else has it or it is finished."""
+        at = self._now(now)
+        check_length("owner", owner)
+        until = at + self._lease
+        return self._db.write(
+            lambda conn: changes.claim(conn, operation_id, owner=owner, at=at, lease_until=until)
+        )
+
+    def renew(self, owner: str, *, until: datetime) -> int:
+        """Extend ``owner``'s leases on its unfinished operations to ``until``; returns how
+        many it still holds (a daemon that counts fewer than it works on lost some)."""
+        lease_until = aware_utc(until, "until")
+        return self._db.write(lambda conn: changes.renew(conn, owner, lease_until=lease_until))
+
+    def release(self, owner: str) -> int:
+        """Give up ``owner``'s unfinished operations (on a clean shutdown), so another
+        daemon may claim them at once; returns how many."""
+        return self._db.write(lambda conn: changes.release(conn, owner))
+
+    def unfinished(self) -> list[Operation]:
+        """Every operation without an outcome, oldest first: what to resume."""
+        return self._list(queries.unfinished())
+
+    def in_flight(self, server_id: str) -> list[Operation]:
+        """The unfinished operations on one server, oldest first."""
+        return self._list(queries.unfinished(server_id))
+
+    # --- queries ------------------------------------------------------------------------
+
+    def get(self, operation_id: str) -> Operation:
+        """The operation; :class:`UnknownOperation` if there is none with this id."""
+        return self._db.read(lambda conn: queries.get(conn, operation_id))
+
+    def steps(self, operation_id: str) -> list[Step]:
+        """The operation's steps in the order recorded."""
+        return self._db.read(lambda conn: queries.steps_of(conn, operation_id))
+
+    def history(
+        self,
+        *,
+        server_id: str | None = None,
+        policy: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        outcome: str | None = None,
+        limit: int = 100,
+    ) -> list[Operation]:
+        """Operations created in [since, until), newest first, at most ``limit``."""
+        query = queries.history(
+            server_id=server_id,
+            policy=policy,
+            since=None if since is None else aware_utc(since, "since"),
+            until=None if until is None else aware_utc(until, "until"),
+            outcome=outcome,
+            limit=limit,
+        )
+        return self._list(query)
+
+    def count(
+        self,
+        *,
+        since: datetime,
+        policy: str | None = None,
+        project_id: str | None = None,
+        server_id: str | None = None,
+        actions: Collection[str] | None = None,
+        exclude_outcomes: Collection[str] = (),
+    ) -> int:
+        """How many operations were created since ``since``, for budgets and rate limits.
+        Unfinished ones always count; finished ones unless their outcome is in
+        ``exclude_outcomes`` (``("refused", "dry_run")``, say)."""
+        query = queries.count(
+            since=aware_utc(since, "since"),
+            policy=policy,
+            project_id=project_id,
+            server_id=server_id,
+            actions=actions,
+            exclude_outcomes=exclude_outcomes,
+        )
+        return int(self._db.read(lambda conn: conn.execute(query).scalar_one()))
+
+    def last_finished(
+        self,
+        *,
+        server_id: str,
+        policy: str | None = None,
+        exclude_outcomes: Collection[str] = (),
+    ) -> Operation | None:
+        """The operation on the server (by that policy) that finished last, for cooldowns."""
+        query = queries.last_finished(
+            server_id=server_id, policy=policy, exclude_outcomes=exclude_outcomes
+        )
+        found = self._list(query)
+        return found[0] if found else None
+
+    # --- retention ----------------------------------------------------------------------
+
+    def prune(self, *, finished_before: datetime) -> int:
+        """Delete operations finished before ``finished_before``, with their steps;
+        returns how many operations. Unfinished operations are never pruned."""
+        cutoff = aware_utc(finished_before, "finished_before")
+        return self._prune(functools.partial(changes.prune_operations, cutoff=cutoff))
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _now(self, now: datetime | None) -> datetime:
+        return aware_utc(self._clock() if now is None else now, "now")
+
+    def _list(self, query: queries.Query) -> list[Operation]:
+        return self._db.read(lambda conn: queries.listed(conn, query))
+
+    def _prune(self, batch: Callable[..., tuple[int, int]]) -> int:
+        """Run ``batch`` (found, deleted) in transactions of its own until it runs dry."""
+        total = 0
+        while True:
+            found, deleted = self._db.write(functools.partial(batch, size=PRUNE_BATCH))
+            total += deleted
+            if found < PRUNE_BATCH:
+                return total
