@@ -1,0 +1,288 @@
+"""Structured logging: one JSON object per line, ids bound per block, secrets redacted.
+
+:func:`configure` sends structlog's events and the standard library's records
+(oslo.messaging, kombu, amqp, openstacksdk...) through one renderer on one
+stream. Every line goes through :func:`redact` first, so a secret cannot reach
+the output however it was logged: as a key-value, nested in a payload, inside
+a URL or a header, in a message or in an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import logging
+import re
+import sys
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import TextIO, cast
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+__all__ = ["LEVELS", "REDACTED", "bound", "configure", "get_logger", "redact"]
+
+REDACTED = "***"
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_FORMATS = ("auto", "json", "console")
+#: Libraries whose INFO/DEBUG chatter is only wanted when debugging.
+_NOISY_LOGGERS = (
+    "amqp",
+    "kombu",
+    "oslo_messaging",
+    "oslo_config",
+    "openstack",
+    "keystoneauth",
+    "urllib3",
+    "stevedore",
+    "futurist",
+)
+_LEADING_KEYS = ("timestamp", "level", "logger", "event")
+_MAX_DEPTH = 64
+_TOO_DEEP = "<too deeply nested>"
+
+# --- redaction ---------------------------------------------------------------------------
+
+_SECRET_WORDS = (
+    "password|passwd|pass|passphrase|token|secret|signature|credential|authorization|cookie"
+)
+_KEY_QUALIFIERS = "private|signing|secret|api|encryption|hmac|shared|master"
+# Applied to a key name lower-cased and stripped of separators: "X-Auth-Token" -> "xauthtoken".
+_SECRET_NAME = re.compile(rf"(?:{_SECRET_WORDS})s?$|^(?:{_KEY_QUALIFIERS})?keys?$")
+_SEPARATORS = re.compile(r"[\W_]+")
+# Cheap test run first on every string (substring tests are much faster than a regex):
+# each secret word above contains one of these, so a string without any has no secret.
+_HINTS = (
+    "pass",
+    "token",
+    "secret",
+    "signature",
+    "credential",
+    "authoriz",
+    "cookie",
+    "key",
+    "bearer",
+    "://",
+)
+# scheme://user:password@host - the password runs to the last "@" of the authority, so a
+# password containing "@" or a multi-host URL (rabbit://a:p@h1,b:q@h2/) leaks nothing.
+# Every pattern starts where its previous character cannot continue it, so that a long run of
+# characters is scanned once and not from each of its positions (linear, not quadratic time).
+_URL_CREDENTIALS = re.compile(
+    r"(?<![A-Za-z0-9+.-])(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@]*:)[^\s/?#]*@"
+)
+_BEARER = re.compile(r"(?i)\b(?P<scheme>bearer)\s+[^\s\"',;]+")
+# The start of key=value, key: value, "key": "value", 'key': 'value', \"key\": \"value\"
+# (JSON in JSON): only the key and separator, so that a value is itself searched for secrets
+# unless its own key names a secret.
+_KEY_SEPARATOR = re.compile(
+    r"""(?<![\w.-])(?P<q>\\?["']|)(?P<key>[A-Za-z_][\w.-]*)(?![\w.-])(?P=q)\s*[:=]\s*"""
+)
+_VALUE = re.compile(
+    r"""(?ix)
+        (?P<dq>"[^"\\]*(?:\\.[^"\\]*)*") | (?P<sq>'[^'\\]*(?:\\.[^'\\]*)*')
+      | (?P<edq>\\"(?:(?!\\").)*\\") | (?P<esq>\\'(?:(?!\\').)*\\')
+      | (?:(?:bearer|basic|digest|negotiate|token)\s+)?[^\s,;&"'{}\[\]()]+
+    """
+)
+_QUOTES = {"dq": '"', "sq": "'", "edq": '\\"', "esq": "\\'"}
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret_key(key: str) -> bool:
+    name = _SEPARATORS.sub("", key.lower())
+    if key[:9].lower() == "_context_":  # oslo.messaging's serialized request context
+        name = name.removeprefix("context")
+    return _SECRET_NAME.search(name) is not None
+
+
+def _hide_values(text: str) -> str:
+    parts: list[str] = []
+    done = 0
+    for key in _KEY_SEPARATOR.finditer(text):
+        if key.start() < done or not _is_secret_key(key["key"]):
+            continue
+        value = _VALUE.match(text, key.end())
+        if value is None:
+            continue
+        quote = _QUOTES.get(value.lastgroup or "", "")
+        parts += [text[done : key.end()], quote, REDACTED, quote]
+        done = value.end()
+    return "".join(parts) + text[done:] if parts else text
+
+
+def _redact_text(text: str) -> str:
+    lowered = text.lower()
+    if not any(hint in lowered for hint in _HINTS):
+        return text
+    text = _URL_CREDENTIALS.sub(rf"\g<head>{REDACTED}@", text)
+    text = _BEARER.sub(rf"\g<scheme> {REDACTED}", text)
+    return _hide_values(text)
+
+
+def _redact(value: object, depth: int) -> object:
+    if isinstance(value, str):
+        return _redact_text(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if depth >= _MAX_DEPTH:
+        return _TOO_DEEP
+    if isinstance(value, Mapping):
+        return {
+            _plain_key(key): REDACTED
+            if isinstance(key, str) and _is_secret_key(key)
+            else _redact(item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_redact(item, depth + 1) for item in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return _redact_text(repr(value))
+
+
+def _plain_key(key: object) -> object:
+    if key is None or isinstance(key, (str, int, float, bool)):
+        return key
+    return _redact_text(repr(key))
+
+
+def redact(value: object) -> object:
+    """Return a copy of ``value`` in which no secret survives; ``value`` is not modified.
+
+    * A mapping key that names a secret (case-insensitive, whatever its separators:
+      ``password``, ``adminPass``, ``X-Auth-Token``, ``_context_auth_token``,
+      ``client_secret``, ``private_key``, ``key``, ``credentials``...; but not
+      ``key_name`` or ``key_id``) has its whole value replaced by ``"***"``.
+    * In strings: credentials in URLs (``amqp://user:***@host``), ``Bearer ***``,
+      and ``key=value``, ``key: value`` or quoted ``"key": "value"`` fragments whose
+      key names a secret (reprs, JSON text, headers, query strings, tracebacks).
+
+    Mappings become dicts, lists and sets become lists, tuples stay tuples; numbers,
+    booleans and None are kept; dates become ISO-8601 strings, UUIDs strings and any
+    other object its redacted ``repr()``, so the result is always JSON-serializable.
+    """
+    return _redact(value, 0)
+
+
+def _redact_event(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    return cast(EventDict, redact(event_dict))
+
+
+def _leading_keys_first(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    ordered = {key: event_dict.pop(key) for key in _LEADING_KEYS if key in event_dict}
+    ordered.update(event_dict)
+    return ordered
+
+
+# --- configuration -----------------------------------------------------------------------
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler installed by :func:`configure`; found and replaced on reconfiguration."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # The standard handler prints the record's raw message and arguments to stderr, and
+        # they are not redacted: name the failure only.
+        failure = sys.exc_info()[0]
+        reason = failure.__name__ if failure else "error"
+        sys.stderr.write(f"nova-autopilot: cannot log a record of {record.name}: {reason}\n")
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty(), or a closed stream
+        return False
+
+
+def configure(*, level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Send every log line, from structlog or the standard library, to ``stream``.
+
+    ``fmt`` is ``json`` (one object a line: ``timestamp`` in ISO-8601 UTC, ``level``,
+    ``logger``, ``event`` then the key-values), ``console`` (readable lines, coloured
+    only on a terminal) or ``auto`` (console on a terminal, json otherwise). ``level``
+    and ``fmt`` are case-insensitive; ``stream`` defaults to the current ``sys.stdout``.
+    Calling it again replaces the previous configuration instead of adding to it.
+    """
+    level_name, fmt = level.upper(), fmt.lower()
+    if level_name not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(LEVELS)}")
+    if fmt not in _FORMATS:
+        raise ValueError(f"unknown log format {fmt!r}; expected one of {', '.join(_FORMATS)}")
+    out = sys.stdout if stream is None else stream
+    tty = _is_tty(out)
+    renderer: list[Processor]
+    if fmt == "console" or (fmt == "auto" and tty):
+        renderer = [structlog.dev.ConsoleRenderer(colors=tty)]
+    else:
+        renderer = [_leading_keys_first, structlog.processors.JSONRenderer()]
+
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+    ]
+    handler = _Handler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                _redact_event,
+                *renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level_name)
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if level_name == "DEBUG" else "WARNING")
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # Not cached: a logger used before configure() must not keep the old settings.
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    """A logger named ``name`` (default: the calling module); usable before configure()."""
+    if name is None:
+        return structlog.stdlib.get_logger()
+    return structlog.stdlib.get_logger(name)
+
+
+def bound(**ids: object) -> contextlib.AbstractContextManager[None]:
+    """Add ``ids`` (request_id, operation_id, server_id, policy, message_id...) to every
+    line logged in the current thread or task while the block runs; ``None`` values are
+    skipped. On exit, whatever was bound before is back, so blocks nest."""
+    return _bound({key: value for key, value in ids.items() if value is not None})
+
+
+@contextlib.contextmanager
+def _bound(ids: dict[str, object]) -> Iterator[None]:
+    tokens = structlog.contextvars.bind_contextvars(**ids)
+    try:
+        yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
