@@ -196,7 +196,8 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
         cfg.StrOpt(
             "path",
             default="/etc/nova-autopilot/policies.yaml",
-            help="YAML policy file, or a directory whose *.yaml files are all read.",
+            help="YAML policy file, or a directory whose *.yaml and *.yml files are read "
+            "in name order.",
         ),
     ]
     journal: list[cfg.Opt] = [
