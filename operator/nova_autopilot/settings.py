@@ -83,15 +83,17 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
             "executor_threads",
             default=8,
             min=1,
-            help="Number of threads processing notifications concurrently.",
+            help="Number of threads handling incoming messages concurrently, for "
+            "notifications and, separately, for operator requests.",
         ),
         cfg.ListOpt(
             "retry_delays",
             item_type=types.Integer(min=1),
             default=[5, 30, 120],
-            help="Delays in seconds between successive redeliveries of a notification "
-            "whose processing failed temporarily. After the last delay the message is "
-            "dead-lettered. Empty: dead-letter at the first temporary failure.",
+            help="Delays in seconds between successive redeliveries of a message (a "
+            "notification or an operator request) whose processing failed temporarily. "
+            "After the last delay the message is dead-lettered. Empty: dead-letter at the "
+            "first temporary failure.",
         ),
         cfg.StrOpt(
             "dead_letter_queue",
@@ -270,8 +272,8 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
             default=32,
             min=1,
             max=512,
-            help="Deepest accepted nesting of JSON objects and arrays in a message; "
-            "deeper messages are dead-lettered.",
+            help="Deepest accepted nesting of JSON objects and arrays in an incoming "
+            "message (notification or operator request); deeper messages are dead-lettered.",
         ),
     ]
     logging: list[cfg.Opt] = [
@@ -313,7 +315,7 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
         (group("policies", "Automation policies"), policies),
         (group("journal", "Journal of operations"), journal),
         (group("guards", "Safety limits"), guards),
-        (group("intake", "Limits on incoming notifications"), intake),
+        (group("intake", "Limits on incoming messages"), intake),
         (group("logging", "Logging"), logging),
     ]
 
