@@ -407,7 +407,7 @@ class Box:
         started = time.monotonic()
         keep = self.settings.keep_run_dir if keep_run_dir is None else keep_run_dir
         errors: list[str] = []
-        processes.stop_all(self.services.values(), self.run_id)
+        processes.stop_all(self.services.values(), self.run_dir)
         broker = Broker.from_settings(self.settings)
         if self.state.vhost:
             try:
@@ -441,7 +441,7 @@ class Box:
             prefix = self.state.id.database_prefix
             remaining = [name for name in dbs.list_box_databases() if name.startswith(prefix)]
         run_dir = str(self.run_dir) if include_run_dir and self.run_dir.exists() else None
-        return Leftovers(processes.processes_of_run(self.run_id), vhost, remaining, run_dir)
+        return Leftovers(processes.processes_of_run(self.run_dir), vhost, remaining, run_dir)
 
     def _databases(self) -> databases.Databases | None:
         kind = self.state.database_kind

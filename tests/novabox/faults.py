@@ -9,7 +9,8 @@ Metadata keys:
 
 ``novabox:fail``
     Comma-separated operations that fail: ``spawn``, ``reboot``, ``power_on``,
-    ``rescue``, ``unrescue``, ``resize``.
+    ``rescue``, ``unrescue``, ``resize``. An empty value means none, whatever
+    the name says.
 ``novabox:console``
     What the console shows: ``ok`` (a good boot), ``panic`` (a kernel panic) or
     ``emergency`` (systemd's emergency shell). Without it the console shows a

@@ -2,10 +2,13 @@
 
 Each service runs in a session and process group of its own, so that
 stopping it also stops what it forked (gunicorn's worker, oslo.service's
-children). Its stdout and stderr go to ``<run dir>/logs/<name>.log``. Every
-service carries ``NOVABOX_RUN_ID`` in its environment: stopping checks it
-before signalling, so a recorded pid that the system has given to another
-process since is never killed.
+children). Its stdout and stderr go to ``<run dir>/logs/<name>.log``, and
+that is how the run's processes are found again, by this process or by
+another one: a process belongs to a run when its stdout or stderr is a file
+in the run's ``logs`` directory (deleted or not). Forked children inherit it,
+and unlike the command line or the environment it survives the process
+renaming itself (gunicorn and oslo.service do). A pid recorded long ago that
+the system has since given to another process is never signalled.
 """
 
 import contextlib
@@ -20,6 +23,7 @@ from pathlib import Path
 from tests.novabox.runs import pid_alive
 
 RUN_ID_VARIABLE = "NOVABOX_RUN_ID"
+"""Set in every service's environment, for people looking at ``ps e``."""
 
 
 @dataclass
@@ -58,16 +62,16 @@ def start(name: str, argv: list[str], *, env: dict[str, str], cwd: Path, log_dir
     return Service(name, popen.pid, log, popen)
 
 
-def stop_all(services: Iterable[Service], run_id: str, *, grace: float = 5.0) -> list[int]:
+def stop_all(services: Iterable[Service], run_dir: Path, *, grace: float = 5.0) -> list[int]:
     """Stop every process of the run: SIGTERM to their groups, SIGKILL after ``grace``.
 
-    The processes are found by their ``NOVABOX_RUN_ID``, not only by the
-    recorded pids, so a worker whose leader died is not missed. Returns the
-    pids still alive at the end (normally none).
+    The processes are found by their log files, not only by the recorded
+    pids, so a worker whose leader died is not missed. Returns the pids
+    still alive at the end (normally none).
     """
     services = list(services)
     for signum, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        members = processes_of_run(run_id)
+        members = processes_of_run(run_dir)
         if not members:
             break
         for pgid in _groups(members) - {os.getpgrp()}:
@@ -76,27 +80,46 @@ def stop_all(services: Iterable[Service], run_id: str, *, grace: float = 5.0) ->
             for pid in members:
                 _signal_pid(pid, signum)
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and processes_of_run(run_id):
+        while time.monotonic() < deadline and processes_of_run(run_dir):
             _reap(services)
             time.sleep(0.1)
     _reap(services)
-    return processes_of_run(run_id)
+    return processes_of_run(run_dir)
 
 
-def processes_of_run(run_id: str) -> list[int]:
-    """Live pids whose environment says they belong to ``run_id``."""
-    marker = f"{RUN_ID_VARIABLE}={run_id}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker in environ.split(b"\0") and pid_alive(int(entry.name)):
-            found.append(int(entry.name))
+def processes_of_run(run_dir: Path) -> list[int]:
+    """Live pids whose stdout or stderr is a log file of the run in ``run_dir``."""
+    logs = f"{run_dir}/logs/"
+    return [pid for pid, target in _log_outputs() if target.startswith(logs)]
+
+
+def run_dirs_with_processes(runs_dir: Path) -> set[Path]:
+    """Run directories (existing or deleted) that live processes still log into."""
+    found = set()
+    prefix = f"{runs_dir}/"
+    for _pid, target in _log_outputs():
+        if target.startswith(prefix):
+            relative = target.removeprefix(prefix).split("/")
+            if len(relative) >= 3 and relative[1] == "logs":
+                found.add(runs_dir / relative[0])
     return found
+
+
+def _log_outputs() -> list[tuple[int, str]]:
+    """(pid, path of its stdout or stderr) for every live process but this one."""
+    outputs = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        for fd in ("1", "2"):
+            try:
+                target = os.readlink(entry / "fd" / fd)
+            except OSError:
+                continue
+            if target.startswith("/") and pid_alive(int(entry.name)):
+                outputs.append((int(entry.name), target.removesuffix(" (deleted)")))
+                break
+    return outputs
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

@@ -1,0 +1,64 @@
+"""Fixtures of the end-to-end tests: a real Nova (tests/novabox) for the whole session.
+
+``novabox``      a running box (:class:`tests.novabox.client.NovaBox`), started
+                 once per session and stopped at its end; the stop fails the run
+                 if it leaves anything behind.
+``nova_venv``    Nova's venv, installed if needed (for tests that start a box of
+                 their own).
+``box_settings`` the harness's settings, from the environment.
+
+When Nova's venv cannot be installed at all (no package index, say), the
+tests that need it are skipped with a loud reason, except in CI (``CI`` set),
+where they fail instead.
+"""
+
+import os
+from collections.abc import Iterator
+from typing import NoReturn
+
+import pytest
+
+from tests.novabox import stale
+from tests.novabox.box import Box
+from tests.novabox.client import NovaBox
+from tests.novabox.errors import HarnessUnavailable
+from tests.novabox.settings import BoxSettings
+from tests.novabox.venv import NovaVenv, ensure_venv
+
+
+@pytest.fixture(scope="session")
+def box_settings() -> BoxSettings:
+    return BoxSettings.from_env()
+
+
+@pytest.fixture(scope="session")
+def nova_venv(box_settings: BoxSettings) -> NovaVenv:
+    try:
+        venv = ensure_venv(box_settings.venv_dir, python=box_settings.python, log=_say)
+        stale.clean_stale_runs(box_settings, venv, log=_say)
+    except HarnessUnavailable as exc:
+        _unavailable(exc)
+    return venv
+
+
+@pytest.fixture(scope="session")
+def novabox(box_settings: BoxSettings, nova_venv: NovaVenv) -> Iterator[NovaBox]:
+    box = Box.start(box_settings, nova_venv, log=_say)
+    try:
+        yield NovaBox(box)
+    finally:
+        leftovers = box.stop()
+        if not leftovers.clean:
+            pytest.fail(f"stopping the Nova box {box.run_id}: {leftovers}")
+
+
+def _unavailable(exc: HarnessUnavailable) -> NoReturn:
+    reason = f"NOVABOX UNAVAILABLE, end-to-end tests against a real Nova did not run: {exc}"
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"{reason} (CI is set: a skip is a failure here)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _say(message: str) -> None:
+    # Shown with -s, and kept in the captured output of the test that started the box.
+    print(message, flush=True)
