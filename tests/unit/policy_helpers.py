@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import uuid
 from typing import Any
 
 from nova_autopilot.events import Event, parse_message
@@ -19,7 +20,7 @@ def nova_event(event_type: str = "instance.update", **payload: Any) -> Event:
             "event_type": event_type,
             "priority": "INFO",
             "publisher_id": "nova-compute:compute-1",
-            "message_id": "m-1",
+            "message_id": str(uuid.uuid4()),
             "payload": {
                 "nova_object.name": "InstanceUpdatePayload",
                 "nova_object.data": {

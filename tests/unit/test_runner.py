@@ -234,3 +234,21 @@ def test_a_thousand_waiting_operations_need_no_thread_each(cloud: FakeCloud) -> 
         assert threading.active_count() <= threads_before + 2
     finally:
         h.runner.stop(timeout=5)
+
+
+def test_a_notification_that_arrives_while_the_phase_still_runs_is_not_missed(
+    harness: Harness, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    confirm = cloud.confirm_resize
+
+    def nova_is_quick(server_id: str) -> None:
+        confirm(server_id)  # Nova confirms and notifies before the phase has parked
+        cloud.nova_finishes(server_id)
+        harness.runner.notify(nova_event("instance.resize_confirm.end", uuid=SID))
+
+    monkeypatch.setattr(cloud, "confirm_resize", nova_is_quick)
+    harness.resize()
+    until(lambda: harness.runner.waiting() == 1)
+    cloud.nova_finishes(SID)
+    harness.runner.notify(nova_event("instance.resize_finish.end", uuid=SID))
+    assert harness.outcome() == ("confirmed", None)  # no poll: the poll interval is a minute

@@ -16,6 +16,7 @@ import heapq
 import itertools
 import random
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ log = get_logger(__name__)
 POLL_SKEW_S = 10.0
 RETRY_BASE_S = 2.0
 RETRY_CAP_S = 120.0
+#: Notifications kept per server in flight, for those that arrive mid-phase.
+RECENT_EVENTS = 32
 
 
 class Store(Protocol):
@@ -102,6 +105,7 @@ class _Job:
     generation: int = 0
     last_read: datetime | None = None
     attempts: int = 0
+    seen_seq: int = 0
     secrets: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -150,6 +154,11 @@ class Runner:
         self._cond = threading.Condition()
         self._jobs: dict[str, _Job] = {}
         self._parked: dict[str, set[_Job]] = {}
+        # Notifications about servers with operations in flight, kept briefly so
+        # that one arriving while a phase still runs is not missed when it parks.
+        self._by_server: dict[str, set[_Job]] = {}
+        self._recent: dict[str, deque[tuple[int, Event]]] = {}
+        self._event_seq = 0
         self._timers: list[tuple[datetime, int, _Job, int]] = []
         self._seq = itertools.count()
         self._stopping = False
@@ -192,6 +201,10 @@ class Runner:
             return 0
         woken = []
         with self._cond:
+            if event.instance_id in self._by_server:
+                self._event_seq += 1
+                recent = self._recent.setdefault(event.instance_id, deque(maxlen=RECENT_EVENTS))
+                recent.append((self._event_seq, event))
             for job in list(self._parked.get(event.instance_id, ())):
                 if job.wait is not None and wakes(job.wait, event):
                     self._unpark(job)
@@ -245,6 +258,8 @@ class Runner:
         while True:
             before = self._cloud.requests.for_operation(job.work.op_id)
             phase = job.phase
+            with self._cond:
+                job.seen_seq = self._event_seq
             try:
                 transition: Transition = machine.phases[phase](ctx)
             except TemporaryError as exc:
@@ -254,6 +269,7 @@ class Runner:
             except PermanentError as exc:
                 transition = Finish("failed", f"{phase}: {exc}")
             job.last_read = self._clock()
+            self._watch(job)
             ctx.woken_by = None  # a snapshot left unread stays: it is still this moment's
             self._flush(job, pending, before, phase, {})
             if isinstance(transition, Next):
@@ -265,7 +281,9 @@ class Runner:
                 job.phase = transition.phase
                 job.attempts = 0
                 self._persist(job)
-                self._park(job, transition)
+                missed = self._park(job, transition)
+                if missed is not None:
+                    self._dispatch(job, missed, None)
                 return
             self._finish(job, transition)
             return
@@ -306,6 +324,12 @@ class Runner:
         with self._cond:
             self._jobs.pop(op_id, None)
             self._unpark(job)
+            watchers = self._by_server.get(job.server_id or "")
+            if watchers is not None:
+                watchers.discard(job)
+                if not watchers:
+                    del self._by_server[job.server_id or ""]
+                    self._recent.pop(job.server_id or "", None)
         requests = self._cloud.requests.for_operation(op_id)
         self._cloud.requests.forget(op_id)
         log.info(
@@ -323,18 +347,30 @@ class Runner:
 
     # -- waiting ----------------------------------------------------------
 
-    def _park(self, job: _Job, wait: Wait) -> None:
+    def _watch(self, job: _Job) -> None:
+        server_id = job.server_id
+        if server_id is not None:
+            with self._cond:
+                self._by_server.setdefault(server_id, set()).add(job)
+
+    def _park(self, job: _Job, wait: Wait) -> Event | None:
+        """Park the job, unless a notification that wakes it came while its
+        phase ran: then return that event and leave it unparked."""
         now = self._clock()
         due = job.deadline
         if wait.retry_after_s is not None:
             due = min(due, now + timedelta(seconds=wait.retry_after_s))
         with self._cond:
+            for seq, event in self._recent.get(job.server_id or "", ()):
+                if seq > job.seen_seq and wakes(wait, event):
+                    return event
             job.wait = wait
             job.generation += 1
             if job.server_id is not None:
                 self._parked.setdefault(job.server_id, set()).add(job)
             heapq.heappush(self._timers, (due, next(self._seq), job, job.generation))
             self._cond.notify_all()
+        return None
 
     def _unpark(self, job: _Job) -> None:
         """Take a job off the parked table (caller holds the condition)."""
@@ -351,7 +387,7 @@ class Runner:
         delay = min(RETRY_CAP_S, self._retry_base_s * 2 ** (job.attempts - 1))
         delay *= random.uniform(0.5, 1.5)  # jitter, not security
         log.warning("operation.retry", operation_id=job.work.op_id, delay_s=round(delay, 2))
-        self._park(job, Wait(job.phase, retry_after_s=delay, poll=False))
+        self._park(job, Wait(job.phase, retry_after_s=delay, poll=False))  # no event wakes it
 
     def _schedule(self) -> None:
         while True:

@@ -1,0 +1,264 @@
+"""The engine: event -> wake waiters -> match -> guards -> journal -> runner.
+
+:meth:`Engine.handle` is what the bus calls for every message. When it
+returns, the message's decisions are in the journal and the bus may
+acknowledge it; a duplicate (same message id, same request id) writes
+nothing and is answered with the first copy's outcome. Only the engine
+catches broadly: a failing operation ends in the journal, never in the bus.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from nova_autopilot import guards
+from nova_autopilot.actions.runner import Done, Runner, Work
+from nova_autopilot.errors import BadMessage
+from nova_autopilot.events import Event
+from nova_autopilot.journal import INITIAL_PHASE, Duplicate, Journal, NewOperation, Operation
+from nova_autopilot.logs import bound, get_logger
+from nova_autopilot.policies import Match, PolicySet
+from nova_autopilot.policies.model import Confirm, Policy
+
+log = get_logger(__name__)
+
+
+class Reporter(Protocol):
+    """Where outcomes go (the bus's results publisher)."""
+
+    def publish(
+        self, result: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
+    ) -> None: ...
+
+
+class NoReporter:
+    def publish(
+        self, result: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
+    ) -> None:
+        return None
+
+
+@dataclass
+class Counters:
+    events: Counter[str] = field(default_factory=Counter)
+    decisions: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+
+
+def _server_ref(match: Match, event: Event) -> tuple[str | None, str | None]:
+    server = match.params.get("server")
+    if isinstance(server, Mapping):
+        return server.get("id") or None, server.get("name") or None
+    if isinstance(server, str):
+        return (server, None) if server == event.instance_id else (None, server)
+    return event.instance_id, None
+
+
+def result_of(operation: Operation, *, secrets: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The result message of a finished operation."""
+    result: dict[str, Any] = {
+        "operation_id": operation.id,
+        "policy": operation.policy,
+        "action": operation.action,
+        "server_id": operation.server_id or operation.state.get("server_id"),
+        "request_id": operation.request_id,
+        "outcome": operation.outcome,
+        "reason": operation.reason,
+        "mode": operation.mode,
+        "nova_requests": operation.nova_requests,
+        "created_at": operation.created_at.isoformat(),
+        "finished_at": operation.finished_at.isoformat() if operation.finished_at else None,
+    }
+    if secrets:
+        result["secrets"] = dict(secrets)
+    return result
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        policies: Callable[[], PolicySet],
+        journal: Journal,
+        runner: Runner,
+        clock: Callable[[], datetime],
+        reporter: Reporter | None = None,
+        global_dry_run: bool = False,
+    ) -> None:
+        self._policies = policies
+        self._journal = journal
+        self._runner = runner
+        self._clock = clock
+        self._reporter = reporter or NoReporter()
+        self._global_dry_run = global_dry_run
+        self.counters = Counters()
+
+    # -- intake -----------------------------------------------------------
+
+    def handle(
+        self, event: Event, *, correlation_id: str | None = None, reply_to: str | None = None
+    ) -> list[str]:
+        """Decide on one event; the ids of the operations it created."""
+        now = self._clock()
+        self.counters.events[event.event_type] += 1
+        self._runner.notify(event)
+        matches = self._policies().match(event)
+        if not matches and event.source == "request":
+            raise BadMessage(
+                "unknown_request", f"no policy handles requests of type {event.event_type}"
+            )
+        plans = [self._plan(m, event, now, correlation_id, reply_to) for m in matches]
+        key = event.dedupe_key or f"{event.source}:unkeyed:{uuid.uuid4().hex}"
+        accepted = self._journal.accept(
+            message_key=key, operations=[new for new, _, _ in plans], now=now
+        )
+        if isinstance(accepted, Duplicate):
+            self.counters.duplicates += 1
+            log.info("intake.duplicate", message_key=key, first_seen_at=str(accepted.first_seen_at))
+            self._answer_duplicate(accepted, correlation_id, reply_to)
+            return []
+        for new, verdict, match in plans:
+            self._start(new, verdict, match, now)
+        return [new.id for new, _, _ in plans]
+
+    def _plan(
+        self,
+        match: Match,
+        event: Event,
+        now: datetime,
+        correlation_id: str | None,
+        reply_to: str | None,
+    ) -> tuple[NewOperation, guards.Verdict, Match]:
+        policy = match.policy
+        server_id, server_name = _server_ref(match, event)
+        if match.error:
+            verdict = guards.Verdict("refuse", f"parameters: {match.error}")
+        else:
+            verdict = guards.decide(
+                policy,
+                self._facts(policy, server_id, now),
+                now=now,
+                global_dry_run=self._global_dry_run,
+            )
+        new = NewOperation(
+            policy=policy.name,
+            action=match.action,
+            project_id=event.project_id,
+            server_id=server_id,
+            server_name=server_name,
+            params=dict(match.params),
+            mode="dry-run" if verdict.decision == "dry_run" else "enforce",
+            event=event.as_dict(),
+            why=f"{event.event_type} matched {', '.join(policy.when.events)}"
+            + (f" where {policy.when.condition}" if policy.when.condition else ""),
+            request_id=event.request_id if event.source == "request" else None,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+            deadline_at=now + timedelta(seconds=policy.confirm.timeout_s),
+        )
+        return new, verdict, match
+
+    def _facts(self, policy: Policy, server_id: str | None, now: datetime) -> guards.Facts:
+        if server_id is None:
+            return guards.Facts(server_busy=False, last_acted_at=None, used_budget=0)
+        last = None
+        if policy.limits.cooldown_s:
+            last = self._journal.last_finished(
+                server_id=server_id, policy=policy.name, exclude_outcomes=guards.NOT_ACTED
+            )
+        window = guards.budget_window_start(policy, now)
+        used = 0
+        if window is not None:
+            used = self._journal.count(
+                since=window, policy=policy.name, exclude_outcomes=guards.NOT_ACTED
+            )
+        return guards.Facts(
+            server_busy=bool(self._journal.in_flight(server_id)),
+            last_acted_at=last.created_at if last else None,
+            used_budget=used,
+        )
+
+    def _start(
+        self, new: NewOperation, verdict: guards.Verdict, match: Match, now: datetime
+    ) -> None:
+        self.counters.decisions[f"{new.policy}:{verdict.decision}"] += 1
+        with bound(operation_id=new.id, policy=new.policy, server_id=new.server_id):
+            if verdict.decision == "run":
+                log.info("operation.started", action=new.action)
+                self._runner.submit(Work(new.id, new.action, new.params, match.policy.confirm, now))
+                return
+            outcome = "dry_run" if verdict.decision == "dry_run" else "refused"
+            self._journal.finish(new.id, outcome=outcome, reason=verdict.reason, now=now)
+            self._report(self._journal.get(new.id), {})
+
+    def _answer_duplicate(
+        self, duplicate: Duplicate, correlation_id: str | None, reply_to: str | None
+    ) -> None:
+        if reply_to is None:
+            return
+        for op_id in duplicate.operation_ids:
+            operation = self._journal.get(op_id)
+            result = result_of(operation) | {"duplicate": True}
+            self._reporter.publish(result, correlation_id=correlation_id, reply_to=reply_to)
+
+    # -- outcomes ---------------------------------------------------------
+
+    def on_done(self, done: Done) -> None:
+        """The runner's callback when an operation ends."""
+        self._report(self._journal.get(done.op_id), done.secrets)
+
+    def _report(self, operation: Operation, secrets: Mapping[str, str]) -> None:
+        self.counters.outcomes[f"{operation.action}:{operation.outcome}"] += 1
+        duration = (
+            (operation.finished_at - operation.created_at).total_seconds()
+            if operation.finished_at
+            else None
+        )
+        log.info(
+            f"{operation.action}.{operation.outcome}",
+            operation_id=operation.id,
+            policy=operation.policy,
+            server_id=operation.server_id or operation.state.get("server_id"),
+            reason=operation.reason,
+            nova_requests=operation.nova_requests,
+            duration_s=duration,
+        )
+        self._reporter.publish(
+            result_of(operation),
+            correlation_id=operation.correlation_id,
+            reply_to=None,
+        )
+        if operation.reply_to:
+            self._reporter.publish(
+                result_of(operation, secrets=secrets),
+                correlation_id=operation.correlation_id,
+                reply_to=operation.reply_to,
+            )
+
+    # -- restart ----------------------------------------------------------
+
+    def resume(self) -> int:
+        """Hand every unfinished operation of the journal back to the runner."""
+        works = []
+        for operation in self._journal.unfinished():
+            policy = self._policies().by_name(operation.policy)
+            confirm = policy.confirm if policy else Confirm()
+            works.append(
+                Work(
+                    operation.id,
+                    operation.action,
+                    operation.params,
+                    confirm,
+                    operation.created_at,
+                    operation.phase if operation.phase != INITIAL_PHASE else None,
+                    operation.state,
+                    operation.version,
+                )
+            )
+        return self._runner.resume(works)

@@ -1,0 +1,212 @@
+"""The engine on a real journal (SQLite) and the runner, with an in-memory Nova:
+decisions are recorded before the message is acknowledged, duplicates are
+answered with the first outcome, guards refuse with their reason."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nova_autopilot.actions.runner import Runner
+from nova_autopilot.engine import Engine
+from nova_autopilot.errors import BadMessage
+from nova_autopilot.events import Event
+from nova_autopilot.journal import Journal
+from nova_autopilot.logs import redact
+from nova_autopilot.policies import PolicySet
+from tests.unit.fakes import FakeCloud, FakeServer
+from tests.unit.policy_helpers import nova_event, policies, request_event
+from tests.unit.test_runner import until
+
+SID = "11111111-2222-4333-8444-555555555555"
+POLICIES = """
+policies:
+  - name: resize-approved
+    when: {source: request, event: quota.request.approved}
+    do: {action: resize, params: {server: "{{ payload.server }}", flavor: "{{ payload.flavor }}"}}
+    limits: {cooldown: 1h, budget: {max: 2, per: 1h}}
+  - name: rescue-dry
+    mode: dry-run
+    when: {source: request, event: server.rescue.requested}
+    do: {action: rescue, params: {server: "{{ payload.server }}"}}
+  - name: broken-template
+    when: {source: request, event: server.odd}
+    do: {action: unrescue, params: {server: "{{ payload.parameters.target }}"}}
+"""
+
+
+class Results:
+    def __init__(self) -> None:
+        self.published: list[tuple[dict[str, Any], str | None, str | None]] = []
+        self.lock = threading.Lock()
+
+    def publish(
+        self, result: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
+    ) -> None:
+        with self.lock:
+            self.published.append((dict(result), correlation_id, reply_to))
+
+    def to(self, reply_to: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r, _, q in self.published if q == reply_to]
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class World:
+    def __init__(self, tmp_path: Path, policy_set: PolicySet) -> None:
+        self.cloud = FakeCloud()
+        self.cloud.add(FakeServer(id=SID, name="web-1", flavor="m1.small"))
+        self.journal = Journal.open(f"sqlite:///{tmp_path}/journal.sqlite", redact=redact)
+        self.results = Results()
+        self.engine: Engine
+        self.runner = Runner(
+            cloud=self.cloud,
+            store=self.journal,
+            clock=now,
+            on_done=lambda done: self.engine.on_done(done),
+            workers=2,
+            retry_base_s=0.01,
+        )
+        self.engine = Engine(
+            policies=lambda: policy_set,
+            journal=self.journal,
+            runner=self.runner,
+            clock=now,
+            reporter=self.results,
+        )
+
+    def approve(self, request_id: str = "r-1", flavor: str = "m1.large") -> list[str]:
+        event = request_event(id=request_id, flavor=flavor)
+        return self.engine.handle(event, correlation_id=f"c-{request_id}", reply_to="answers")
+
+    def nova(self, event_type: str) -> None:
+        self.engine.handle(nova_event(event_type, uuid=SID))
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path, policies(POLICIES))
+    w.runner.start()
+    yield w
+    w.runner.stop(timeout=5)
+    w.journal.close()
+
+
+def finish_resize(world: World, op_id: str) -> None:
+    until(lambda: world.runner.waiting() == 1)
+    world.cloud.nova_finishes(SID)
+    world.nova("instance.resize_finish.end")
+    until(lambda: world.cloud.calls["confirm"] == 1)
+    until(lambda: world.runner.waiting() == 1)
+    world.cloud.nova_finishes(SID)
+    world.nova("instance.resize_confirm.end")
+    until(lambda: world.journal.get(op_id).finished)
+
+
+def test_an_approved_request_is_journaled_carried_out_and_answered(world: World) -> None:
+    (op_id,) = world.approve()
+    operation = world.journal.get(op_id)
+    assert (operation.policy, operation.action, operation.server_id) == (
+        "resize-approved",
+        "resize",
+        SID,
+    )
+    assert operation.event["event_type"] == "quota.request.approved"
+    finish_resize(world, op_id)
+    operation = world.journal.get(op_id)
+    assert operation.outcome == "confirmed"
+    assert operation.nova_requests == 5
+    (answer,) = world.results.to("answers")
+    assert answer["outcome"] == "confirmed"
+    assert answer["request_id"] == "r-1"
+    assert [s.name for s in world.journal.steps(op_id)][-1] == "settled"
+
+
+def test_a_duplicate_request_is_not_executed_twice_and_gets_the_first_outcome(world: World) -> None:
+    (op_id,) = world.approve()
+    finish_resize(world, op_id)
+    assert world.approve() == []
+    assert world.engine.counters.duplicates == 1
+    answers = world.results.to("answers")
+    assert [a["outcome"] for a in answers] == ["confirmed", "confirmed"]
+    assert answers[1]["duplicate"] is True
+    assert world.cloud.calls["resize"] == 1
+
+
+def test_a_second_operation_on_a_busy_server_is_refused_and_recorded(world: World) -> None:
+    world.approve("r-1")
+    (second,) = world.approve("r-2")
+    operation = world.journal.get(second)
+    assert operation.outcome == "refused"
+    assert operation.reason == "another operation is in flight on this server"
+    assert world.results.to("answers")[0]["outcome"] == "refused"
+
+
+def test_the_cooldown_refuses_a_new_resize_soon_after_the_last(world: World) -> None:
+    (first,) = world.approve("r-1")
+    finish_resize(world, first)
+    (second,) = world.approve("r-2", flavor="m1.small")
+    operation = world.journal.get(second)
+    assert operation.outcome == "refused"
+    assert operation.reason is not None
+    assert operation.reason.startswith("cooldown:")
+
+
+def test_a_dry_run_policy_records_the_decision_without_a_nova_write(world: World) -> None:
+    (op_id,) = world.engine.handle(request_event("server.rescue.requested"))
+    operation = world.journal.get(op_id)
+    assert (operation.outcome, operation.mode) == ("dry_run", "dry-run")
+    assert world.cloud.calls["rescue"] == 0
+
+
+def test_a_policy_whose_parameters_cannot_render_is_refused_with_the_reason(world: World) -> None:
+    (op_id,) = world.engine.handle(request_event("server.odd"))
+    operation = world.journal.get(op_id)
+    assert operation.outcome == "refused"
+    assert "payload.parameters.target is missing" in (operation.reason or "")
+
+
+def test_a_request_no_policy_handles_is_bad_input(world: World) -> None:
+    with pytest.raises(BadMessage) as caught:
+        world.engine.handle(request_event("server.teleport"))
+    assert caught.value.reason == "unknown_request"
+
+
+def test_a_nova_event_no_policy_matches_is_recorded_as_processed(world: World) -> None:
+    event: Event = nova_event("instance.delete.end", uuid=SID)
+    assert world.engine.handle(event) == []
+    assert world.journal.is_processed(event.dedupe_key or "")
+
+
+def test_a_restarted_engine_resumes_unfinished_operations(tmp_path: Path) -> None:
+    first = World(tmp_path, policies(POLICIES))
+    first.runner.start()
+    (op_id,) = first.approve()
+    until(lambda: first.runner.waiting() == 1)
+    first.runner.stop(timeout=5)  # the daemon stops while Nova is resizing
+    first.journal.close()
+
+    second = World(tmp_path, policies(POLICIES))
+    second.cloud = first.cloud
+    second.runner._cloud = first.cloud  # the same Nova
+    second.runner.start()
+    try:
+        first.cloud.nova_finishes(SID)
+        assert second.engine.resume() == 1
+        until(lambda: first.cloud.calls["confirm"] == 1)
+        first.cloud.nova_finishes(SID)
+        second.nova("instance.resize_confirm.end")
+        until(lambda: second.journal.get(op_id).finished)
+        assert second.journal.get(op_id).outcome == "confirmed"
+        assert first.cloud.calls["resize"] == 1
+    finally:
+        second.runner.stop(timeout=5)
+        second.journal.close()
