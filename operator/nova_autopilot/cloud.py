@@ -346,5 +346,17 @@ class Cloud:
         compute = self.connection.compute
         self._call("unlock", lambda: compute.unlock_server(server_id))
 
+    def compute_quota(self, project_id: str) -> dict[str, int]:
+        """The project's compute quota limits (-1: unlimited)."""
+        compute = self.connection.compute
+        quota = self._call("get_quota", lambda: compute.get_quota_set(project_id))
+        return {"cores": int(quota.cores), "ram": int(quota.ram)}
+
+    def set_compute_quota(self, project_id: str, *, cores: int, ram: int) -> None:
+        compute = self.connection.compute
+        self._call(
+            "update_quota", lambda: compute.update_quota_set(project_id, cores=cores, ram=ram)
+        )
+
     def close(self) -> None:
         self.connection.close()

@@ -45,6 +45,7 @@ class FakeServer:
     fault: str | None = None
     console: str = "login: "
     power: str | None = None
+    locked: str | None = None
 
     def state(self) -> ServerState:
         by_task = STATUS[self.vm_state]
@@ -60,6 +61,8 @@ class FakeServer:
             flavor_name=self.flavor,
             addresses=self.addresses,
             fault=self.fault,
+            project_id="project-1",
+            locked=self.locked is not None,
         )
 
 
@@ -72,6 +75,7 @@ class FakeCloud:
     fail: dict[str, list[CloudError]] = field(default_factory=dict)
     on_call: Callable[[str], None] | None = None
     actions_log: list[dict[str, Any]] = field(default_factory=list)
+    quota: dict[str, int] = field(default_factory=lambda: {"cores": 20, "ram": 51200})
 
     def add(self, server: FakeServer) -> FakeServer:
         self.servers[server.id] = server
@@ -107,7 +111,8 @@ class FakeCloud:
         self.calls["flavor"] += 1
         if ref not in self.flavors:
             raise NotFound(f"flavor {ref!r} does not exist", status=404, call="flavor")
-        return FlavorInfo(f"id-{ref}", ref)
+        size = self.flavors.index(ref) + 1
+        return FlavorInfo(f"id-{ref}", ref, vcpus=size, ram=1024 * size)
 
     def console_output(self, server_id: str, *, lines: int | None = None) -> str:
         found = self._hit("console", server_id)
@@ -156,6 +161,24 @@ class FakeCloud:
         if s.vm_state != "rescued":
             raise Conflict("Cannot 'unrescue' instance while it is in vm_state " + s.vm_state)
         s.task_state = "unrescuing"
+
+    def lock(self, server_id: str, *, reason: str) -> None:
+        s = self._hit("lock", server_id)
+        assert s is not None
+        s.locked = reason
+
+    def unlock(self, server_id: str) -> None:
+        s = self._hit("unlock", server_id)
+        assert s is not None
+        s.locked = None
+
+    def compute_quota(self, project_id: str) -> dict[str, int]:
+        self._hit("quota")
+        return dict(self.quota)
+
+    def set_compute_quota(self, project_id: str, *, cores: int, ram: int) -> None:
+        self._hit("set_quota")
+        self.quota = {"cores": cores, "ram": ram}
 
     def changed_since(self, since: datetime) -> list[ServerState]:
         self._hit("list")

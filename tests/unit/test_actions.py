@@ -315,3 +315,50 @@ def test_unrescue_of_a_server_not_in_rescue_is_refused() -> None:
     outcome, _ = finished(Drive(cloud, "unrescue", {"server": SID}).run())
     assert outcome == "refused"
     assert cloud.calls["unrescue"] == 0
+
+
+# -- hands off, and quota ------------------------------------------------------
+
+
+def test_a_policy_can_hold_novas_lock_for_the_whole_operation() -> None:
+    cloud = cloud_with()
+    drive = Drive(cloud, "resize", {"server": {"id": SID}, "flavor": "m1.large", "lock": True})
+    drive.run()
+    assert cloud.servers[SID].locked == "nova-autopilot operation op-1"
+    assert drive.state["locked"] is True
+
+
+def test_a_server_locked_by_someone_else_is_left_alone() -> None:
+    cloud = cloud_with(locked="maintenance by alice")
+    drive = Drive(cloud, "rescue", {"server": {"id": SID}, "lock": True})
+    assert finished(drive.run()) == ("refused", "the server is locked by someone else")
+    assert cloud.calls["rescue"] == 0
+
+
+def test_the_lock_is_released_when_the_operation_ends() -> None:
+    from nova_autopilot.actions.common import release_lock
+
+    cloud = cloud_with()
+    drive = Drive(cloud, "rescue", {"server": {"id": SID}, "lock": "true"})
+    drive.run()
+    cloud.nova_finishes(SID)
+    assert finished(drive.run())[0] == "rescued"
+    release_lock(drive.context())  # what the runner does with every Finish
+    assert cloud.servers[SID].locked is None
+    assert drive.state["locked"] is False
+
+
+def test_raise_quota_adds_what_the_new_flavor_needs_once() -> None:
+    cloud = cloud_with()
+    drive = Drive(
+        cloud, "resize", {"server": {"id": SID}, "flavor": "m1.large", "raise_quota": True}
+    )
+    drive.run()
+    assert cloud.quota == {"cores": 21, "ram": 52224}
+    assert drive.state["quota_raised"]["before"] == {"cores": 20, "ram": 51200}
+    again = drive.restarted()
+    again.phase = "request"
+    again.state.pop("requested")
+    cloud.servers[SID].task_state, cloud.servers[SID].flavor = None, "m1.small"
+    again.run()
+    assert cloud.calls["set_quota"] == 1  # never raised twice

@@ -62,3 +62,61 @@ def failure_reason(ctx: StepContext, server: ServerState) -> str:
             if str(event_.get("result", "")).lower() == "error":
                 return f"{action.get('action', 'action')}: {event_.get('event')} failed"
     return f"Nova left the server {server.status} (task {server.task_state or 'none'})"
+
+
+def _wanted(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() in ("true", "yes", "1"))
+
+
+def take_lock(ctx: StepContext, server: ServerState) -> str | None:
+    """Hold Nova's server lock for the whole operation when the policy asks
+    (``lock: true``), so nobody changes the server halfway. Returns why the
+    operation cannot go on, or None."""
+    if not _wanted(ctx.params.get("lock")) or ctx.state.get("locked"):
+        return None
+    if server.locked:
+        return "the server is locked by someone else"
+    ctx.state["locked"] = True
+    ctx.checkpoint()  # a lock taken is always released, even after a crash
+    ctx.cloud.lock(server.id, reason=f"nova-autopilot operation {ctx.operation_id}")
+    ctx.record("locked", {})
+    return None
+
+
+def release_lock(ctx: StepContext) -> None:
+    """Give the lock back at the end, whatever the outcome."""
+    if not ctx.state.get("locked"):
+        return
+    try:
+        ctx.cloud.unlock(ctx.server_id)
+    except CloudError as exc:
+        ctx.record("unlock_failed", {"error": exc.message})
+        return
+    ctx.state["locked"] = False
+    ctx.record("unlocked", {})
+
+
+def raise_quota(ctx: StepContext, project_id: str | None) -> None:
+    """Raise the project's cores and RAM quota by what the new flavor needs
+    beyond the old one (``raise_quota: true``), once: after a crash the raise
+    is never repeated."""
+    if not _wanted(ctx.params.get("raise_quota")) or "quota_raised" in ctx.state:
+        return
+    if project_id is None:
+        ctx.state["quota_raised"] = {}
+        ctx.record("quota_unchanged", {"why": "the server's project is unknown"})
+        return
+    old = ctx.cloud.flavor(str(ctx.state["old_flavor"]))
+    new = ctx.cloud.flavor(str(ctx.state["new_flavor"]))
+    cores = max(0, (new.vcpus or 0) - (old.vcpus or 0))
+    ram = max(0, (new.ram or 0) - (old.ram or 0))
+    quota = ctx.cloud.compute_quota(project_id)
+    change = {
+        "cores": quota["cores"] if quota["cores"] < 0 else quota["cores"] + cores,
+        "ram": quota["ram"] if quota["ram"] < 0 else quota["ram"] + ram,
+    }
+    ctx.state["quota_raised"] = {"project_id": project_id, "before": quota, "after": change}
+    ctx.checkpoint()
+    if change != quota:
+        ctx.cloud.set_compute_quota(project_id, cores=change["cores"], ram=change["ram"])
+    ctx.record("quota_raised", ctx.state["quota_raised"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 
-from nova_autopilot.actions.common import current_server, failure_reason
+from nova_autopilot.actions.common import current_server, failure_reason, take_lock
 from nova_autopilot.actions.machine import (
     Finish,
     Machine,
@@ -64,7 +64,8 @@ def rescue_check(ctx: StepContext) -> Transition:
     if server.task_state is not None:
         return Finish("refused", f"task {server.task_state} is in progress")
     ctx.record("checked", describe(server))
-    return Next("request")
+    refused = take_lock(ctx, server)
+    return Finish("refused", refused) if refused else Next("request")
 
 
 def rescue_request(ctx: StepContext) -> Transition:
@@ -118,7 +119,8 @@ def unrescue_check(ctx: StepContext) -> Transition:
     if server.task_state is not None:
         return Finish("refused", f"task {server.task_state} is in progress")
     ctx.record("checked", describe(server))
-    return Next("request")
+    refused = take_lock(ctx, server)
+    return Finish("refused", refused) if refused else Next("request")
 
 
 def unrescue_request(ctx: StepContext) -> Transition:

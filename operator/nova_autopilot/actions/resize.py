@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from nova_autopilot.actions.common import current_server, failure_reason
+from nova_autopilot.actions.common import current_server, failure_reason, raise_quota, take_lock
 from nova_autopilot.actions.gate import Target, implicit_problems, policy_problems
 from nova_autopilot.actions.machine import (
     Finish,
@@ -79,8 +79,12 @@ def check(ctx: StepContext) -> Transition:
         new_flavor_id=target.id,
         final_status=server.status,
         power_state=server.power_state,
+        project_id=server.project_id,
     )
     ctx.record("checked", {**describe(server), "target": target.name})
+    refused = take_lock(ctx, server)
+    if refused:
+        return Finish("refused", refused)
     return Next("request")
 
 
@@ -110,6 +114,7 @@ def _after(stamp: str, since: datetime) -> bool:
 
 def request(ctx: StepContext) -> Transition:
     state = ctx.state
+    raise_quota(ctx, state.get("project_id"))
     state["requesting_at"] = ctx.now().isoformat()
     ctx.checkpoint()
     try:

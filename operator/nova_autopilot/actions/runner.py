@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from nova_autopilot.actions import registry
+from nova_autopilot.actions.common import release_lock
 from nova_autopilot.actions.gate import SocketProbe
 from nova_autopilot.actions.machine import (
     CloudAPI,
@@ -268,6 +269,8 @@ class Runner:
                 return
             except PermanentError as exc:
                 transition = Finish("failed", f"{phase}: {exc}")
+            if isinstance(transition, Finish):
+                release_lock(ctx)
             job.last_read = self._clock()
             self._watch(job)
             ctx.woken_by = None  # a snapshot left unread stays: it is still this moment's

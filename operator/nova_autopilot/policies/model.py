@@ -25,19 +25,19 @@ class ActionSpec:
 ACTIONS: dict[str, ActionSpec] = {
     "resize": ActionSpec(
         required=("server", "flavor"),
-        optional=(),
+        optional=("lock", "raise_quota"),
         on_failure=("revert", "keep"),
         default_on_failure="revert",
     ),
     "rescue": ActionSpec(
         required=("server",),
-        optional=("image",),
+        optional=("image", "lock"),
         on_failure=("unrescue", "leave"),
         default_on_failure="leave",
     ),
     "unrescue": ActionSpec(
         required=("server",),
-        optional=(),
+        optional=("lock",),
         on_failure=("leave",),
         default_on_failure="leave",
     ),
