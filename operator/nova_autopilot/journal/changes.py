@@ -15,7 +15,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from nova_autopilot.journal import queries
 from nova_autopilot.journal.errors import OperationFinished, StaleOperation, UnknownOperation
-from nova_autopilot.journal.records import JSONDict, Operation, Step
+from nova_autopilot.journal.records import JSONDict, Operation
 from nova_autopilot.journal.schema import operations as ops
 from nova_autopilot.journal.schema import processed_messages as messages
 from nova_autopilot.journal.schema import steps
@@ -52,7 +52,7 @@ def record_step(
     detail: str,
     nova_requests: int,
     at: datetime,
-) -> Step:
+) -> None:
     # Bumping the counter locks the operation's row: concurrent steps get distinct numbers.
     bumped = conn.execute(
         update(ops)
@@ -75,14 +75,6 @@ def record_step(
             nova_requests=nova_requests,
             at=at,
         )
-    )
-    return Step(
-        operation_id=operation_id,
-        seq=seq,
-        name=name,
-        detail=json.loads(detail),
-        nova_requests=nova_requests,
-        at=at,
     )
 
 

@@ -21,6 +21,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
+from alembic.util import CommandError
 from sqlalchemy import Connection, text
 
 from nova_autopilot.journal.database import Database, safe_url
@@ -124,7 +125,7 @@ def new_revision(message: str, *, script_location: Path = MIGRATIONS) -> Path:
 def _known(scripts: ScriptDirectory, revision: str) -> bool:
     try:
         return scripts.get_revision(revision) is not None
-    except RevisionError:
+    except (CommandError, RevisionError):
         return False
 
 

@@ -10,6 +10,7 @@ from typing import Any, Final, Literal
 
 __all__ = [
     "INITIAL_PHASE",
+    "LIMITS",
     "MODES",
     "OUTCOMES",
     "STATUSES",
@@ -23,6 +24,7 @@ __all__ = [
     "Status",
     "Step",
     "aware_utc",
+    "check_length",
 ]
 
 JSONDict = dict[str, Any]

@@ -29,10 +29,11 @@ Redact = Callable[[object], object]
 
 
 def storable_key(message_key: str) -> str:
-    """``message_key`` as stored: itself when it fits the column, else its SHA-256."""
+    """``message_key`` as stored: itself when it fits the column, else its SHA-256. So is
+    a key ending in a space, which MySQL's collations would not tell from one without."""
     if not message_key:
         raise ValueError("a message key cannot be empty")
-    if len(message_key) <= KEY_LENGTH:
+    if len(message_key) <= KEY_LENGTH and not message_key.endswith(" "):
         return message_key
     return "sha256:" + hashlib.sha256(message_key.encode("utf-8")).hexdigest()
 
@@ -83,7 +84,7 @@ class RowCodec:
             "finished_at": None,
             "owner": None,
             "lease_until": None,
-            "version": 1,
+            "version": 0,
         }
 
 

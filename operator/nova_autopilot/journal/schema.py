@@ -93,6 +93,14 @@ def _bigint_id() -> TypeEngine[int]:
     return BigInteger().with_variant(Integer(), "sqlite")
 
 
+#: On MySQL/MariaDB: transactions, and identifiers compared exactly (case-sensitive) as on
+#: PostgreSQL and SQLite, so "Req-1" and "req-1" are two messages, not a duplicate.
+MYSQL_TABLE: Final[dict[str, Any]] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
+
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 #: One row per operation: what caused it, what it does, where its state machine is, how
@@ -135,7 +143,7 @@ operations = Table(
         " OR (status <> 'done' AND outcome IS NULL AND finished_at IS NULL)",
         name="finished_once",
     ),
-    mysql_engine="InnoDB",
+    **MYSQL_TABLE,
 )
 
 #: The steps of every operation, numbered from 1 per operation in the order recorded.
@@ -155,7 +163,7 @@ steps = Table(
     Column("nova_requests", Integer(), nullable=False),
     Column("at", UTCDateTime(), nullable=False),
     UniqueConstraint("operation_id", "seq"),
-    mysql_engine="InnoDB",
+    **MYSQL_TABLE,
 )
 
 #: Every message (notification or request) already acted upon, for de-duplication.
@@ -167,5 +175,5 @@ processed_messages = Table(
     Column("first_seen_at", UTCDateTime(), nullable=False, index=True),
     Column("operation_ids", Text(), nullable=False),
     UniqueConstraint("message_key"),
-    mysql_engine="InnoDB",
+    **MYSQL_TABLE,
 )

@@ -144,13 +144,13 @@ class Journal:
 
     def record_step(
         self,
-        operation_id: str,
+        op_id: str,
         *,
         name: str,
         detail: JSONDict | None = None,
         nova_requests: int = 0,
         now: datetime | None = None,
-    ) -> Step:
+    ) -> None:
         """Append a step to the operation (numbered 1, 2, ... in the order recorded) and
         add its Nova requests to the operation's total. Allowed after the outcome too
         (to record that it was reported, say)."""
@@ -159,10 +159,10 @@ class Journal:
         if nova_requests < 0:
             raise ValueError(f"nova_requests cannot be negative, got {nova_requests}")
         document = self._codec.document(detail or {})
-        return self._db.write(
+        self._db.write(
             lambda conn: changes.record_step(
                 conn,
-                operation_id,
+                op_id,
                 name=name,
                 detail=document,
                 nova_requests=nova_requests,
@@ -172,7 +172,7 @@ class Journal:
 
     def advance(
         self,
-        operation_id: str,
+        op_id: str,
         *,
         phase: str,
         state: JSONDict,
@@ -188,7 +188,7 @@ class Journal:
         return self._db.write(
             lambda conn: changes.advance(
                 conn,
-                operation_id,
+                op_id,
                 phase=phase,
                 state=document,
                 expect_version=expect_version,
@@ -198,7 +198,7 @@ class Journal:
 
     def finish(
         self,
-        operation_id: str,
+        op_id: str,
         *,
         outcome: str,
         reason: str | None = None,
@@ -215,7 +215,7 @@ class Journal:
         return self._db.write(
             lambda conn: changes.finish(
                 conn,
-                operation_id,
+                op_id,
                 outcome=outcome,
                 reason=text,
                 expect_version=expect_version,
@@ -225,9 +225,7 @@ class Journal:
 
     # --- who works on what --------------------------------------------------------------
 
-    def claim(
-        self, operation_id: str, *, owner: str, now: datetime | None = None
-    ) -> Operation | None:
+    def claim(self, op_id: str, *, owner: str, now: datetime | None = None) -> Operation | None:
         """Take the unfinished operation for ``owner`` until now + the journal's lease,
         unless another owner's lease still holds. Returns it (one version further when
         the owner changed), or None when someone else has it or it is finished."""
@@ -235,7 +233,7 @@ class Journal:
         check_length("owner", owner)
         until = at + self._lease
         return self._db.write(
-            lambda conn: changes.claim(conn, operation_id, owner=owner, at=at, lease_until=until)
+            lambda conn: changes.claim(conn, op_id, owner=owner, at=at, lease_until=until)
         )
 
     def renew(self, owner: str, *, until: datetime) -> int:
@@ -259,13 +257,13 @@ class Journal:
 
     # --- queries ------------------------------------------------------------------------
 
-    def get(self, operation_id: str) -> Operation:
+    def get(self, op_id: str) -> Operation:
         """The operation; :class:`UnknownOperation` if there is none with this id."""
-        return self._db.read(lambda conn: queries.get(conn, operation_id))
+        return self._db.read(lambda conn: queries.get(conn, op_id))
 
-    def steps(self, operation_id: str) -> list[Step]:
+    def steps(self, op_id: str) -> list[Step]:
         """The operation's steps in the order recorded."""
-        return self._db.read(lambda conn: queries.steps_of(conn, operation_id))
+        return self._db.read(lambda conn: queries.steps_of(conn, op_id))
 
     def history(
         self,

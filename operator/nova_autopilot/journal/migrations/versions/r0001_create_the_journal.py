@@ -12,10 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
+
+# Exact (case-sensitive) comparisons on MySQL/MariaDB, as on the other backends.
+_MYSQL_TABLE: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -74,7 +82,7 @@ def upgrade() -> None:
             " OR (status <> 'done' AND outcome IS NULL AND finished_at IS NULL)",
             name="ck_operations_finished_once",
         ),
-        mysql_engine="InnoDB",
+        **_MYSQL_TABLE,
     )
     for column in (
         "policy",
@@ -104,7 +112,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.UniqueConstraint("operation_id", "seq", name="uq_steps_operation_id_seq"),
-        mysql_engine="InnoDB",
+        **_MYSQL_TABLE,
     )
 
     op.create_table(
@@ -115,7 +123,7 @@ def upgrade() -> None:
         sa.Column("operation_ids", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_processed_messages"),
         sa.UniqueConstraint("message_key", name="uq_processed_messages_message_key"),
-        mysql_engine="InnoDB",
+        **_MYSQL_TABLE,
     )
     op.create_index("ix_processed_messages_first_seen_at", "processed_messages", ["first_seen_at"])
 
