@@ -1,0 +1,255 @@
+"""The journal on a real PostgreSQL and a real MariaDB.
+
+The behaviour suite of tests/unit/test_journal.py (``JournalBehaviour``,
+``MigrationBehaviour``) runs here once per server, plus what only a server shows.
+Each run creates its own uniquely named databases and drops them afterwards; the
+journal's tables are emptied before every test.
+
+The servers: PostgreSQL on 127.0.0.1:5432 (user postgres, trust authentication) and
+MariaDB on 127.0.0.1:3306 (root, no password); ``JOURNAL_TEST_POSTGRESQL`` and
+``JOURNAL_TEST_MARIADB`` override them with a URL whose database part is ignored. When
+a server is down, its tests are skipped with a loud reason, except in CI (``CI`` set),
+where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from nova_autopilot.journal import Accepted, Duplicate, Journal
+from nova_autopilot.journal.schema import metadata
+from tests.unit.test_journal import (
+    JOURNAL_TABLES,
+    Clock,
+    JournalBehaviour,
+    MigrationBehaviour,
+    OpenJournal,
+    accepted_op,
+    all_at_once,
+    new_op,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class Server:
+    """A database server on which the tests may create and drop databases."""
+
+    name: str
+    url: str  # any database on it; the tests replace the database part
+
+    def url_of(self, database: str) -> str:
+        return make_url(self.url).set(database=database).render_as_string(hide_password=False)
+
+    @property
+    def admin_url(self) -> str:
+        return self.url_of("postgres" if self.name == "postgresql" else "")
+
+    def _admin(self) -> sa.Engine:
+        return sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+
+    def ping(self) -> None:
+        engine = sa.create_engine(self.admin_url, connect_args={"connect_timeout": 5})
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        finally:
+            engine.dispose()
+
+    def create_database(self) -> str:
+        name = f"journal_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        engine = self._admin()
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text(f"CREATE DATABASE {self._quoted(name)}"))
+        finally:
+            engine.dispose()
+        return name
+
+    def drop_database(self, name: str) -> None:
+        force = " WITH (FORCE)" if self.name == "postgresql" else ""
+        engine = self._admin()
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {self._quoted(name)}{force}"))
+        finally:
+            engine.dispose()
+
+    def _quoted(self, name: str) -> str:
+        return f'"{name}"' if self.name == "postgresql" else f"`{name}`"
+
+
+SERVERS = {
+    "postgresql": Server(
+        "postgresql",
+        os.environ.get("JOURNAL_TEST_POSTGRESQL")
+        or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    ),
+    "mariadb": Server(
+        "mariadb",
+        os.environ.get("JOURNAL_TEST_MARIADB")
+        or "mysql+pymysql://root@127.0.0.1:3306/?charset=utf8mb4",
+    ),
+}
+
+
+def _unavailable(reason: str) -> None:
+    message = f"DATABASE SERVER UNAVAILABLE, journal tests against it did not run: {reason}"
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"{message} (CI is set: a skip is a failure here)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session", params=sorted(SERVERS))
+def server(request: pytest.FixtureRequest) -> Server:
+    server = SERVERS[request.param]
+    try:
+        server.ping()
+    except sa.exc.DBAPIError as error:
+        _unavailable(f"{server.name} at {make_url(server.url).render_as_string()}: {error.orig}")
+    return server
+
+
+@pytest.fixture(scope="session")
+def session_database(server: Server) -> Iterator[str]:
+    """One migrated journal database per server for the whole run."""
+    name = server.create_database()
+    try:
+        url = server.url_of(name)
+        Journal.open(url).close()
+        yield url
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture
+def journal_url(session_database: str) -> str:
+    engine = sa.create_engine(session_database)
+    try:
+        with engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+    finally:
+        engine.dispose()
+    return session_database
+
+
+@pytest.fixture
+def fresh_url(server: Server) -> Iterator[str]:
+    name = server.create_database()
+    try:
+        yield server.url_of(name)
+    finally:
+        server.drop_database(name)
+
+
+class TestJournalOnServers(JournalBehaviour):
+    property_examples = 15
+
+    def test_daemons_with_threads_working_one_stream_accept_every_message_once(
+        self, open_journal: OpenJournal, clock: Clock
+    ) -> None:
+        daemons = [open_journal(clock=clock) for _ in range(4)]
+        keys = [f"nova:msg-{n}" for n in range(25)]
+
+        def work(index: int) -> tuple[int, int]:
+            journal = daemons[index % len(daemons)]
+            mine = random.Random(index).sample(keys, len(keys))
+            results = [journal.accept(message_key=k, operations=[new_op()]) for k in mine]
+            return (
+                sum(isinstance(r, Accepted) for r in results),
+                sum(isinstance(r, Duplicate) for r in results),
+            )
+
+        results = all_at_once(8, work)
+
+        assert all(isinstance(r, tuple) for r in results), results
+        assert sum(r[0] for r in results if isinstance(r, tuple)) == len(keys)
+        assert sum(r[1] for r in results if isinstance(r, tuple)) == 7 * len(keys)
+        assert len(daemons[0].unfinished()) == len(keys)
+
+    def test_the_journal_reconnects_after_the_server_drops_its_connections(
+        self, journal: Journal, server: Server, journal_url: str
+    ) -> None:
+        op = accepted_op(journal)
+        database = make_url(journal_url).database
+
+        _drop_connections(server, database)
+
+        assert journal.get(op.id) == op
+        assert isinstance(journal.accept(message_key="after-reconnect"), Accepted)
+
+
+class TestMigrationsOnServers(MigrationBehaviour):
+    pass
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    server = SERVERS["mariadb"]
+    try:
+        server.ping()
+    except sa.exc.DBAPIError as error:
+        _unavailable(f"mariadb: {error.orig}")
+    name = server.create_database()
+    try:
+        yield server.url_of(name)
+    finally:
+        server.drop_database(name)
+
+
+def test_on_mariadb_the_tables_are_transactional_and_compare_identifiers_exactly(
+    mariadb_url: str,
+) -> None:
+    Journal.open(mariadb_url).close()
+    engine = sa.create_engine(mariadb_url)
+    try:
+        with engine.connect() as conn:
+            tables = conn.execute(
+                sa.text(
+                    "SELECT table_name, engine, table_collation FROM information_schema.tables"
+                    " WHERE table_schema = DATABASE()"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+
+    options = {name: (kind, collation) for name, kind, collation in tables}
+    for table in JOURNAL_TABLES:
+        assert options[table] == ("InnoDB", "utf8mb4_bin")
+
+
+def _drop_connections(server: Server, database: str | None) -> None:
+    """What a server restart or an idle time-out does to the pooled connections."""
+    engine = sa.create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if server.name == "postgresql":
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = :db AND pid <> pg_backend_pid()"
+                    ),
+                    {"db": database},
+                )
+                return
+            ids = conn.execute(
+                sa.text(
+                    "SELECT id FROM information_schema.processlist"
+                    " WHERE db = :db AND id <> CONNECTION_ID()"
+                ),
+                {"db": database},
+            ).scalars()
+            for connection_id in list(ids):
+                conn.execute(sa.text(f"KILL {int(connection_id)}"))
+    finally:
+        engine.dispose()
