@@ -56,6 +56,7 @@ from nova_autopilot.journal import (
     store,
 )
 from nova_autopilot.journal.database import Database
+from nova_autopilot.journal.migrations.__main__ import main as migrations_main
 from nova_autopilot.journal.schema import metadata
 from nova_autopilot.logs import REDACTED, redact
 
@@ -1025,3 +1026,20 @@ def test_operations_are_values_that_compare_by_content() -> None:
     assert replace(new, why="other") != new
     assert replace(new, why="other").id == "abc"
     assert len(new_op().id) == 32
+
+
+def test_migrations_run_by_hand_report_the_revision_and_refuse_an_unknown_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = default_url(tmp_path)
+    head = migrate.head()
+
+    assert migrations_main(["current", "--url", url]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"at none; this release: {head}")
+    monkeypatch.setenv("NOVA_AUTOPILOT_JOURNAL_URL", url)
+    assert migrations_main(["upgrade"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"at {head}; this release: {head}")
+
+    execute(url, "UPDATE alembic_version SET version_num = '9999'")
+    assert migrations_main(["upgrade"]) == 1
+    assert "9999" in capsys.readouterr().err
