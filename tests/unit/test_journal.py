@@ -539,6 +539,8 @@ class JournalBehaviour:
 
         assert [op.id for op in journal.history()] == [c.id, b.id, a.id]
         assert [op.id for op in journal.history(limit=2)] == [c.id, b.id]
+        with pytest.raises(ValueError, match="limit"):
+            journal.history(limit=0)
         assert [op.id for op in journal.history(server_id="srv-1")] == [c.id, a.id]
         assert [op.id for op in journal.history(policy="p1")] == [b.id, a.id]
         assert [op.id for op in journal.history(outcome="reverted")] == [b.id]

@@ -276,6 +276,8 @@ class Journal:
         limit: int = 100,
     ) -> list[Operation]:
         """Operations created in [since, until), newest first, at most ``limit``."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
         query = queries.history(
             server_id=server_id,
             policy=policy,
