@@ -14,11 +14,13 @@ where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -34,6 +36,7 @@ from tests.unit.test_journal import (
     OpenJournal,
     accepted_op,
     all_at_once,
+    execute,
     new_op,
 )
 
@@ -190,7 +193,20 @@ class TestJournalOnServers(JournalBehaviour):
 
 
 class TestMigrationsOnServers(MigrationBehaviour):
-    pass
+    def test_an_account_allowed_only_rows_works_once_an_administrator_migrated(
+        self, server: Server, fresh_url: str
+    ) -> None:
+        Journal.open(fresh_url).close()
+        database = make_url(fresh_url).database or ""
+
+        with _row_only_account(server, database) as url:
+            with Journal.open(url, migrate_schema=False) as journal:
+                op = accepted_op(journal)
+                journal.record_step(op.id, name="resize", detail={}, nova_requests=1)
+                journal.finish(op.id, outcome="confirmed")
+                assert journal.prune(finished_before=op.created_at + timedelta(days=1)) == 1
+            with pytest.raises(sa.exc.DBAPIError):
+                execute(url, "DROP TABLE steps")
 
 
 @pytest.fixture
@@ -226,6 +242,42 @@ def test_on_mariadb_the_tables_are_transactional_and_compare_identifiers_exactly
     options = {name: (kind, collation) for name, kind, collation in tables}
     for table in JOURNAL_TABLES:
         assert options[table] == ("InnoDB", "utf8mb4_bin")
+
+
+@contextlib.contextmanager
+def _row_only_account(server: Server, database: str) -> Iterator[str]:
+    """An account with the privileges docs/journal.md lists for daemons that only
+    read and write rows; yields the URL to the database with it."""
+    user = f"journal_rw_{uuid.uuid4().hex[:8]}"
+    tables = ", ".join(sorted(JOURNAL_TABLES))
+    if server.name == "postgresql":
+        setup = [
+            f"CREATE ROLE {user} LOGIN",
+            f"GRANT CONNECT ON DATABASE {database} TO {user}",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {user}",
+            f"GRANT SELECT ON alembic_version TO {user}",
+            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {user}",
+        ]
+        teardown = [f"DROP OWNED BY {user}", f"DROP ROLE {user}"]
+    else:
+        setup = [f"CREATE USER '{user}'@'%'"] + [
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{database}`.{table} TO '{user}'@'%'"
+            for table in sorted(JOURNAL_TABLES)
+        ]
+        setup.append(f"GRANT SELECT ON `{database}`.alembic_version TO '{user}'@'%'")
+        teardown = [f"DROP USER '{user}'@'%'"]
+    admin_url = server.url_of(database)
+    for statement in setup:
+        execute(admin_url, statement)
+    try:
+        yield (
+            make_url(admin_url)
+            .set(username=user, password=None)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        for statement in teardown:
+            execute(admin_url, statement)
 
 
 def _drop_connections(server: Server, database: str | None) -> None:
