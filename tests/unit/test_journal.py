@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -989,6 +992,37 @@ def test_secrets_never_reach_the_database_files(tmp_path: Path) -> None:
     with Journal.open(default_url(without)) as journal:
         accepted_op(journal, params={"admin_password": SECRET})
         assert any(SECRET.encode() in path.read_bytes() for path in without.iterdir())
+
+
+def test_a_process_killed_mid_operation_leaves_it_to_resume_from_its_phase(
+    tmp_path: Path,
+) -> None:
+    url = default_url(tmp_path)
+    crashing = textwrap.dedent(
+        f"""
+        import os
+        from nova_autopilot.journal import Journal, NewOperation
+        journal = Journal.open({url!r})
+        new = NewOperation(id="op-1", policy="p", action="rescue", server_id="srv-1")
+        journal.accept(message_key="nova:boot-failed", operations=[new])
+        journal.record_step("op-1", name="rescue", detail={{}}, nova_requests=1)
+        journal.advance("op-1", phase="waiting_rescue", state={{"image": "img"}}, expect_version=0)
+        os._exit(137)  # no close, no cleanup: as if killed
+        """
+    )
+
+    died = subprocess.run([sys.executable, "-c", crashing], check=False, timeout=120)
+
+    assert died.returncode == 137
+    with Journal.open(url) as journal:
+        (op,) = journal.unfinished()
+        assert (op.id, op.phase, op.state, op.nova_requests) == (
+            "op-1",
+            "waiting_rescue",
+            {"image": "img"},
+            1,
+        )
+        assert journal.is_processed("nova:boot-failed")
 
 
 def test_a_journal_in_memory_is_refused_because_it_would_not_outlive_the_process() -> None:
