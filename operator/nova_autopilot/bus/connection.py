@@ -1,0 +1,328 @@
+# mypy: disable-error-code="no-untyped-call"
+"""Where the brokers are and how to connect to them, read the way Nova reads it.
+
+The notification broker is oslo.messaging's own configuration, so an operator
+writes it exactly as for Nova: ``[oslo_messaging_notifications] transport_url``
+(else ``[DEFAULT] transport_url``) and the ``[oslo_messaging_rabbit]`` options
+(TLS, heartbeats, login method, failover, retry intervals, durable, HA and
+quorum queues, prefetch), including their overrides in the URL's query
+(``rabbit://...?ssl=1``). oslo.messaging registers and parses them; the
+connection itself is made with kombu (see ``docs/messaging.md`` for why).
+
+The request broker is ``[requests] broker_url`` when set, else the same
+broker as the notifications.
+
+``memory://`` (also ``kombu+memory://`` and oslo.messaging's ``fake://``) is
+an in-process broker for the embedded demo and fast tests: the URL is the
+only switch.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import ssl
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from kombu.connection import Connection
+from oslo_config import cfg
+
+from nova_autopilot.settings import SettingsError
+
+__all__ = [
+    "DEFAULT_NOTIFICATION_PREFETCH",
+    "Backoff",
+    "BrokerSettings",
+    "connect",
+    "notification_broker",
+    "register_oslo_options",
+    "request_broker",
+]
+
+#: Prefetch of the notification consumer when ``rabbit_qos_prefetch_count`` is 0
+#: (oslo.messaging's "unlimited", which the daemon never uses).
+DEFAULT_NOTIFICATION_PREFETCH = 100
+_MEMORY_TRANSPORTS = ("memory", "kombu+memory", "fake")
+_RABBIT_GROUP = "oslo_messaging_rabbit"
+_SSL_VERSIONS = {
+    "tlsv1": "PROTOCOL_TLSv1",
+    "sslv23": "PROTOCOL_SSLv23",
+    "tlsv1_1": "PROTOCOL_TLSv1_1",
+    "tlsv1_2": "PROTOCOL_TLSv1_2",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """Everything needed to connect to one broker and declare queues the way
+    oslo.messaging does. ``urls`` hold credentials: they are never shown;
+    ``display`` is the same without them."""
+
+    urls: tuple[str, ...] = field(repr=False)
+    display: str
+    in_memory: bool = False
+    ssl: bool | Mapping[str, Any] = field(default=False, repr=False)
+    login_method: str = "AMQPLAIN"
+    heartbeat: int = 60
+    heartbeat_rate: int = 3
+    failover_strategy: str = "round-robin"
+    retry_interval: float = 1.0
+    retry_backoff: float = 2.0
+    retry_max: float = 30.0
+    #: Durability and arguments of queues shared with oslo.messaging's rules
+    #: (amqp_durable_queues, amqp_auto_delete, rabbit_ha_queues, rabbit_quorum_queue).
+    durable: bool = False
+    auto_delete: bool = False
+    queue_arguments: Mapping[str, Any] = field(default_factory=dict)
+    quorum: bool = False
+    prefetch: int = DEFAULT_NOTIFICATION_PREFETCH
+    connection_name: str = "nova-autopilot"
+    connect_timeout: float = 10.0
+
+    @property
+    def poll_interval(self) -> float:
+        """Longest time the consuming thread may block without looking at its
+        heartbeat, its stop flag and the handlers' outcomes."""
+        if self.heartbeat > 0:
+            return min(0.25, self.heartbeat / max(self.heartbeat_rate, 1) / 2)
+        return 0.25
+
+    @property
+    def own_queue_arguments(self) -> dict[str, Any]:
+        """Arguments of the daemon's own durable queues (dead-letter, delay,
+        requests): quorum queues when the deployment uses them."""
+        return {"x-queue-type": "quorum"} if self.quorum else {}
+
+
+def register_oslo_options(conf: cfg.ConfigOpts) -> dict[str, cfg.Opt]:
+    """Register oslo.messaging's transport, notification and rabbit options on
+    ``conf`` (equal to the ones oslo.messaging registers itself: no conflict).
+    Returns the ``[oslo_messaging_rabbit]`` options by name."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # importing oslo.messaging warns about eventlet
+        from oslo_messaging import opts as oslo_opts
+
+    wanted = {"DEFAULT", "oslo_messaging_notifications", _RABBIT_GROUP}
+    rabbit: dict[str, cfg.Opt] = {}
+    for group, opts in oslo_opts.list_opts():
+        name = group or "DEFAULT"
+        if name in wanted:
+            conf.register_opts(opts, group=None if name == "DEFAULT" else name)
+        if name == _RABBIT_GROUP:
+            rabbit = {opt.dest: opt for opt in opts}
+    return rabbit
+
+
+def notification_broker(conf: cfg.ConfigOpts) -> BrokerSettings:
+    """The broker Nova publishes its notifications to, from oslo.messaging's options."""
+    opts = register_oslo_options(conf)
+    url = conf.oslo_messaging_notifications.transport_url or conf.transport_url or "rabbit://"
+    rabbit = _rabbit_options(conf, opts, url)
+    prefetch = int(rabbit["rabbit_qos_prefetch_count"]) or DEFAULT_NOTIFICATION_PREFETCH
+    return _settings(conf, url, rabbit, prefetch=prefetch, purpose="notifications")
+
+
+def request_broker(conf: cfg.ConfigOpts) -> BrokerSettings:
+    """The broker carrying operator requests and results: ``[requests] broker_url``,
+    or the notification broker when it is empty."""
+    opts = register_oslo_options(conf)
+    url: str = conf.requests.broker_url or (
+        conf.oslo_messaging_notifications.transport_url or conf.transport_url or "rabbit://"
+    )
+    rabbit = _rabbit_options(conf, opts, url if _is_transport_url(url) else "rabbit://")
+    return _settings(conf, url, rabbit, prefetch=conf.requests.prefetch, purpose="requests")
+
+
+def connect(settings: BrokerSettings) -> Connection:
+    """A new, not yet connected kombu connection (``.connect()`` opens it)."""
+    if settings.in_memory:
+        return Connection("memory://", transport_options={"polling_interval": 0.005})
+    return Connection(
+        ";".join(settings.urls),
+        ssl=_ssl_argument(settings.ssl),
+        login_method=settings.login_method,
+        heartbeat=settings.heartbeat,
+        failover_strategy=settings.failover_strategy,
+        connect_timeout=settings.connect_timeout,
+        transport_options={
+            "confirm_publish": True,
+            "client_properties": {
+                "connection_name": settings.connection_name,
+                "capabilities": {
+                    "authentication_failure_close": True,
+                    "connection.blocked": True,
+                    "consumer_cancel_notify": True,
+                },
+            },
+        },
+    )
+
+
+class Backoff:
+    """Delays between reconnection attempts: ``interval``, then ``interval +
+    step``, ``interval + 2*step``... up to ``maximum``, each with jitter (50-100%)
+    so that many clients do not reconnect in step."""
+
+    def __init__(
+        self,
+        *,
+        interval: float,
+        step: float,
+        maximum: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._interval, self._step, self._maximum = interval, step, maximum
+        self._rng = rng or random.Random()
+        self._failures = 0
+
+    @property
+    def failures(self) -> int:
+        return self._failures
+
+    def next_delay(self) -> float:
+        delay = min(self._maximum, self._interval + self._step * self._failures)
+        self._failures += 1
+        return delay * self._rng.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self._failures = 0
+
+
+# --- reading oslo.messaging's options ---------------------------------------------------
+
+
+def _is_transport_url(url: str) -> bool:
+    scheme = url.split(":", 1)[0].lower()
+    return scheme in ("rabbit", "kombu", *_MEMORY_TRANSPORTS) or scheme.startswith("kombu+")
+
+
+def _rabbit_options(conf: cfg.ConfigOpts, opts: Mapping[str, cfg.Opt], url: str) -> dict[str, Any]:
+    """``[oslo_messaging_rabbit]`` with the URL's query overriding it, as
+    oslo.messaging's drivers read it."""
+    import oslo_messaging
+
+    parsed = oslo_messaging.TransportURL.parse(conf, url)
+    group = conf[_RABBIT_GROUP]
+    values: dict[str, Any] = {name: group[name] for name in opts}
+    for name, raw in parsed.query.items():
+        if name not in opts:
+            raise SettingsError(
+                f"unknown option {name!r} in the query of the transport URL",
+                option=f"[{_RABBIT_GROUP}] {name}",
+            )
+        values[name] = opts[name].type(raw)
+    return values
+
+
+def _settings(
+    conf: cfg.ConfigOpts,
+    url: str,
+    rabbit: Mapping[str, Any],
+    *,
+    prefetch: int,
+    purpose: str,
+) -> BrokerSettings:
+    name = f"nova-autopilot:{socket.gethostname()}:{os.getpid()}:{purpose}"
+    if url.split(":", 1)[0].lower() in _MEMORY_TRANSPORTS:
+        return BrokerSettings(
+            urls=("memory://",), display="memory://", in_memory=True, prefetch=prefetch
+        )
+    if _is_transport_url(url):
+        urls, hosts = _kombu_urls(conf, url)
+        tls: bool | Mapping[str, Any] = _ssl_options(rabbit, hosts) if rabbit["ssl"] else False
+    else:
+        urls, hosts = [url], [urlsplit(url).hostname or ""]
+        secure = url.lower().startswith("amqps:") or bool(rabbit["ssl"])
+        tls = _ssl_options(rabbit, hosts) if secure else False
+    if rabbit["rabbit_quorum_queue"] and rabbit["rabbit_ha_queues"]:
+        raise SettingsError(
+            "rabbit_quorum_queue and rabbit_ha_queues cannot both be enabled",
+            option=f"[{_RABBIT_GROUP}] rabbit_quorum_queue",
+        )
+    arguments: dict[str, Any] = {}
+    if rabbit["rabbit_ha_queues"]:
+        arguments["x-ha-policy"] = "all"
+    if rabbit["rabbit_quorum_queue"]:
+        arguments["x-queue-type"] = "quorum"
+        for option, argument in (
+            ("rabbit_quorum_delivery_limit", "x-delivery-limit"),
+            ("rabbit_quorum_max_memory_length", "x-max-in-memory-length"),
+            ("rabbit_quorum_max_memory_bytes", "x-max-in-memory-bytes"),
+        ):
+            if rabbit[option]:
+                arguments[argument] = rabbit[option]
+    return BrokerSettings(
+        urls=tuple(urls),
+        display=", ".join(_without_credentials(u) for u in urls),
+        ssl=tls,
+        login_method=rabbit["rabbit_login_method"],
+        heartbeat=int(rabbit["heartbeat_timeout_threshold"]),
+        heartbeat_rate=int(rabbit["heartbeat_rate"]),
+        failover_strategy=rabbit["kombu_failover_strategy"],
+        retry_interval=float(rabbit["rabbit_retry_interval"]),
+        retry_backoff=float(rabbit["rabbit_retry_backoff"]),
+        retry_max=float(rabbit["rabbit_interval_max"]),
+        durable=bool(rabbit["amqp_durable_queues"] or rabbit["rabbit_quorum_queue"]),
+        auto_delete=bool(rabbit["amqp_auto_delete"]),
+        queue_arguments=arguments,
+        quorum=bool(rabbit["rabbit_quorum_queue"]),
+        prefetch=prefetch,
+        connection_name=name,
+    )
+
+
+def _kombu_urls(conf: cfg.ConfigOpts, url: str) -> tuple[list[str], list[str]]:
+    """oslo.messaging's ``rabbit://`` URL (several hosts allowed) as kombu URLs."""
+    import oslo_messaging
+
+    parsed = oslo_messaging.TransportURL.parse(conf, url)
+    vhost = quote(parsed.virtual_host or "", safe="")
+    hosts = parsed.hosts or [oslo_messaging.TransportHost("")]
+    urls = []
+    for host in hosts:
+        user = quote(host.username or ("guest" if not parsed.hosts else ""), safe="")
+        password = quote(host.password or ("guest" if not parsed.hosts else ""), safe="")
+        hostname = host.hostname or "localhost"
+        if ":" in hostname and not hostname.startswith("["):
+            hostname = f"[{hostname}]"
+        urls.append(f"amqp://{user}:{password}@{hostname}:{host.port or 5672}/{vhost}")
+    return urls, [h.hostname or "localhost" for h in hosts]
+
+
+def _ssl_options(rabbit: Mapping[str, Any], hosts: list[str]) -> bool | dict[str, Any]:
+    """The TLS parameters oslo.messaging's rabbit driver gives kombu."""
+    params: dict[str, Any] = {}
+    version = str(rabbit["ssl_version"] or "").lower()
+    if version:
+        attribute = _SSL_VERSIONS.get(version)
+        if attribute is None or not hasattr(ssl, attribute):
+            raise SettingsError(
+                f"invalid ssl_version {version!r}", option=f"[{_RABBIT_GROUP}] ssl_version"
+            )
+        params["ssl_version"] = getattr(ssl, attribute)
+    if rabbit["ssl_key_file"]:
+        params["keyfile"] = rabbit["ssl_key_file"]
+    if rabbit["ssl_cert_file"]:
+        params["certfile"] = rabbit["ssl_cert_file"]
+    if rabbit["ssl_ca_file"]:
+        params["ca_certs"] = rabbit["ssl_ca_file"]
+        params["cert_reqs"] = ssl.CERT_REQUIRED
+        params["server_hostname"] = hosts[0] if len(hosts) == 1 else None
+    return params or True
+
+
+def _ssl_argument(value: bool | Mapping[str, Any]) -> bool | dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"

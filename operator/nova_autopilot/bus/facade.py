@@ -1,0 +1,142 @@
+"""The bus as the daemon sees it: both intakes, the results, one switch.
+
+::
+
+    bus = Bus(conf=conf, notification_handler=engine.handle,
+              request_handler=engine.handle, verify=verifier)
+    bus.start()
+    bus.wait_ready(30)          # readiness: both consumers attached
+    ...
+    bus.alive()                 # watchdog: consumers attached and turning
+    bus.results.publish(result, action="resize", outcome="confirmed",
+                        correlation_id=delivery.correlation_id,
+                        reply_to=delivery.reply_to)
+    ...
+    bus.stop(timeout=30)        # SIGTERM: drain, close, leave the rest queued
+
+The transport URL alone decides between RabbitMQ and the in-process broker
+(``memory://``) of the demo.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from oslo_config import cfg
+
+from nova_autopilot.bus.client import RequestClient
+from nova_autopilot.bus.connection import notification_broker, request_broker
+from nova_autopilot.bus.counters import CounterSnapshot
+from nova_autopilot.bus.delivery import Handler, Verifier, accept_all
+from nova_autopilot.bus.intake import Intake, IntakeHealth
+from nova_autopilot.bus.notifications import notification_intake
+from nova_autopilot.bus.requests import request_intake
+from nova_autopilot.bus.results import ResultPublisher
+from nova_autopilot.bus.topology import request_exchange, request_topology, results_exchange
+from nova_autopilot.logs import get_logger
+
+__all__ = ["Bus", "BusHealth"]
+
+log = get_logger("nova_autopilot.bus")
+
+
+@dataclass(frozen=True, slots=True)
+class BusHealth:
+    """``alive`` is what readiness and the systemd watchdog use; ``intakes``
+    say which consumer is not attached, since when, and why."""
+
+    alive: bool
+    intakes: tuple[IntakeHealth, ...]
+
+
+class Bus:
+    """Nova notifications in, operator requests in, results out.
+
+    Either handler may be None: that intake is then not started (a daemon
+    that only listens to Nova, a tool that only sends results).
+    """
+
+    def __init__(
+        self,
+        *,
+        conf: cfg.ConfigOpts,
+        notification_handler: Handler | None = None,
+        request_handler: Handler | None = None,
+        verify: Verifier = accept_all,
+        retry_delays: Sequence[float] | None = None,
+    ) -> None:
+        self._conf = conf
+        self._request_broker = request_broker(conf)
+        self.notifications: Intake | None = None
+        self.requests: Intake | None = None
+        if notification_handler is not None:
+            self.notifications = notification_intake(
+                conf,
+                handler=notification_handler,
+                broker=notification_broker(conf),
+                retry_delays=retry_delays,
+            )
+        if request_handler is not None:
+            self.requests = request_intake(
+                conf,
+                handler=request_handler,
+                verify=verify,
+                broker=self._request_broker,
+                retry_delays=retry_delays,
+            )
+        self.results = ResultPublisher(broker=self._request_broker, exchange=results_exchange(conf))
+        self._started = False
+
+    @property
+    def intakes(self) -> tuple[Intake, ...]:
+        return tuple(i for i in (self.notifications, self.requests) if i is not None)
+
+    def start(self) -> None:
+        """Start consuming (in background threads); returns at once."""
+        if self._started:
+            raise RuntimeError("the bus was already started; build a new one")
+        self._started = True
+        for intake in self.intakes:
+            intake.start()
+        log.info("bus.started", intakes=[i.name for i in self.intakes])
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until every intake is attached to its queue."""
+        deadline = time.monotonic() + timeout
+        return all(i.wait_ready(max(0.0, deadline - time.monotonic())) for i in self.intakes)
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop taking messages, let handler calls in progress finish (for up
+        to ``timeout`` seconds in all), close. Unhandled messages stay with the
+        broker. True when no handler call was cut short."""
+        deadline = time.monotonic() + timeout
+        clean = True
+        for intake in self.intakes:  # signal all first, so they drain together
+            intake.begin_stop(timeout)
+        for intake in self.intakes:
+            clean = intake.stop(max(0.0, deadline - time.monotonic())) and clean
+        self.results.close()
+        return clean
+
+    def alive(self) -> bool:
+        """True when every intake is attached and turning."""
+        return all(i.alive() for i in self.intakes)
+
+    def health(self) -> BusHealth:
+        intakes = tuple(i.health() for i in self.intakes)
+        return BusHealth(alive=all(h.alive for h in intakes), intakes=intakes)
+
+    def counters(self) -> dict[str, CounterSnapshot]:
+        """``{"notifications": ..., "requests": ...}`` for the metrics layer."""
+        return {i.name: i.counters.snapshot() for i in self.intakes}
+
+    def client(self) -> RequestClient:
+        """A request client on the same broker (the demo sends requests with it)."""
+        topology = request_topology(self._conf, self._request_broker, delays=())
+        return RequestClient(
+            broker=self._request_broker,
+            exchange=request_exchange(self._conf),
+            declare=[topology.queue],
+        )

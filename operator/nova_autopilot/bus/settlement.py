@@ -1,0 +1,220 @@
+# mypy: disable-error-code="no-untyped-call"
+"""Settling outcomes: acknowledge, retry later, or dead-letter; never lose one.
+
+Used only by the consuming thread of an intake, on the channel the messages
+came from. A failed message is first published (persistent, confirmed by the
+broker) to its delay or dead-letter queue and only then acknowledged, so a
+crash between the two leaves a duplicate, never a loss.
+
+Acknowledgements follow the delivery order: the settled prefix is
+acknowledged with one ``multiple`` ack, and a message settled out of order
+(its predecessor is still in a handler) on its own, so a slow handler never
+holds back the others' acks or fills the prefetch window.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from kombu.messaging import Producer
+
+from nova_autopilot.bus.counters import Counters
+from nova_autopilot.bus.deadletter import dead_letter_headers, kept_properties, retry_headers
+from nova_autopilot.bus.outcome import RETRIES_EXHAUSTED, Abandoned, DeadLetter, Handled, Retry
+from nova_autopilot.bus.retry import LocalDelayer, RetryPlan
+from nova_autopilot.bus.topology import IntakeTopology
+from nova_autopilot.bus.workers import Job
+from nova_autopilot.logs import get_logger
+
+__all__ = ["Settlement"]
+
+log = get_logger("nova_autopilot.bus")
+_SETTLED = -1.0
+
+
+class Settlement:
+    """The outstanding deliveries of one channel and what becomes of them."""
+
+    def __init__(
+        self,
+        *,
+        topology: IntakeTopology,
+        retry: RetryPlan,
+        counters: Counters,
+        clock: Callable[[], float],
+        now: Callable[[], datetime],
+        in_memory: bool,
+        publish_timeout: float | None,
+    ) -> None:
+        self._topology = topology
+        self._retry = retry
+        self._counters = counters
+        self._clock = clock
+        self._now = now
+        self._in_memory = in_memory
+        self._publish_timeout = publish_timeout
+        self._source = topology.source
+        self._queue = topology.queue_name
+        #: In-process delays where the broker has no message TTL.
+        self.delayer = LocalDelayer(clock=clock) if in_memory else None
+        #: Delivery tag -> when it was received (clock), or _SETTLED; in delivery order.
+        self._outstanding: OrderedDict[int, float] = OrderedDict()
+        self._channel: Any = None
+        self._producer: Producer | None = None
+        self.generation = 0
+
+    def attach(self, channel: Any, producer: Producer) -> None:
+        """A new session: deliveries come on ``channel``, copies go out by ``producer``."""
+        self._channel, self._producer = channel, producer
+
+    def detach(self) -> None:
+        """The channel is gone: its delivery tags mean nothing any more, and
+        outcomes that arrive for them are abandoned (the broker redelivers)."""
+        self.generation += 1
+        self._outstanding.clear()
+        self._channel = self._producer = None
+
+    def received(self, tag: int) -> None:
+        self._outstanding[tag] = self._clock()
+
+    def oldest(self) -> float | None:
+        """When the oldest unsettled delivery was received (clock), if any."""
+        return next(iter(self._outstanding.values()), None)
+
+    def settle(self, jobs: Sequence[Job]) -> None:
+        """Settle each job by its outcome; then acknowledge them together.
+
+        If publishing a copy fails (the connection is going), the jobs not yet
+        settled are counted as abandoned and the error propagates: nothing of
+        this batch is acknowledged, the broker delivers it all again."""
+        acks: list[int] = []
+        handled = 0
+        try:
+            for index, job in enumerate(jobs):
+                try:
+                    outcome = job.outcome
+                    if job.generation != self.generation or isinstance(outcome, Abandoned):
+                        self._counters.abandoned()
+                        continue
+                    if isinstance(outcome, Handled):
+                        handled += 1
+                    elif isinstance(outcome, Retry):
+                        self._retry_later(job, outcome)
+                    elif isinstance(outcome, DeadLetter):
+                        self._dead_letter(job, outcome)
+                except BaseException:
+                    self._counters.abandoned(len(jobs) - index)
+                    raise
+                acks.append(job.tag)
+        finally:
+            if handled:
+                self._counters.handled(handled)
+        if acks:
+            self._ack(acks)
+
+    def publish(
+        self, body: bytes, exchange: str, routing_key: str, properties: Mapping[str, Any]
+    ) -> None:
+        """Publish a copy (persistent; confirmed by the broker before this returns)."""
+        assert self._producer is not None
+        options = dict(properties)
+        headers = options.pop("headers", None)
+        content_type = options.pop("content_type", "application/octet-stream")
+        content_encoding = options.pop("content_encoding", "binary")
+        self._producer.publish(
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            headers=headers,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            delivery_mode=2,
+            retry=False,
+            confirm_timeout=self._publish_timeout,
+            **options,
+        )
+
+    def release_delayed(self, *, everything: bool = False) -> None:
+        """In memory: put the retries that are due (or all of them) back in the queue."""
+        if self.delayer is None:
+            return
+        ready = self.delayer.drain() if everything else self.delayer.due()
+        for body, properties in ready:
+            self.publish(body, "", self._queue, properties)
+
+    def _ack(self, tags: list[int]) -> None:
+        channel, outstanding = self._channel, self._outstanding
+        for tag in tags:
+            outstanding[tag] = _SETTLED
+        if not self._in_memory:  # the in-memory broker has no multiple acks
+            last = None
+            while outstanding:
+                first = next(iter(outstanding))
+                if outstanding[first] != _SETTLED:
+                    break
+                outstanding.popitem(last=False)
+                last = first
+            if last is not None:
+                channel.basic_ack(last, multiple=True)
+        for tag in tags:
+            if outstanding.pop(tag, None) is not None:
+                channel.basic_ack(tag)
+
+    def _retry_later(self, job: Job, outcome: Retry) -> None:
+        attempt = job.delivery.attempt
+        delay = self._retry.delay_after(attempt)
+        if delay is None:
+            self._dead_letter(job, DeadLetter(RETRIES_EXHAUSTED, outcome.detail))
+            return
+        headers = retry_headers(
+            job.delivery.headers,
+            next_attempt=attempt + 1,
+            last_error=outcome.detail,
+            exchange=job.delivery.exchange,
+            routing_key=job.delivery.routing_key,
+        )
+        properties = {**kept_properties(job.properties), "headers": headers}
+        if self.delayer is not None:
+            self.delayer.add(delay, job.body, properties)
+        else:
+            self.publish(job.body, "", self._topology.delay_queue(delay), properties)
+        self._counters.retried()
+        log.info(
+            "intake.retry_scheduled",
+            source=self._source,
+            message_id=job.delivery.message_id,
+            attempt=attempt,
+            delay_s=delay,
+            error=outcome.detail,
+        )
+
+    def _dead_letter(self, job: Job, outcome: DeadLetter) -> None:
+        exchange, routing_key = self._topology.dead_letter_route(outcome.reason)
+        attempts = job.delivery.attempt if job.event is not None else 0
+        headers = dead_letter_headers(
+            job.delivery.headers,
+            reason=outcome.reason,
+            detail=outcome.detail,
+            source=self._source,
+            failed_at=self._now(),
+            attempts=attempts,
+            queue=self._queue,
+            exchange=job.delivery.exchange,
+            routing_key=job.delivery.routing_key,
+        )
+        properties = {**kept_properties(job.properties), "headers": headers}
+        self.publish(job.body, exchange, routing_key, properties)
+        self._counters.dead_lettered(outcome.reason)
+        log.warning(
+            "intake.dead_lettered",
+            source=self._source,
+            reason=outcome.reason,
+            detail=outcome.detail,
+            message_id=job.delivery.message_id,
+            attempts=attempts,
+            dead_letter_exchange=exchange,
+            routing_key=routing_key,
+        )
