@@ -19,7 +19,14 @@ setup(
     python_requires=">=3.10",
     package_dir={"": "operator"},
     packages=find_packages(where="operator"),
-    package_data={"nova_autopilot": ["py.typed", "seed/*.yaml", "seed/*.jsonl"]},
+    package_data={
+        "nova_autopilot": [
+            "py.typed",
+            "seed/*.yaml",
+            "seed/*.jsonl",
+            "journal/migrations/script.py.mako",
+        ]
+    },
     install_requires=[
         "oslo.config>=9.4,<11",
         "oslo.messaging>=14.7,<19",

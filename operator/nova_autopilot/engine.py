@@ -180,7 +180,7 @@ class Engine:
             )
         return guards.Facts(
             server_busy=bool(self._journal.in_flight(server_id)),
-            last_acted_at=last.created_at if last else None,
+            last_acted_at=(last.finished_at or last.created_at) if last else None,
             used_budget=used,
         )
 

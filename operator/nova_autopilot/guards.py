@@ -50,7 +50,8 @@ def decide(policy: Policy, facts: Facts, *, now: datetime, global_dry_run: bool)
         if now < ready_at:
             return Verdict(
                 "refuse",
-                f"cooldown: the policy acted on this server at {facts.last_acted_at.isoformat()}, "
+                f"cooldown: the policy last acted on this server until "
+                f"{facts.last_acted_at.isoformat()}, "
                 f"again from {ready_at.isoformat()}",
             )
     budget = policy.limits.budget
