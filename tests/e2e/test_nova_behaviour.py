@@ -221,10 +221,9 @@ def test_a_failed_reboot_of_a_launched_server_ends_in_error_and_can_be_rescued(
         )
         crash = log.wait_for(
             lambda n: (
-                n.event_type == "compute.exception"
-                and n.data.get("function_name") == "reboot_instance"
+                n.event_type == "compute.exception" and n.data["exception"] == "InjectedFault"
             ),
-            what="compute.exception from reboot_instance",
+            what="compute.exception about the reboot",
         )
 
     assert failed.launched_at is not None
@@ -235,6 +234,7 @@ def test_a_failed_reboot_of_a_launched_server_ends_in_error_and_can_be_rescued(
     # the failure shows as instance.update to error and compute.exception.
     assert log.event_types(server.id) == ["instance.reboot.start"]
     assert log.states(server.id) == [
+        ("active", None),  # the metadata that asks for the fault
         ("active", "rebooting"),
         ("active", "reboot_pending"),
         ("active", "reboot_started"),
@@ -243,42 +243,58 @@ def test_a_failed_reboot_of_a_launched_server_ends_in_error_and_can_be_rescued(
     ]
     assert crash.priority == "ERROR"
     assert crash.publisher_id == "nova-compute:novabox"
-    assert crash.data["exception"] == "InjectedFault"
+    assert "injected reboot failure" in crash.data["exception_message"]
 
     with novabox.notifications() as log:
         novabox.conn.compute.rescue_server(server)
         rescued = novabox.wait_for_status(server, "RESCUE")
-        novabox.repair(server)
         novabox.conn.compute.unrescue_server(server)
-        repaired = novabox.wait_for_status(server, "ACTIVE")
+        back = novabox.wait_for_status(server, "ACTIVE")
         log.wait_for_event("instance.unrescue.end", server.id)
 
     assert rescued.vm_state == "rescued"
-    assert repaired.vm_state == "active"
-    assert log.states(server.id)[0] == ("error", "rescuing")
-    assert log.event_types(server.id)[-2:] == ["instance.unrescue.start", "instance.unrescue.end"]
+    assert back.vm_state == "active"
+    assert log.event_types(server.id) == [
+        "instance.rescue.start",
+        "instance.exists",
+        "instance.rescue.end",
+        "instance.unrescue.start",
+        "instance.unrescue.end",
+    ]
+    assert log.states(server.id) == [
+        ("error", "rescuing"),
+        ("rescued", None),
+        ("rescued", "unrescuing"),
+        ("active", None),
+    ]
     assert "login:" in novabox.console_output(server)
 
 
-def test_a_repaired_server_reboots_again(
+def test_a_server_repaired_after_its_rescue_reboots_again(
     novabox: NovaBox, small: Flavor, servers: list[Server]
 ) -> None:
     server = novabox.boot("fail-boot-e2e", small)
     servers.append(server)
+    novabox.conn.compute.reboot_server(server, "HARD")
+    novabox.wait_for_status(server, "ERROR")
+    novabox.conn.compute.rescue_server(server)
+    novabox.wait_for_status(server, "RESCUE")
+    novabox.conn.compute.unrescue_server(server)
+    novabox.wait_for_status(server, "ACTIVE")
+    novabox.repair(server)
 
     with novabox.notifications() as log:
-        novabox.conn.compute.reboot_server(server, "HARD")
-        novabox.wait_for_status(server, "ERROR")
-        novabox.repair(server)
         novabox.conn.compute.reboot_server(server, "HARD")
         back = novabox.wait_for_status(server, "ACTIVE")
         log.wait_for_event("instance.reboot.end", server.id)
 
     assert back.vm_state == "active"
-    assert log.event_types(server.id) == [
-        "instance.reboot.start",
-        "instance.reboot.start",
-        "instance.reboot.end",
+    assert log.event_types(server.id) == ["instance.reboot.start", "instance.reboot.end"]
+    assert log.states(server.id) == [
+        ("active", "rebooting_hard"),
+        ("active", "reboot_pending_hard"),
+        ("active", "reboot_started_hard"),
+        ("active", None),
     ]
 
 

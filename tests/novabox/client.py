@@ -146,12 +146,14 @@ class NovaBox:
             describe_last=lambda: _describe(last[0]) if last else "nothing",
         )
 
-    def make_fail_boot(self, server: Server, *, console: str = "panic") -> Server:
+    def make_fail_boot(self, server: Server, *, console: str | None = None) -> Server:
         """Turn an ACTIVE server into a failed boot: its reboot fails, it goes to ERROR.
 
         The server had launched (``launched_at`` is set), so unlike a failed
-        spawn it can be rescued. Its reboots and power-ons keep failing
-        until :meth:`repair` is called; its console shows ``console``.
+        spawn it can be rescued. Its console shows a kernel panic (or
+        ``console``: see :mod:`tests.novabox.faults`) until it is unrescued
+        or reboots fine. Its reboots and power-ons keep failing until
+        :meth:`repair` is called.
         """
         plan = faults.FaultPlan.failing(faults.FAILED_BOOT.fail, console=console)
         self.conn.compute.set_server_metadata(server, **plan.metadata())
@@ -159,9 +161,10 @@ class NovaBox:
         return self.wait_for_status(server, "ERROR")
 
     def repair(self, server: Server) -> None:
-        """Remove every fault of a server (what fixing it from a rescue would do).
+        """Remove every fault of a server, including those its name asks for.
 
-        Also overrides the faults its name asks for (an empty ``novabox:fail``).
+        Nova changes metadata only while a server is ACTIVE, SHUTOFF, PAUSED
+        or SUSPENDED: repair a failed boot after its rescue and unrescue.
         """
         self.conn.compute.set_server_metadata(server, **{faults.FAIL_KEY: ""})
         current = self.conn.compute.get_server_metadata(server).metadata or {}

@@ -84,12 +84,10 @@ class FaultInjectingDriver(fake.FakeDriver):
         hostname = instance.hostname or instance.display_name or "server"
         if instance.vm_state == "rescued":
             kind = "rescue"
-        elif plan.console is not None:
-            kind = plan.console
         elif self._has_failed_boot(instance):
-            kind = "panic"
+            kind = plan.console or "panic"
         else:
-            kind = "ok"
+            kind = plan.console or "ok"
         return faults.console_log(kind, hostname)
 
     def _plan(self, instance: Any) -> faults.FaultPlan:

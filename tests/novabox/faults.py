@@ -13,8 +13,10 @@ Metadata keys:
     the name says.
 ``novabox:console``
     What the console shows: ``ok`` (a good boot), ``panic`` (a kernel panic) or
-    ``emergency`` (systemd's emergency shell). Without it the console shows a
-    kernel panic after a failed reboot or power-on, and a good boot otherwise.
+    ``emergency`` (systemd's emergency shell), also on an ACTIVE server (a
+    guest that Nova thinks is fine but nobody can log in to). Without it the
+    console shows a kernel panic after a failed reboot or power-on, and a good
+    boot otherwise. A rescued server always shows its rescue boot.
 ``novabox:resize_delay``
     Seconds the resize spends moving the disk (a slow resize).
 
@@ -88,11 +90,11 @@ class FaultPlan:
 
 
 FAILED_SPAWN = FaultPlan.failing({"spawn"})
-FAILED_BOOT = FaultPlan.failing({"reboot", "power_on"}, console="panic")
+FAILED_BOOT = FaultPlan.failing({"reboot", "power_on"})
 
 NAME_PREFIXES: dict[str, FaultPlan] = {
     "fail-spawn-": FAILED_SPAWN,
-    "fail-boot-": FaultPlan.failing({"reboot", "power_on"}),
+    "fail-boot-": FAILED_BOOT,
     "slow-resize-": FaultPlan(resize_delay=SLOW_RESIZE_SECONDS),
 }
 

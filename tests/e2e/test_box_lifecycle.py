@@ -1,0 +1,115 @@
+"""The box itself: it really uses the machine's services, and takes everything away again.
+
+These tests start boxes of their own, in a run directory of their own, and
+look at the machine directly (processes, RabbitMQ through rabbitmqctl, the
+database server) rather than trusting the harness's own report.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.novabox import databases, probes
+from tests.novabox.box import Box
+from tests.novabox.broker import Broker
+from tests.novabox.processes import processes_of_run
+from tests.novabox.runs import MANUAL_FILE, RunState, pid_alive
+from tests.novabox.settings import REPO_ROOT, BoxSettings
+from tests.novabox.venv import NovaVenv
+
+pytestmark = pytest.mark.e2e
+
+SCRIPT = REPO_ROOT / "scripts" / "novabox"
+
+
+@pytest.fixture
+def own_settings(box_settings: BoxSettings, tmp_path: Path) -> BoxSettings:
+    return dataclasses.replace(box_settings, runs_dir=tmp_path / "runs")
+
+
+def test_a_stopped_box_leaves_no_process_vhost_queue_or_database(
+    own_settings: BoxSettings, nova_venv: NovaVenv
+) -> None:
+    broker = Broker.from_settings(own_settings)
+    box = Box.start(own_settings, nova_venv)
+    try:
+        pids = processes_of_run(box.run_dir)
+        queues = broker.list_queues(box.vhost)
+        box_databases = _box_databases(own_settings, nova_venv, box.state)
+    finally:
+        leftovers = box.stop()
+
+    # It was real: Nova's services ran, declared their queues on the broker and
+    # kept their data in the run's own databases.
+    assert len(pids) >= len(box.services)
+    assert {"conductor", "scheduler", "compute"} <= set(queues)
+    assert "compute.novabox" in queues
+    assert len(box_databases) == 4 or box.state.database_kind == "sqlite"
+    # And it is all gone.
+    assert leftovers.clean, str(leftovers)
+    assert [pid for pid in pids if pid_alive(pid)] == []
+    assert processes_of_run(box.run_dir) == []
+    assert box.vhost not in broker.list_vhosts()
+    assert _box_databases(own_settings, nova_venv, box.state) == []
+    assert not box.run_dir.exists()
+
+
+def test_the_script_brings_a_box_up_and_down(
+    own_settings: BoxSettings, nova_venv: NovaVenv
+) -> None:
+    env = {**os.environ, "NOVABOX_RUNS_DIR": str(own_settings.runs_dir)}
+
+    def novabox(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(SCRIPT), command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+
+    up = novabox("up")
+    state = _manual_state(own_settings)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert state is not None
+        assert state.compute_url is not None
+        assert state.compute_url in up.stdout
+        assert state.transport_url in up.stdout
+        assert "clouds:" in up.stdout
+        # The box outlives the command that started it.
+        assert probes.compute(state.compute_url, "/servers") is not None
+        status = novabox("status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        exports = novabox("env")
+        assert f"export OS_ENDPOINT={state.compute_url}" in exports.stdout
+    finally:
+        down = novabox("down")
+
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "nothing left behind" in down.stdout
+    assert processes_of_run(Path(state.run_dir)) == []
+    assert state.vhost not in Broker.from_settings(own_settings).list_vhosts()
+    assert _box_databases(own_settings, nova_venv, state) == []
+    assert novabox("status").returncode == 3
+
+
+def _manual_state(settings: BoxSettings) -> RunState | None:
+    manual = settings.runs_dir / MANUAL_FILE
+    if not manual.exists():
+        return None
+    return RunState.load(Path(json.loads(manual.read_text())["run_dir"]))
+
+
+def _box_databases(settings: BoxSettings, venv: NovaVenv, state: RunState) -> list[str]:
+    prefix = state.id.database_prefix
+    found = []
+    for server in databases.server_databases(settings, venv):
+        found += [name for name in server.list_box_databases() if name.startswith(prefix)]
+    return found

@@ -1,0 +1,446 @@
+"""The sandbox is a faithful Nova: the same scenarios against the real Nova and the sandbox.
+
+Each scenario runs twice with the same client code (openstacksdk over
+HTTP): once against the real Nova 34 of tests/novabox, once against
+:class:`nova_autopilot.sandbox.Sandbox` publishing to a RabbitMQ vhost of
+its own. Both are observed the same way and must agree on
+
+- the statuses a client polling the server sees, step by step (repeats removed),
+- the errors the API answers (status code and message, ids masked),
+- the versioned notifications about the server: event types in order
+  (``instance.update`` aside) and the (vm_state, task_state) transitions the
+  ``instance.update`` notifications report (repeats removed),
+- where the server ends: status, vm_state, power_state, flavor, launched or not.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import openstack.exceptions
+import pytest
+from openstack.compute.v2.flavor import Flavor
+from openstack.compute.v2.server import Server
+from openstack.connection import Connection
+
+from nova_autopilot.sandbox import Sandbox
+from tests.novabox import faults
+from tests.novabox.broker import Broker
+from tests.novabox.client import IMAGE_ID, NovaBox, connect
+from tests.novabox.notifications import NotificationLog, listening
+from tests.novabox.settings import BoxSettings
+
+pytestmark = pytest.mark.e2e
+
+_names = itertools.count(1)
+POLL = 0.02
+
+
+class Target(Protocol):
+    """A Nova to run scenarios against."""
+
+    name: str
+    conn: Connection
+
+    def notifications(self) -> AbstractContextManager[NotificationLog]: ...
+
+    def break_boot(self, server: Server) -> None:
+        """From now on, the server's reboots and power-ons fail (its guest crashed)."""
+
+    def break_resize(self, server: Server) -> None:
+        """From now on, moving the server's disk fails (the hypervisor errs)."""
+
+    def resize_without_room(self, server: Server, flavors: dict[str, Flavor]) -> None:
+        """Ask for a resize that no host can take (NoValidHost)."""
+
+
+class RealNova:
+    name = "nova"
+
+    def __init__(self, box: NovaBox) -> None:
+        self.box = box
+        self.conn = box.conn
+
+    def notifications(self) -> AbstractContextManager[NotificationLog]:
+        return self.box.notifications()
+
+    def break_boot(self, server: Server) -> None:
+        self.conn.compute.set_server_metadata(server, **faults.FAILED_BOOT.metadata())
+
+    def break_resize(self, server: Server) -> None:
+        plan = faults.FaultPlan.failing({"resize"})
+        self.conn.compute.set_server_metadata(server, **plan.metadata())
+
+    def resize_without_room(self, server: Server, flavors: dict[str, Flavor]) -> None:
+        self.conn.compute.resize_server(server, flavors["huge"].id)
+
+
+class SandboxNova:
+    name = "sandbox"
+
+    def __init__(self, sandbox: Sandbox, amqp_url: str) -> None:
+        self.sandbox = sandbox
+        self.amqp_url = amqp_url
+        self.conn = connect(sandbox.url)
+
+    def notifications(self) -> AbstractContextManager[NotificationLog]:
+        return listening(self.amqp_url)
+
+    def break_boot(self, server: Server) -> None:
+        self.sandbox.fail(server.id, "reboot", "power_on")
+
+    def break_resize(self, server: Server) -> None:
+        self.sandbox.fail(server.id, "resize")
+
+    def resize_without_room(self, server: Server, flavors: dict[str, Flavor]) -> None:
+        self.sandbox.fail(server.id, "no_valid_host")
+        self.conn.compute.resize_server(server, flavors["large"].id)
+
+
+@dataclass
+class Observation:
+    """What a client and a notification consumer saw of one scenario."""
+
+    statuses: list[list[str]] = field(default_factory=list)
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    states: list[tuple[str | None, str | None]] = field(default_factory=list)
+    shapes: list[tuple[Any, ...]] = field(default_factory=list)
+    end: dict[str, Any] = field(default_factory=dict)
+
+
+class Run:
+    """One scenario on one target: acts, polls, records."""
+
+    def __init__(self, target: Target, flavors: dict[str, Flavor]) -> None:
+        self.target = target
+        self.compute = target.conn.compute
+        self.flavors = flavors
+        self.seen = Observation()
+        self.server_id = ""
+
+    def boot(self, prefix: str = "conf-", *, until: str = "ACTIVE") -> Server:
+        server = self.compute.create_server(
+            name=f"{prefix}{self.target.name}-{next(_names)}",
+            flavor_id=self.flavors["small"].id,
+            image_id=IMAGE_ID,
+            networks="none",
+        )
+        self.server_id = server.id
+        self.poll(until)
+        return server
+
+    def step(self, act: Callable[[], object], until: str) -> None:
+        act()
+        self.poll(until)
+
+    def refused(self, act: Callable[[], object]) -> None:
+        try:
+            act()
+        except openstack.exceptions.HttpException as exc:
+            message = str(exc.details or "").replace(self.server_id, "<id>")
+            self.seen.errors.append((int(exc.status_code or 0), message))
+        else:
+            self.seen.errors.append((0, "accepted"))
+
+    def poll(self, status: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Poll until the server has ``status`` and no task; record the statuses seen."""
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.compute.get(f"/servers/{self.server_id}", microversion="2.100").json()
+            server = body["server"]
+            if not seen or seen[-1] != server["status"]:
+                seen.append(server["status"])
+            if server["status"] == status and server["OS-EXT-STS:task_state"] is None:
+                self.seen.statuses.append(seen)
+                return dict(server)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.target.name}: never {status}, saw {seen}")
+            time.sleep(POLL)
+
+    def gone(self, act: Callable[[], object]) -> None:
+        """Delete the server and poll until a GET says 404."""
+        act()
+        seen: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            response = self.compute.get(f"/servers/{self.server_id}", microversion="2.100")
+            status = "404" if response.status_code == 404 else response.json()["server"]["status"]
+            if not seen or seen[-1] != status:
+                seen.append(status)
+            if status == "404":
+                self.seen.statuses.append(seen)
+                return
+            time.sleep(POLL)
+        raise AssertionError(f"{self.target.name}: never deleted, saw {seen}")
+
+    def current(self) -> dict[str, Any]:
+        """The server as GET shows it, or as ``changes-since`` lists it once deleted."""
+        response = self.compute.get(f"/servers/{self.server_id}", microversion="2.100")
+        if response.status_code != 404:
+            return dict(response.json()["server"])
+        listed = self.compute.get(
+            "/servers/detail",
+            params={"changes-since": "2000-01-01T00:00:00Z", "all_tenants": "1"},
+            microversion="2.100",
+        ).json()["servers"]
+        return dict(next(s for s in listed if s["id"] == self.server_id))
+
+    def finish(self, log: NotificationLog, last: Last) -> Observation:
+        if isinstance(last, str):
+            log.wait_for_event(last, self.server_id, timeout=30)
+        else:
+            log.wait_for(
+                lambda n: (
+                    n.instance_uuid == self.server_id
+                    and (n.event_type, n.state, n.task_state) == last
+                ),
+                timeout=30,
+                what=f"{last} for {self.server_id}",
+            )
+        data = self.current()
+        roles = {f.name: role for role, f in self.flavors.items()}
+        self.seen.events = log.event_types(self.server_id)
+        self.seen.states = log.states(self.server_id)
+        self.seen.shapes = [
+            (
+                n.event_type,
+                n.priority,
+                n.publisher_id.split(":")[0],
+                n.payload.get("nova_object.name"),
+                n.payload.get("nova_object.version"),
+                tuple(sorted(n.data)),
+            )
+            for n in log.for_instance(self.server_id)
+            if n.event_type != "instance.update"
+        ]
+        self.seen.end = {
+            "status": data["status"],
+            "vm_state": data["OS-EXT-STS:vm_state"],
+            "power_state": data["OS-EXT-STS:power_state"],
+            "flavor": roles.get(data["flavor"]["original_name"]),
+            "launched": data["OS-SRV-USG:launched_at"] is not None,
+            "fault": (data.get("fault") or {}).get("code"),
+            "locked_reason": data.get("locked_reason"),
+            "fields": sorted(data),
+        }
+        return self.seen
+
+
+Last = str | tuple[str, str | None, str | None]
+"""The notification that ends a scenario: an event type, or (event type, vm_state, task_state)."""
+ERRORED: Last = ("instance.update", "error", None)
+
+
+# -- the scenarios -------------------------------------------------------------------------
+
+
+def boot(run: Run) -> Last:
+    run.boot()
+    return "instance.create.end"
+
+
+def resize_and_confirm(run: Run) -> Last:
+    server = run.boot()
+    run.step(lambda: run.compute.resize_server(server, run.flavors["large"].id), "VERIFY_RESIZE")
+    run.step(lambda: run.compute.confirm_server_resize(server), "ACTIVE")
+    return "instance.resize_confirm.end"
+
+
+def resize_and_revert(run: Run) -> Last:
+    server = run.boot()
+    run.step(lambda: run.compute.resize_server(server, run.flavors["large"].id), "VERIFY_RESIZE")
+    run.step(lambda: run.compute.revert_server_resize(server), "ACTIVE")
+    return "instance.resize_revert.end"
+
+
+def stopped_resize_and_confirm(run: Run) -> Last:
+    server = run.boot()
+    run.step(lambda: run.compute.stop_server(server), "SHUTOFF")
+    run.step(lambda: run.compute.resize_server(server, run.flavors["large"].id), "VERIFY_RESIZE")
+    run.step(lambda: run.compute.confirm_server_resize(server), "SHUTOFF")
+    return "instance.resize_confirm.end"
+
+
+def stopped_resize_and_revert(run: Run) -> Last:
+    server = run.boot()
+    run.step(lambda: run.compute.stop_server(server), "SHUTOFF")
+    run.step(lambda: run.compute.resize_server(server, run.flavors["large"].id), "VERIFY_RESIZE")
+    run.step(lambda: run.compute.revert_server_resize(server), "SHUTOFF")
+    return "instance.resize_revert.end"
+
+
+def busy_server_refuses(run: Run) -> Last:
+    server = run.boot()
+    large = run.flavors["large"].id
+    run.compute.resize_server(server, large)
+    run.refused(lambda: run.compute.rescue_server(server))
+    run.refused(lambda: run.compute.resize_server(server, large))
+    run.refused(lambda: run.compute.confirm_server_resize(server))
+    run.poll("VERIFY_RESIZE")
+    run.refused(lambda: run.compute.rescue_server(server))
+    run.refused(lambda: run.compute.resize_server(server, run.flavors["small"].id))
+    run.step(lambda: run.compute.confirm_server_resize(server), "ACTIVE")
+    run.refused(lambda: run.compute.confirm_server_resize(server))
+    return "instance.resize_confirm.end"
+
+
+def resize_without_room(run: Run) -> Last:
+    server = run.boot()
+    run.step(lambda: run.target.resize_without_room(server, run.flavors), "ACTIVE")
+    return "compute_task.migrate_server.error"
+
+
+def resize_fails(run: Run) -> Last:
+    server = run.boot()
+    run.target.break_resize(server)
+    run.step(lambda: run.compute.resize_server(server, run.flavors["large"].id), "ERROR")
+    return ERRORED
+
+
+def rescue_and_unrescue(run: Run) -> Last:
+    server = run.boot()
+    run.step(lambda: run.compute.rescue_server(server), "RESCUE")
+    run.refused(lambda: run.compute.rescue_server(server))
+    run.refused(lambda: run.compute.resize_server(server, run.flavors["large"].id))
+    run.step(lambda: run.compute.unrescue_server(server), "ACTIVE")
+    return "instance.unrescue.end"
+
+
+def rescue_never_launched(run: Run) -> Last:
+    server = run.boot("fail-spawn-conf-", until="ERROR")
+    run.refused(lambda: run.compute.rescue_server(server))
+    run.refused(lambda: run.compute.resize_server(server, run.flavors["large"].id))
+    return "instance.create.error"
+
+
+def confirm_not_resized(run: Run) -> Last:
+    server = run.boot()
+    run.refused(lambda: run.compute.confirm_server_resize(server))
+    run.refused(lambda: run.compute.revert_server_resize(server))
+    run.refused(lambda: run.compute.unrescue_server(server))
+    run.refused(lambda: run.compute.resize_server(server, run.flavors["small"].id))
+    run.refused(lambda: run.compute.start_server(server))
+    return "instance.create.end"
+
+
+def failed_reboot_then_rescue(run: Run) -> Last:
+    server = run.boot()
+    run.target.break_boot(server)
+    run.step(lambda: run.compute.reboot_server(server, "SOFT"), "ERROR")
+    run.refused(lambda: run.compute.reboot_server(server, "SOFT"))
+    run.step(lambda: run.compute.rescue_server(server), "RESCUE")
+    run.step(lambda: run.compute.unrescue_server(server), "ACTIVE")
+    return "instance.unrescue.end"
+
+
+def stop_start_reboot_lock(run: Run) -> Last:
+    server = run.boot()
+    run.step(lambda: run.compute.stop_server(server), "SHUTOFF")
+    run.refused(lambda: run.compute.stop_server(server))
+    run.step(lambda: run.compute.start_server(server), "ACTIVE")
+    run.step(lambda: run.compute.reboot_server(server, "HARD"), "ACTIVE")
+    run.compute.lock_server(server, locked_reason="maintenance")
+    return "instance.lock"
+
+
+def delete_launched(run: Run) -> Last:
+    server = run.boot()
+    run.gone(lambda: run.compute.delete_server(server))
+    return "instance.delete.end"
+
+
+def delete_never_launched(run: Run) -> Last:
+    server = run.boot("fail-spawn-conf-", until="ERROR")
+    run.gone(lambda: run.compute.delete_server(server))
+    return "instance.delete.end"
+
+
+SCENARIOS = [
+    boot,
+    resize_and_confirm,
+    resize_and_revert,
+    stopped_resize_and_confirm,
+    stopped_resize_and_revert,
+    busy_server_refuses,
+    resize_without_room,
+    resize_fails,
+    rescue_and_unrescue,
+    rescue_never_launched,
+    confirm_not_resized,
+    failed_reboot_then_rescue,
+    stop_start_reboot_lock,
+    delete_launched,
+    delete_never_launched,
+]
+
+
+def observe(
+    target: Target, flavors: dict[str, Flavor], scenario: Callable[[Run], Last]
+) -> Observation:
+    run = Run(target, flavors)
+    try:
+        with target.notifications() as log:
+            last = scenario(run)
+            return run.finish(log, last)
+    finally:
+        if run.server_id:
+            target.conn.compute.unlock_server(run.server_id)
+            target.conn.compute.delete_server(run.server_id, ignore_missing=True)
+
+
+# -- fixtures and the test ---------------------------------------------------------------
+
+
+def _flavors(conn: Connection, tag: str) -> dict[str, Flavor]:
+    suffix = f"{tag}-{os.getpid()}-{time.monotonic_ns()}"
+    create = conn.compute.create_flavor
+    return {
+        "small": create(name=f"conf-small-{suffix}", vcpus=1, ram=128, disk=1),
+        "large": create(name=f"conf-large-{suffix}", vcpus=2, ram=256, disk=1),
+        "huge": create(name=f"conf-huge-{suffix}", vcpus=1, ram=128, disk=10_000_000),
+    }
+
+
+@pytest.fixture(scope="module")
+def real(novabox: NovaBox) -> tuple[Target, dict[str, Flavor]]:
+    target = RealNova(novabox)
+    return target, _flavors(target.conn, "nova")
+
+
+@pytest.fixture(scope="module")
+def sandboxed(box_settings: BoxSettings) -> Iterator[tuple[Target, dict[str, Flavor]]]:
+    broker = Broker.from_settings(box_settings)
+    vhost = f"sandbox-conformance-{os.getpid()}"
+    broker.create_vhost(vhost)
+    try:
+        with Sandbox(transport_url=broker.transport_url(vhost)) as sandbox:
+            target = SandboxNova(sandbox, broker.amqp_url(vhost))
+            yield target, _flavors(target.conn, "sandbox")
+            assert sandbox.flow_errors == []
+    finally:
+        broker.delete_vhost(vhost)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.__name__ for s in SCENARIOS])
+def test_the_sandbox_behaves_as_nova(
+    real: tuple[Target, dict[str, Flavor]],
+    sandboxed: tuple[Target, dict[str, Flavor]],
+    scenario: Callable[[Run], Last],
+) -> None:
+    nova = observe(*real, scenario)
+    sandbox = observe(*sandboxed, scenario)
+
+    assert sandbox.statuses == nova.statuses
+    assert sandbox.errors == nova.errors
+    assert sandbox.events == nova.events
+    assert sandbox.states == nova.states
+    assert sandbox.shapes == nova.shapes
+    assert sandbox.end == nova.end
