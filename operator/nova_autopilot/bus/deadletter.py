@@ -80,7 +80,7 @@ def attempt_of(headers: Mapping[str, Any]) -> int:
         value = value.decode("ascii", "replace")
     try:
         attempt = int(value) if value is not None else 1
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 1
     return min(max(attempt, 1), _MAX_ATTEMPT)
 

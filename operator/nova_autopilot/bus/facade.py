@@ -88,6 +88,7 @@ class Bus:
             )
         self.results = ResultPublisher(broker=self._request_broker, exchange=results_exchange(conf))
         self._started = False
+        self._stopped = False
 
     @property
     def intakes(self) -> tuple[Intake, ...]:
@@ -95,8 +96,8 @@ class Bus:
 
     def start(self) -> None:
         """Start consuming (in background threads); returns at once."""
-        if self._started:
-            raise RuntimeError("the bus was already started; build a new one")
+        if self._started or self._stopped:
+            raise RuntimeError("a bus starts once; build a new one")
         self._started = True
         for intake in self.intakes:
             intake.start()
@@ -111,6 +112,7 @@ class Bus:
         """Stop taking messages, let handler calls in progress finish (for up
         to ``timeout`` seconds in all), close. Unhandled messages stay with the
         broker. True when no handler call was cut short."""
+        self._stopped = True
         deadline = time.monotonic() + timeout
         clean = True
         for intake in self.intakes:  # signal all first, so they drain together
