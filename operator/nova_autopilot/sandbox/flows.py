@@ -224,7 +224,6 @@ def revert(cell: Cell, server: Server, action: InstanceAction) -> Flow:
     notify.exists(server)
     notify.action(server, "resize_revert", "start")
     notify.save(server)
-    notify.save(server)
     action.finish_event("compute_revert_resize", notify.now())
     yield cell.delay(server, "revert") / 2
     action.start_event("compute_finish_revert_resize", notify.now())
@@ -232,7 +231,16 @@ def revert(cell: Cell, server: Server, action: InstanceAction) -> Flow:
     server.launched_at = notify.now()
     migration.status = "reverted"
     server.migration = None
-    notify.save(server, vm_state=migration.old_vm_state, task_state=None)
+    notify.save(server)
+    if migration.old_vm_state == states.STOPPED:
+        # Nova powers the old guest off again through its stop_instance.
+        notify.save(server, task_state=states.POWERING_OFF)
+        notify.action(server, "power_off", "start", bdms=False)
+        yield cell.delay(server, "power_off")
+        notify.save(server, vm_state=states.STOPPED, task_state=None, power_state=states.SHUTDOWN)
+        notify.action(server, "power_off", "end", bdms=False)
+    else:
+        notify.save(server, vm_state=states.ACTIVE, task_state=None)
     notify.action(server, "resize_revert", "end")
     notify.save(server)
     action.finish_event("compute_finish_revert_resize", notify.now())
@@ -340,17 +348,19 @@ def reboot(cell: Cell, server: Server, action: InstanceAction, *, hard: bool) ->
 
 def delete(cell: Cell, server: Server, action: InstanceAction) -> Flow:
     notify = cell.notify
-    yield cell.delay(server, "delete")
+    yield cell.delay(server, "delete") / 2
     action.start_event("compute_terminate_instance", notify.now())
     notify.action(server, "delete", "start", bdms=False)
     notify.action(server, "shutdown", "start", bdms=False)
     notify.action(server, "shutdown", "end", bdms=False)
-    finish_delete(cell, server)
-    notify.action(server, "delete", "end", bdms=False)
+    mark_deleted(cell, server)
     action.finish_event("compute_terminate_instance", notify.now())
+    yield cell.delay(server, "delete") / 2
+    destroy(server)
+    notify.action(server, "delete", "end", bdms=False)
 
 
-def finish_delete(cell: Cell, server: Server) -> None:
+def mark_deleted(cell: Cell, server: Server) -> None:
     now = cell.notify.now()
     server.terminated_at = now
     server.deleted_at = now
@@ -358,9 +368,16 @@ def finish_delete(cell: Cell, server: Server) -> None:
     cell.notify.save(server, vm_state=states.DELETED, task_state=None, power_state=states.NOSTATE)
 
 
+def destroy(server: Server) -> None:
+    """Soft-delete the server's row; its faults go with it."""
+    server.destroyed = True
+    server.fault = None
+
+
 def local_delete(cell: Cell, server: Server) -> None:
     """A server that never reached a host is deleted by the API itself."""
     server.availability_zone = None
     cell.notify.action(server, "delete", "start", service=API, bdms=False)
-    finish_delete(cell, server)
+    mark_deleted(cell, server)
+    destroy(server)
     cell.notify.action(server, "delete", "end", service=API, bdms=False)

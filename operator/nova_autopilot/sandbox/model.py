@@ -166,11 +166,13 @@ class Server:
     guest_failed: bool = False
     """The guest failed to boot (a failed reboot or power-on): its console shows why."""
     rescue_image_ref: str | None = None
+    destroyed: bool = False
+    """Deleted from the database (soft-deleted: GET answers 404, ``changes-since`` lists it)."""
     actions: list[InstanceAction] = field(default_factory=list)
 
     @property
     def deleted(self) -> bool:
-        return self.vm_state == states.DELETED
+        return self.destroyed
 
     @property
     def status(self) -> str:
