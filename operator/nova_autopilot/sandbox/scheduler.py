@@ -86,8 +86,10 @@ class Scheduler:
 
     def spawn(self, key: str, flow: Flow, delay: float = 0.0) -> None:
         """Run ``flow``'s first step after ``delay`` seconds."""
+        self._push(key, flow, self._clock.monotonic() + max(0.0, delay))
+
+    def _push(self, key: str, flow: Flow, due: float) -> None:
         with self._cond:
-            due = self._clock.monotonic() + max(0.0, delay)
             heapq.heappush(self._heap, _Entry(due, next(self._seq), key, flow))
             self._cond.notify_all()
 
@@ -162,5 +164,6 @@ class Scheduler:
             except Exception as exc:  # noqa: BLE001 (a broken flow must not stop the others)
                 self._on_error(entry.key, exc)
                 return
-            # Still under the state lock: a cancel() cannot slip in between.
-            self.spawn(entry.key, entry.flow, float(delay))
+            # Still under the state lock: a cancel() cannot slip in between. The next
+            # step is due ``delay`` after this one was due, however late it ran.
+            self._push(entry.key, entry.flow, entry.due + max(0.0, float(delay)))
