@@ -244,6 +244,8 @@ class Intake:
         conn = self._conn = connect(self._broker)
         conn.connect()
         self._channel = conn.channel()
+        if hasattr(self._channel, "auto_decode"):  # py-amqp: keep bodies as the bytes sent
+            self._channel.auto_decode = False
         self._settlement.attach(self._channel, Producer(conn.channel()))
         self._topology.declare(self._channel, with_delay_queues=not self._broker.in_memory)
         consumer = Consumer(
@@ -427,13 +429,15 @@ class Intake:
             conn.collect()
 
     def _abandon_leftovers(self) -> None:
-        leftovers = [job for _, job in self._batch] + self._failed
         self._batch, self._failed = [], []
         while True:
             try:
-                leftovers.extend(self._completions.get_nowait())
+                self._completions.get_nowait()
             except queue.Empty:
                 break
-        self._completed += len(leftovers)
-        if leftovers:
-            self.counters.abandoned(len(leftovers))
+        # Jobs still in a handler when the stop timed out: their outcome is never
+        # settled, the broker has them again.
+        unsettled = self._submitted - self._completed
+        self._completed = self._submitted
+        if unsettled:
+            self.counters.abandoned(unsettled)
