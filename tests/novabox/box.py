@@ -184,10 +184,11 @@ class Box:
             self.state.save()
             dbs.create(list(names.values()))
 
+        compute_port, placement_port = probes.free_ports(2)
         cfg = run_config.RunConfig(
             run_dir=self.run_dir,
-            compute_port=probes.free_port(),
-            placement_port=probes.free_port(),
+            compute_port=compute_port,
+            placement_port=placement_port,
             transport_url=self.state.transport_url,
             database_urls={role: dbs.url(name) for role, name in names.items()},
             debug=self.settings.debug,
@@ -206,9 +207,9 @@ class Box:
             # nova-compute pings the conductor once at start and waits 10s if
             # nobody answers: start it only once the conductor is up.
             self._start_services(commands, SERVICE_ORDER[:-1], env)
-            self._wait_until_ready(cfg, env, self._control_plane_steps(cfg))
+            self._wait_until_ready(self._control_plane_steps(cfg))
             self._start_services(commands, SERVICE_ORDER[-1:], env)
-            self._wait_until_ready(cfg, env, self._compute_steps(cfg))
+            self._wait_until_ready(self._compute_steps(cfg))
             self._map_compute_host(cfg, env)
 
         self.state.ready = True
@@ -323,9 +324,7 @@ class Box:
                       cfg.placement_url, run_config.COMPUTE_HOST)),
         ]  # fmt: skip
 
-    def _wait_until_ready(
-        self, cfg: run_config.RunConfig, env: dict[str, str], steps: list[_Step]
-    ) -> None:
+    def _wait_until_ready(self, steps: list[_Step]) -> None:
         for step in steps:
             self._wait_for(step.service, step.what, step.probe)
 
