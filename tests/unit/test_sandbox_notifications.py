@@ -130,7 +130,7 @@ def booted(
 ) -> str:
     sid = boot(conn, flavor, name)
     clock.advance(30)
-    nova.wait_for(lambda s: s.task_state is None, sid)
+    nova.wait_for(lambda s: s.vm_state != "building" and s.task_state is None, sid)
     return sid
 
 
