@@ -246,6 +246,13 @@ class Cloud:
         except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
             raise _translate(call, exc) from None
 
+    def check(self) -> None:
+        """Reach the compute endpoint and negotiate the API version, once, up
+        front: operations then pay only for their own requests. Raises
+        ``CloudUnavailable`` when Nova cannot be reached."""
+        compute = self.connection.compute
+        self._call("discover", lambda: compute.get_endpoint_data())
+
     # -- reads ------------------------------------------------------------
 
     def server(self, server_id: str) -> ServerState:

@@ -261,4 +261,6 @@ class Engine:
                     operation.version,
                 )
             )
-        return self._runner.resume(works)
+        count = self._runner.resume(works)
+        log.info("operations.resumed", count=count)
+        return count

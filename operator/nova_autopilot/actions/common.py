@@ -43,25 +43,34 @@ def _event_reason(payload: dict[str, Any]) -> str | None:
 def failure_reason(ctx: StepContext, server: ServerState) -> str:
     """Nova's own reason: from the error notification that woke us, the
     server's fault, or (one extra request, only on failure) its instance actions."""
-    event = ctx.woken_by
-    if event is not None and event.event_type in ERROR_EVENTS:
-        reason = _event_reason(dict(event.payload))
-        if reason:
-            return reason
+    candidates = [ctx.woken_by, *reversed(ctx.recent())]
+    for event in candidates:
+        if event is not None and event.event_type in ERROR_EVENTS:
+            reason = _event_reason(dict(event.payload))
+            if reason:
+                return reason
     if server.fault:
         return server.fault
     try:
         actions = ctx.cloud.actions(server.id)
     except CloudError:
         actions = []
-    for action in actions:
-        message = action.get("message")
-        if message:
-            return f"{action.get('action', 'action')}: {message}"
+    for action in actions[:1]:  # the newest: the one that failed
         for event_ in action.get("events") or ():
             if str(event_.get("result", "")).lower() == "error":
-                return f"{action.get('action', 'action')}: {event_.get('event')} failed"
+                detail = _last_line(event_.get("traceback")) or f"{event_.get('event')} failed"
+                return f"{action.get('action', 'action')}: {detail}"
+        if action.get("message"):
+            return f"{action.get('action', 'action')}: {action['message']}"
     return f"Nova left the server {server.status} (task {server.task_state or 'none'})"
+
+
+def _last_line(traceback: Any) -> str | None:
+    """The exception line of a traceback Nova recorded."""
+    if not isinstance(traceback, str):
+        return None
+    lines = [line.strip() for line in traceback.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else None
 
 
 def _wanted(value: Any) -> bool:

@@ -178,9 +178,9 @@ def gate(ctx: StepContext) -> Transition:
             state["gate_note"] = state["revert_reason"] + " (kept: on_failure is keep)"
             return Next("confirm")
         return Next("revert")
-    return Wait(
-        "gate", events=("instance.resize_confirm.end",), retry_after_s=GATE_RETRY_S, poll=False
-    )
+    remaining = (started + timedelta(seconds=ctx.confirm.gate_timeout_s) - now).total_seconds()
+    retry = min(GATE_RETRY_S, max(remaining, 0.0))
+    return Wait("gate", events=("instance.resize_confirm.end",), retry_after_s=retry, poll=False)
 
 
 def confirm(ctx: StepContext) -> Transition:

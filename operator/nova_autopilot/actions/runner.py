@@ -253,6 +253,7 @@ class Runner:
             checkpoint=lambda: self._persist(job),
             rescue_image=self._rescue_image,
             woken_by=event,
+            recent=lambda: self._recent_events(job.server_id),
             snapshot=snapshot,
             secrets=job.secrets,
         )
@@ -349,6 +350,10 @@ class Runner:
         )
 
     # -- waiting ----------------------------------------------------------
+
+    def _recent_events(self, server_id: str | None) -> list[Event]:
+        with self._cond:
+            return [event for _, event in self._recent.get(server_id or "", ())]
 
     def _watch(self, job: _Job) -> None:
         server_id = job.server_id
