@@ -119,7 +119,7 @@ class StepContext:
     checkpoint: Callable[[], None]
     rescue_image: str | None = None
     woken_by: Event | None = None
-    recent: Callable[[], list[Event]] = lambda: []
+    recent: Callable[[], list[Event]] = list
     """The server's latest notifications, newest last (to find Nova's reasons)."""
     snapshot: ServerState | None = None
     secrets: dict[str, str] = field(default_factory=dict)
