@@ -238,9 +238,22 @@ class Run:
             "launched": data["OS-SRV-USG:launched_at"] is not None,
             "fault": (data.get("fault") or {}).get("code"),
             "locked_reason": data.get("locked_reason"),
+            "console": self.console() if data["status"] != "DELETED" else None,
             "fields": sorted(data),
         }
         return self.seen
+
+    def console(self) -> str:
+        """What kind of console the server shows: a login prompt, a rescue, a panic."""
+        try:
+            output = str(self.compute.get_server_console_output(self.server_id)["output"])
+        except openstack.exceptions.HttpException as exc:
+            return f"HTTP {exc.status_code}"
+        if "Kernel panic" in output:
+            return "panic"
+        if "rescue login:" in output:
+            return "rescue"
+        return "login" if output.rstrip().endswith("login:") else "other"
 
 
 def _trail(transitions: list[tuple[str | None, str | None]]) -> list[str]:
@@ -360,6 +373,16 @@ def failed_reboot_then_rescue(run: Run) -> Last:
     return "instance.unrescue.end"
 
 
+def failed_start_then_rescue(run: Run) -> Last:
+    server = run.boot()
+    run.step(lambda: run.compute.stop_server(server), "SHUTOFF")
+    run.target.break_boot(server)
+    run.step(lambda: run.compute.start_server(server), "SHUTOFF")
+    run.step(lambda: run.compute.rescue_server(server), "RESCUE")
+    run.step(lambda: run.compute.unrescue_server(server), "ACTIVE")
+    return "instance.unrescue.end"
+
+
 def stop_start_reboot_lock(run: Run) -> Last:
     server = run.boot()
     run.step(lambda: run.compute.stop_server(server), "SHUTOFF")
@@ -395,6 +418,7 @@ SCENARIOS = [
     rescue_never_launched,
     confirm_not_resized,
     failed_reboot_then_rescue,
+    failed_start_then_rescue,
     stop_start_reboot_lock,
     delete_launched,
     delete_never_launched,
