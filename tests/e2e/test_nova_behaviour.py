@@ -17,6 +17,7 @@ from openstack.compute.v2.server import Server
 
 from tests.novabox import faults
 from tests.novabox.client import NovaBox
+from tests.novabox.notifications import Notification
 
 pytestmark = pytest.mark.e2e
 
@@ -219,12 +220,7 @@ def test_a_failed_reboot_of_a_launched_server_ends_in_error_and_can_be_rescued(
             lambda n: n.instance_uuid == server.id and (n.state, n.task_state) == ("error", None),
             what="instance.update to error",
         )
-        crash = log.wait_for(
-            lambda n: (
-                n.event_type == "compute.exception" and n.data["exception"] == "InjectedFault"
-            ),
-            what="compute.exception about the reboot",
-        )
+        crash = log.wait_for(_injected_fault, what="compute.exception about the reboot")
 
     assert failed.launched_at is not None
     assert "injected reboot failure" in failed.fault["message"]
@@ -298,6 +294,30 @@ def test_a_server_repaired_after_its_rescue_reboots_again(
     ]
 
 
+def test_a_failed_power_on_leaves_the_server_shutoff_and_says_little(
+    novabox: NovaBox, small: Flavor, servers: list[Server]
+) -> None:
+    server = novabox.boot("e2e-failed-power-on", small)
+    servers.append(server)
+    novabox.conn.compute.stop_server(server)
+    novabox.wait_for_status(server, "SHUTOFF")
+    plan = faults.FaultPlan.failing({"power_on"})
+    novabox.conn.compute.set_server_metadata(server, **plan.metadata())
+
+    with novabox.notifications() as log:
+        novabox.conn.compute.start_server(server)
+        log.wait_for(_injected_fault, what="compute.exception about the power-on")
+        after = novabox.wait_for_status(server, "SHUTOFF")
+
+    # No ERROR, no fault, no instance.power_on.error: only compute.exception
+    # tells that the start failed.
+    assert after.vm_state == "stopped"
+    assert after.fault is None
+    assert log.event_types(server.id) == ["instance.power_on.start"]
+    assert log.states(server.id) == [("stopped", "powering-on"), ("stopped", None)]
+    assert "Kernel panic" in novabox.console_output(server)
+
+
 @pytest.mark.parametrize(
     ("console", "expected"),
     [("panic", "Kernel panic - not syncing"), ("emergency", "You are in emergency mode")],
@@ -334,6 +354,13 @@ def test_a_slow_resize_stays_in_resize_while_the_disk_moves(
     assert _seconds_between(migrating.timestamp, done.timestamp) >= 3
     novabox.conn.compute.confirm_server_resize(server)
     novabox.wait_for_status(server, "ACTIVE")
+
+
+def _injected_fault(notification: Notification) -> bool:
+    return (
+        notification.event_type == "compute.exception"
+        and notification.data["exception"] == "InjectedFault"
+    )
 
 
 def _seconds_between(start: str, end: str) -> float:
