@@ -167,7 +167,7 @@ class NovaBox:
         or SUSPENDED: repair a failed boot after its rescue and unrescue.
         """
         self.conn.compute.set_server_metadata(server, **{faults.FAIL_KEY: ""})
-        current = self.conn.compute.get_server_metadata(server).metadata or {}
+        current = self.conn.compute.fetch_server_metadata(server).metadata or {}
         others = [key for key in (faults.CONSOLE_KEY, faults.RESIZE_DELAY_KEY) if key in current]
         if others:
             self.conn.compute.delete_server_metadata(server, others)
