@@ -9,9 +9,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import matching
+from bench import matching, operations
 
-BENCHMARKS = {"matching": matching.run}
+BENCHMARKS = {"matching": matching.run, "operations": operations.run}
 
 
 def machine() -> str:
