@@ -217,3 +217,21 @@ def test_stop_returns_after_its_timeout_and_leaves_the_unfinished_message_with_t
     assert call[1].redelivered
     counts = bus.counters()["notifications"]
     assert (counts.received, counts.handled, counts.abandoned) == (1, 0, 1)
+
+
+def test_a_deleted_queue_is_declared_again_and_consumed(rabbit: Rabbit) -> None:
+    conf = bus_conf(rabbit)
+    handler = Recorder()
+    bus = started(Bus(conf=conf, notification_handler=handler))
+    try:
+        with Connection(rabbit.amqp_url) as conn:
+            conn.default_channel.queue_delete("nova-autopilot")
+        eventually(
+            lambda: bus.health().intakes[0].reconnects == 1 and bus.alive(),
+            what="consumer back on a new queue",
+        )
+        publish_raw(rabbit, notifications(1))
+        handler.wait_for(1)
+    finally:
+        bus.stop(10)
+    assert "ConsumerCancelled" in (bus.health().intakes[0].last_error or "")
