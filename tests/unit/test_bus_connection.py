@@ -155,12 +155,19 @@ def test_the_prefetch_is_bounded_even_when_oslo_messaging_says_unlimited() -> No
     assert notification_broker(bounded).prefetch == 40
 
 
-@pytest.mark.parametrize("url", ["memory://", "kombu+memory:////", "fake://"])
+@pytest.mark.parametrize("url", ["memory://", "kombu+memory:////"])
 def test_an_in_memory_url_selects_the_in_process_broker(url: str) -> None:
     conf = conf_with(DEFAULT={"transport_url": url})
 
     assert notification_broker(conf).in_memory
     assert request_broker(conf).in_memory
+
+
+def test_oslo_messagings_fake_driver_is_refused_since_nothing_there_reaches_the_bus() -> None:
+    conf = conf_with(DEFAULT={"transport_url": "fake://"})
+
+    with pytest.raises(SettingsError, match=r"kombu\+memory:////"):
+        notification_broker(conf)
 
 
 def test_requests_use_the_notification_broker_unless_they_have_their_own() -> None:

@@ -12,9 +12,10 @@ connection itself is made with kombu (see ``docs/messaging.md`` for why).
 The request broker is ``[requests] broker_url`` when set, else the same
 broker as the notifications.
 
-``memory://`` (also ``kombu+memory://`` and oslo.messaging's ``fake://``) is
-an in-process broker for the embedded demo and fast tests: the URL is the
-only switch.
+``memory://`` (or ``kombu+memory:////``, the form oslo.messaging's Notifier
+accepts too) is kombu's in-process broker, for the embedded demo and fast
+tests: the URL is the only switch. oslo.messaging's ``fake://`` driver is
+refused: nothing published there could ever reach the bus.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ __all__ = [
 #: Prefetch of the notification consumer when ``rabbit_qos_prefetch_count`` is 0
 #: (oslo.messaging's "unlimited", which the daemon never uses).
 DEFAULT_NOTIFICATION_PREFETCH = 100
-_MEMORY_TRANSPORTS = ("memory", "kombu+memory", "fake")
+_MEMORY_TRANSPORTS = ("memory", "kombu+memory")
 _RABBIT_GROUP = "oslo_messaging_rabbit"
 _SSL_VERSIONS = {
     "tlsv1": "PROTOCOL_TLSv1",
@@ -228,6 +229,12 @@ def _settings(
     purpose: str,
 ) -> BrokerSettings:
     name = f"nova-autopilot:{socket.gethostname()}:{os.getpid()}:{purpose}"
+    if url.split(":", 1)[0].lower() == "fake":
+        raise SettingsError(
+            "the transport URL fake:// is oslo.messaging's test driver, which kombu cannot "
+            "read; use kombu+memory://// for an in-process broker",
+            option="[DEFAULT] transport_url",
+        )
     if url.split(":", 1)[0].lower() in _MEMORY_TRANSPORTS:
         return BrokerSettings(
             urls=("memory://",), display="memory://", in_memory=True, prefetch=prefetch
