@@ -18,6 +18,8 @@ Modules that run on the test side (standard library only, unless noted):
 - ``broker``         the run's RabbitMQ vhost (through rabbitmqctl)
 - ``config``         nova.conf, placement.conf and api-paste.ini for one run
 - ``processes``      starting and stopping service process groups
+- ``services``       the five services: command lines, environment, readiness
+- ``probes``         HTTP probes of the APIs
 - ``waiting``        waiting on a condition with a deadline
 - ``box``            the whole box: start, readiness, stop, leftovers
 - ``stale``          cleaning up after runs whose owner died

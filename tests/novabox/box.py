@@ -13,7 +13,6 @@ it started and raises with the tail of the failing service's log.
 """
 
 import atexit
-import os
 import shutil
 import subprocess
 import threading
@@ -24,17 +23,15 @@ from pathlib import Path
 
 from tests.novabox import config as run_config
 from tests.novabox import databases, probes, processes
+from tests.novabox import services as definitions
 from tests.novabox.broker import Broker
 from tests.novabox.errors import CommandFailed, NovaBoxError, ServiceFailed, TeardownIncomplete
 from tests.novabox.runs import RunId, RunState
-from tests.novabox.settings import REPO_ROOT, BoxSettings
+from tests.novabox.settings import BoxSettings
 from tests.novabox.venv import NovaVenv
 from tests.novabox.waiting import Timeout, wait_for
 
 Log = Callable[[str], None]
-
-NOVA_SERVICES = ("nova-conductor", "nova-scheduler", "nova-compute")
-SERVICE_ORDER = ("placement-api", "nova-api", "nova-conductor", "nova-scheduler", "nova-compute")
 
 
 @dataclass(frozen=True)
@@ -63,16 +60,6 @@ class Leftovers:
         if self.run_dir:
             parts.append(f"run directory {self.run_dir}")
         return "left behind: " + ", ".join(parts)
-
-
-@dataclass(frozen=True)
-class _Step:
-    """One condition the box waits for while it starts."""
-
-    service: str
-    """Whose log to show if the step times out."""
-    what: str
-    probe: Callable[[], object]
 
 
 @dataclass
@@ -197,19 +184,19 @@ class Box:
         self.state.compute_url = cfg.compute_url
         self.state.placement_url = cfg.placement_url
         self.state.save()
-        env = self._environment(cfg, sqlite=dbs.kind == "sqlite")
+        env = definitions.environment(self.venv, cfg, self.run_id, sqlite=dbs.kind == "sqlite")
 
         with self._timed("database sync"):
             self._sync_databases(cfg, env, cell0_url=dbs.url(names["nova_cell0"]))
 
         with self._timed("services ready"):
-            commands = self._service_commands(cfg)
+            commands = definitions.commands(self.venv, cfg)
             # nova-compute pings the conductor once at start and waits 10s if
             # nobody answers: start it only once the conductor is up.
-            self._start_services(commands, SERVICE_ORDER[:-1], env)
-            self._wait_until_ready(self._control_plane_steps(cfg))
-            self._start_services(commands, SERVICE_ORDER[-1:], env)
-            self._wait_until_ready(self._compute_steps(cfg))
+            self._start_services(commands, definitions.CONTROL_PLANE, env)
+            self._wait_until_ready(definitions.control_plane_ready(cfg))
+            self._start_services(commands, (definitions.COMPUTE,), env)
+            self._wait_until_ready(definitions.compute_ready(cfg))
             self._map_compute_host(cfg, env)
 
         self.state.ready = True
@@ -217,24 +204,6 @@ class Box:
         self.timings["total"] = time.monotonic() - started
         summary = ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items())
         self.log(f"novabox: run {run_id} ready ({self.state.database_kind}; {summary})")
-
-    def _environment(self, cfg: run_config.RunConfig, *, sqlite: bool) -> dict[str, str]:
-        env = {
-            "PATH": f"{self.venv.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "HOME": os.environ.get("HOME", "/root"),
-            "LANG": "C.UTF-8",
-            "PYTHONPATH": str(REPO_ROOT),
-            "PYTHONUNBUFFERED": "1",
-            "VIRTUAL_ENV": str(self.venv.path),
-            "OS_NOVA_DISABLE_EVENTLET_PATCHING": "1",
-            "OS_NOVA_CONFIG_DIR": str(cfg.nova_dir),
-            "OS_NOVA_CONFIG_FILES": "api-paste.ini;nova.conf",
-            "OS_PLACEMENT_CONFIG_DIR": str(cfg.placement_dir),
-            processes.RUN_ID_VARIABLE: self.run_id,
-        }
-        if sqlite:
-            env["NOVABOX_SQLITE"] = "1"
-        return env
 
     def _sync_databases(
         self, cfg: run_config.RunConfig, env: dict[str, str], *, cell0_url: str
@@ -262,36 +231,6 @@ class Box:
         if errors:
             raise errors[0]
 
-    def _service_commands(self, cfg: run_config.RunConfig) -> dict[str, list[str]]:
-        def gunicorn(port: int, app: str, name: str) -> list[str]:
-            return [
-                self.venv.command("gunicorn"),
-                "--bind", f"127.0.0.1:{port}",
-                "--workers", "1",
-                "--worker-class", "gthread",
-                "--threads", "8",
-                "--timeout", "120",
-                "--graceful-timeout", "3",
-                "--name", name,
-                app,
-            ]  # fmt: skip
-
-        def nova(service: str, conf: Path) -> list[str]:
-            python = str(self.venv.python)
-            return [python, "-m", "tests.novabox.bootstrap", service, "--config-file", str(conf)]
-
-        return {
-            "placement-api": gunicorn(
-                cfg.placement_port, "tests.novabox.bootstrap:placement_api()", "placement-api"
-            ),
-            "nova-api": gunicorn(
-                cfg.compute_port, "tests.novabox.bootstrap:compute_api()", "nova-api"
-            ),
-            "nova-conductor": nova("conductor", cfg.nova_conf),
-            "nova-scheduler": nova("scheduler", cfg.nova_conf),
-            "nova-compute": nova("compute", cfg.compute_conf),
-        }
-
     def _start_services(
         self, commands: dict[str, list[str]], names: tuple[str, ...], env: dict[str, str]
     ) -> None:
@@ -303,28 +242,7 @@ class Box:
             self.state.services[name] = service.pid
             self.state.save()
 
-    def _control_plane_steps(self, cfg: run_config.RunConfig) -> list[_Step]:
-        return [
-            _Step("placement-api", "the placement API to answer",
-                  lambda: probes.placement(cfg.placement_url, "/")),
-            _Step("nova-api", "the compute API to answer",
-                  lambda: probes.compute(cfg.compute_url, "/")),
-            _Step("nova-conductor", "the conductor to report up",
-                  lambda: probes.services_up(cfg.compute_url, NOVA_SERVICES).get(
-                      "nova-conductor") == "up"),
-        ]  # fmt: skip
-
-    def _compute_steps(self, cfg: run_config.RunConfig) -> list[_Step]:
-        return [
-            _Step("nova-compute", "scheduler and compute to report up",
-                  lambda: set(probes.services_up(cfg.compute_url, NOVA_SERVICES).items())
-                  >= {(binary, "up") for binary in NOVA_SERVICES}),
-            _Step("nova-compute", "the compute node's inventory in placement",
-                  lambda: probes.provider_has_inventory(
-                      cfg.placement_url, run_config.COMPUTE_HOST)),
-        ]  # fmt: skip
-
-    def _wait_until_ready(self, steps: list[_Step]) -> None:
+    def _wait_until_ready(self, steps: list[definitions.Readiness]) -> None:
         for step in steps:
             self._wait_for(step.service, step.what, step.probe)
 

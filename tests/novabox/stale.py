@@ -3,9 +3,11 @@
 A run normally stops itself (test fixture finalizer, ``atexit``,
 ``scripts/novabox down``). When its owner is killed outright, its vhost,
 databases, processes and run directory stay. Before starting a box, the
-harness looks for every run it can find (run directories, ``novabox-*``
-vhosts, ``novabox_*`` databases) and removes the ones with no owner left:
-neither the process that created it nor any of its services is alive.
+harness looks for every run it can find (run directories, processes that
+log into one, ``novabox-*`` vhosts, ``novabox_*`` databases) and removes the
+ones with no owner left: a test run whose creating process is gone (its
+services are orphans), a ``scripts/novabox up`` box none of whose services
+lives.
 """
 
 import shutil
