@@ -184,7 +184,7 @@ def test_nova_confirms_a_resize_by_itself_once_the_confirm_window_has_passed() -
         server = nova.add_server("web-1", large, state="VERIFY_RESIZE", old_flavor=small)
 
         clock.advance(59)
-        assert nova.settled()
+        nova.wait_settled()
         assert conn.compute.get_server(server.id).status == "VERIFY_RESIZE"
 
         clock.advance(1)
@@ -365,3 +365,23 @@ def test_an_unknown_action_is_a_400(nova: Sandbox, conn: Connection, small: Flav
     answer = conn.compute.post(f"/servers/{server.id}/action", json={"frobnicate": None})
     assert answer.status_code == 400
     assert answer.json()["badRequest"]["message"] == "There is no such action: frobnicate"
+
+
+def test_an_automatic_confirm_belongs_to_its_resize_not_to_the_next_one() -> None:
+    clock = ManualClock()
+    settings = Settings(resize_confirm_window=60)
+    with Sandbox(clock=clock, settings=settings, durations=Durations.instant()) as nova:
+        conn = connect(nova.url)
+        small, large = nova.add_flavor("small"), nova.add_flavor("large", ram=256)
+        server = nova.add_server("web-1", large, state="VERIFY_RESIZE", old_flavor=small)
+        conn.compute.confirm_server_resize(server.id)
+        nova.wait_for_status(server.id, "ACTIVE")
+        clock.advance(30)
+        conn.compute.resize_server(server.id, small.id)
+        nova.wait_for_status(server.id, "VERIFY_RESIZE")
+
+        clock.advance(30)
+        nova.wait_settled()
+        assert nova.server(server.id).status == "VERIFY_RESIZE"
+        clock.advance(30)
+        assert nova.wait_for_status(server.id, "ACTIVE").flavor.name == "small"

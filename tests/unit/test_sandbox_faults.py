@@ -260,7 +260,8 @@ def test_a_slow_phase_holds_the_server_in_its_state_until_its_time_is_up() -> No
         held = nova.wait_for(lambda s: s.task_state == "resize_migrating", server.id)
         assert held.status == "RESIZE"
         clock.advance(3.5)
-        assert nova.wait_for(lambda s: nova.settled(), server.id).task_state == "resize_migrating"
+        nova.wait_settled()
+        assert nova.server(server.id).task_state == "resize_migrating"
 
         clock.advance(1)
         nova.wait_for_status(server.id, "VERIFY_RESIZE")

@@ -118,15 +118,15 @@ class ComputeAPI:
 
     def schedule_auto_confirm(self, server: Server) -> None:
         window = self.cell.settings.resize_confirm_window
-        if window > 0:
-            self.cell.scheduler.spawn(server.id, self._auto_confirm(server), window)
+        if window > 0 and server.migration is not None:
+            flow = self._auto_confirm(server, server.migration)
+            self.cell.scheduler.spawn(server.id, flow, window)
 
-    def _auto_confirm(self, server: Server) -> Flow:
+    def _auto_confirm(self, server: Server, migration: Migration) -> Flow:
         """Nova's ``_poll_unconfirmed_resizes``: confirm a resize nobody confirmed in time."""
         yield 0.0
-        migration = server.migration
         if (
-            migration is None
+            server.migration is not migration
             or migration.status != "finished"
             or server.vm_state != states.RESIZED
             or server.task_state is not None

@@ -21,8 +21,8 @@ fails: the rescuable failed boot), ``no-valid-host-`` (no host fits) and
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from nova_autopilot.sandbox.durations import Durations
@@ -233,8 +233,3 @@ class FaultBook:
                 "everyone": self._everyone.to_dict(),
                 "prefixes": {p: f.to_dict() for p, f in self._prefixes.items()},
             }
-
-
-def failing(operations: Iterable[str], **kwargs: Any) -> ServerFaults:
-    """Shorthand: ``failing({"reboot", "power_on"}, console="panic")``."""
-    return replace(ServerFaults(**kwargs), fail=frozenset(operations))

@@ -96,10 +96,6 @@ class Outbox:
         self._listeners: list[Callable[[Notification], None]] = []
         self._thread: threading.Thread | None = None
 
-    @property
-    def publishing(self) -> bool:
-        return self._publisher is not None
-
     def start(self) -> None:
         if self._publisher is None or self._thread is not None:
             return

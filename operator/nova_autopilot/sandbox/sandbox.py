@@ -303,6 +303,11 @@ class Sandbox:
         """No transition is due right now (with a manual clock: time must move for more)."""
         return self._scheduler.settled()
 
+    def wait_settled(self, timeout: float = 10.0) -> None:
+        """Wait until no transition is due; raises ``TimeoutError`` at the deadline."""
+        if not self._scheduler.wait_settled(timeout):
+            raise TimeoutError(f"transitions still due after {timeout:.1f}s")
+
     def pending(self, server_id: str | None = None) -> int:
         """Transitions waiting for their time (for one server, or for all)."""
         return self._scheduler.pending(server_id)

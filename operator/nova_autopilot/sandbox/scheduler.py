@@ -117,8 +117,16 @@ class Scheduler:
     def settled(self) -> bool:
         """True when no step is running and none is due at this moment."""
         with self._cond:
-            now = self._clock.monotonic()
-            return self._current is None and not (self._heap and self._heap[0].due <= now)
+            return self._settled()
+
+    def _settled(self) -> bool:
+        now = self._clock.monotonic()
+        return self._current is None and not (self._heap and self._heap[0].due <= now)
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Wait until :meth:`settled`; False if ``timeout`` seconds passed first."""
+        with self._cond:
+            return self._cond.wait_for(self._settled, timeout)
 
     # -- the thread ------------------------------------------------------------------
 

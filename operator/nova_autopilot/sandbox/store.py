@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable
 
 from nova_autopilot.sandbox import errors
-from nova_autopilot.sandbox.model import DEFAULT_IMAGE, Flavor, Image, Server, new_uuid
+from nova_autopilot.sandbox.model import DEFAULT_IMAGE, Flavor, Image, Server
 
 
 class Store:
@@ -95,7 +95,3 @@ class Store:
     def servers(self, *, deleted: bool = True) -> list[Server]:
         with self.lock:
             return [s for s in self._servers.values() if deleted or not s.deleted]
-
-
-def new_flavor_id() -> str:
-    return new_uuid()
