@@ -53,7 +53,10 @@ class OsloPublisher:
         transport_url: str | None = None,
         transport: Any = None,
         topics: tuple[str, ...] = (TOPIC,),
+        retry: int = 3,
     ) -> None:
+        """``retry``: how often to retry a send when the broker is away (then it is counted
+        as failed; oslo.messaging's default would retry forever)."""
         if (transport_url is None) == (transport is None):
             raise ValueError("give either a transport URL or a transport")
         self._owns_transport = transport is None
@@ -61,7 +64,7 @@ class OsloPublisher:
             transport if transport is not None else notification_transport(str(transport_url))
         )
         self._notifier = oslo_messaging.Notifier(
-            self.transport, driver="messagingv2", topics=list(topics)
+            self.transport, driver="messagingv2", topics=list(topics), retry=retry
         )
         self._prepared: dict[str, Any] = {}
         self._lock = threading.Lock()
