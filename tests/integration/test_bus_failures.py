@@ -6,6 +6,7 @@ import json
 from itertools import pairwise
 
 import pytest
+from kombu import Connection
 
 from nova_autopilot.bus import Bus, Delivery
 from nova_autopilot.errors import TemporaryError
@@ -163,3 +164,23 @@ def test_a_handler_bug_is_dead_lettered_and_the_bus_keeps_consuming(rabbit: Rabb
     counts = bus.counters()["notifications"]
     assert counts.handled == 2
     assert counts.dead_lettered == {"handler_error: KeyError": 1}
+
+
+def test_a_dead_letter_queue_deleted_under_the_bus_is_declared_again_before_its_message(
+    rabbit: Rabbit,
+) -> None:
+    conf = bus_conf(rabbit)
+    handler = Recorder()
+    bus = started(Bus(conf=conf, notification_handler=handler))
+    try:
+        with Connection(rabbit.amqp_url) as conn:
+            conn.default_channel.queue_delete(DEAD)
+        publish_raw(rabbit, [b"not json, and nowhere to go"])
+        eventually(lambda: rabbit.queues().get(DEAD, 0) == 1, what="the dead letter kept")
+        assert bus.health().intakes[0].reconnects == 1
+    finally:
+        bus.stop(10)
+
+    (dead,) = take_all(rabbit, DEAD)
+    assert body_of(dead) == b"not json, and nowhere to go"
+    assert dead.headers["x-autopilot-reason"] == "not_json"

@@ -118,7 +118,9 @@ class Settlement:
     def publish(
         self, body: bytes, exchange: str, routing_key: str, properties: Mapping[str, Any]
     ) -> None:
-        """Publish a copy (persistent; confirmed by the broker before this returns)."""
+        """Publish a copy: persistent, mandatory (a copy no queue takes comes back
+        as an error instead of vanishing: the intake then reconnects and declares
+        its queues again) and confirmed by the broker before this returns."""
         assert self._producer is not None
         options = dict(properties)
         headers = options.pop("headers", None)
@@ -132,6 +134,7 @@ class Settlement:
             content_type=content_type,
             content_encoding=content_encoding,
             delivery_mode=2,
+            mandatory=True,
             retry=False,
             confirm_timeout=self._publish_timeout,
             **options,
