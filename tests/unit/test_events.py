@@ -82,7 +82,8 @@ def test_wire_metadata_gives_message_id_timestamp_and_request_id() -> None:
     event = parse_message(on_the_wire(sample("instance-rescue-end")))
     assert event.timestamp == datetime(2026, 11, 25, 20, 30, 46, 205459, tzinfo=timezone.utc)
     assert event.message_id is not None
-    assert event.request_id is not None and event.request_id.startswith("req-")
+    assert event.request_id is not None
+    assert event.request_id.startswith("req-")
     assert event.dedupe_key == f"nova:{event.message_id}"
 
 
@@ -231,7 +232,8 @@ def test_random_bytes_give_an_event_or_a_bad_message_never_a_crash(data: bytes) 
     try:
         parse_message(data)
     except BadMessage as exc:
-        assert exc.reason and exc.detail
+        assert exc.reason
+        assert exc.detail
 
 
 @settings(max_examples=300, deadline=None)
@@ -243,4 +245,5 @@ def test_random_json_gives_an_event_or_a_bad_message_never_a_crash(value: object
         try:
             parse_message(form)
         except BadMessage as exc:
-            assert exc.reason and exc.detail
+            assert exc.reason
+            assert exc.detail
