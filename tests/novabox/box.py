@@ -15,9 +15,9 @@ it started and raises with the tail of the failing service's log.
 import atexit
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,28 +208,33 @@ class Box:
     def _sync_databases(
         self, cfg: run_config.RunConfig, env: dict[str, str], *, cell0_url: str
     ) -> None:
-        nova = [self.venv.command("nova-manage"), "--config-file", str(cfg.nova_conf)]
-        placement_manage = self.venv.command("placement-manage")
-        placement = [placement_manage, "--config-file", str(cfg.placement_conf)]
-        errors: list[BaseException] = []
+        """Create the schemas: four independent sequences, run side by side."""
+        manage = self.venv.command("nova-manage")
+        nova = [manage, "--config-file", str(cfg.nova_conf)]
+        cell0 = [manage, "--config-file", str(cfg.cell0_conf)]
+        placement = [
+            self.venv.command("placement-manage"),
+            "--config-file",
+            str(cfg.placement_conf),
+        ]
+        sequences = [
+            [
+                [*nova, "api_db", "sync"],
+                [*nova, "cell_v2", "map_cell0", "--database_connection", cell0_url],
+                [*nova, "cell_v2", "create_cell", "--name", "cell1"],
+            ],
+            [[*nova, "db", "sync", "--local_cell"]],
+            [[*cell0, "db", "sync", "--local_cell"]],
+            [[*placement, "db", "sync"]],
+        ]
 
-        def sync_placement() -> None:
-            try:
-                self._command([*placement, "db", "sync"], env)
-            except BaseException as exc:  # noqa: BLE001 (re-raised in the main thread)
-                errors.append(exc)
+        def run(sequence: list[list[str]]) -> None:
+            for argv in sequence:
+                self._command(argv, env)
 
-        worker = threading.Thread(target=sync_placement, name="novabox-placement-sync")
-        worker.start()
-        try:
-            self._command([*nova, "api_db", "sync"], env)
-            self._command([*nova, "cell_v2", "map_cell0", "--database_connection", cell0_url], env)
-            self._command([*nova, "cell_v2", "create_cell", "--name", "cell1"], env)
-            self._command([*nova, "db", "sync"], env)
-        finally:
-            worker.join()
-        if errors:
-            raise errors[0]
+        with ThreadPoolExecutor(len(sequences), thread_name_prefix="novabox-sync") as pool:
+            for future in [pool.submit(run, sequence) for sequence in sequences]:
+                future.result()
 
     def _start_services(
         self, commands: dict[str, list[str]], names: tuple[str, ...], env: dict[str, str]

@@ -13,7 +13,9 @@ Settings that matter, and why:
 - ``[quota] driver=NoopQuotaDriver``: tests never hit a quota;
 - one worker per service, a short graceful shutdown: it is a 2-core machine;
 - nova-compute gets a copy without ``[database]`` and ``[api_database]``:
-  it must not reach the databases (it goes through the conductor).
+  it must not reach the databases (it goes through the conductor);
+- nova-cell0.conf points ``[database]`` at cell0, so that cell0's schema can
+  be synced at the same time as cell1's and the API database's.
 """
 
 import configparser
@@ -56,6 +58,11 @@ class RunConfig:
         return self.nova_dir / "nova-compute.conf"
 
     @property
+    def cell0_conf(self) -> Path:
+        """nova.conf with cell0 as ``[database]``: to sync cell0 on its own."""
+        return self.nova_dir / "nova-cell0.conf"
+
+    @property
     def placement_conf(self) -> Path:
         return self.placement_dir / "placement.conf"
 
@@ -82,6 +89,8 @@ def write_all(config: RunConfig, shipped_api_paste: Path) -> None:
     _write_ini(config.nova_conf, nova)
     compute_only = {k: v for k, v in nova.items() if k not in ("database", "api_database")}
     _write_ini(config.compute_conf, compute_only)
+    cell0 = {**nova, "database": {"connection": config.database_urls["nova_cell0"]}}
+    _write_ini(config.cell0_conf, cell0)
     _write_ini(config.placement_conf, placement_sections(config))
     config.api_paste.write_text(api_paste(shipped_api_paste.read_text()))
 
