@@ -5,11 +5,20 @@ from __future__ import annotations
 import warnings
 
 import pytest
-from kombu import Connection, Queue
+from kombu import Connection, Exchange, Producer, Queue
 
 from nova_autopilot.bus import Bus
 from tests.integration import bus_support
-from tests.integration.bus_support import Rabbit, Recorder, bus_conf, nova_notifier, started
+from tests.integration.bus_support import (
+    Rabbit,
+    Recorder,
+    body_of,
+    bus_conf,
+    eventually,
+    nova_notifier,
+    started,
+    take_all,
+)
 from tests.samples import sample
 
 with warnings.catch_warnings():
@@ -18,6 +27,7 @@ with warnings.catch_warnings():
 
 pytestmark = pytest.mark.integration
 rabbit = bus_support.rabbit
+DEAD = "nova-autopilot.notifications.dead"
 
 
 def test_novas_notifications_reach_the_handler_and_novas_own_queues_keep_their_copies(
@@ -131,3 +141,37 @@ def test_the_pool_queue_is_declared_exactly_as_oslo_messagings_own_listener_decl
         assert bus.health().intakes[0].reconnects == 0
     finally:
         bus.stop(10)
+
+
+def test_notifications_compressed_by_oslo_messaging_are_read_and_dead_lettered_as_sent(
+    rabbit: Rabbit,
+) -> None:
+    """[oslo_messaging_rabbit] kombu_compression = gzip in nova.conf."""
+    conf = bus_conf(rabbit, oslo_messaging_rabbit={"kombu_compression": "gzip"})
+    handler = Recorder()
+    bus = started(Bus(conf=conf, notification_handler=handler))
+    try:
+        with nova_notifier(conf) as nova:
+            notification = sample("instance-update")
+            nova.info({}, notification["event_type"], notification["payload"])
+        (call,) = handler.wait_for(1)
+        with Connection(rabbit.amqp_url) as conn:
+            Producer(conn.default_channel).publish(
+                b"not json",
+                exchange=Exchange("nova", type="topic", no_declare=True),
+                routing_key="versioned_notifications.info",
+                content_type="application/json",
+                content_encoding="utf-8",
+                compression="gzip",
+            )
+        eventually(lambda: rabbit.queues().get(DEAD, 0) == 1, what="one dead letter")
+    finally:
+        bus.stop(10)
+
+    assert call[0].event_type == "instance.update"
+    assert call[1].headers["compression"] == "application/x-gzip"
+    (dead,) = take_all(rabbit, DEAD)
+    assert not dead.errors  # stored compressed, as it was sent: kombu reads it back
+    assert dead.headers["compression"] == "application/x-gzip"
+    assert body_of(dead) == b"not json"
+    assert dead.headers["x-autopilot-reason"] == "not_json"

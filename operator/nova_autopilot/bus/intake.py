@@ -313,7 +313,13 @@ class Intake:
         properties = message.properties
         event: Event | None = None
         failure: DeadLetter | None = None
+        # kombu has already decompressed a body sent with a ``compression`` header
+        # (oslo.messaging's kombu_compression); copies are compressed again.
+        compression = headers.get("compression") if not message.errors else None
         try:
+            if message.errors:
+                error = message.errors[0][1]
+                raise BadMessage("bad_compression", f"{type(error).__name__}: {error}")
             event = self._decode(body, headers)
         except BadMessage as exc:
             failure = DeadLetter(exc.reason, shorten(exc.detail))
@@ -334,6 +340,7 @@ class Intake:
             routing_key=info.get("routing_key") or "",
         )
         job = Job(self._settlement.generation, tag, body, properties, delivery, event)
+        job.compression = compression
         self._settlement.received(tag)
         self._submitted += 1
         if event is None:

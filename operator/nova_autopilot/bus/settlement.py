@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from kombu.compression import compress
 from kombu.messaging import Producer
 
 from nova_autopilot.bus.counters import Counters
@@ -33,6 +34,14 @@ __all__ = ["Settlement"]
 
 log = get_logger("nova_autopilot.bus")
 _SETTLED = -1.0
+
+
+def _wire_body(job: Job) -> bytes:
+    """The body as it travels: compressed again if it came compressed (kombu
+    hands bodies over decompressed), so a copy reads exactly as the original."""
+    if job.compression is None:
+        return job.body
+    return bytes(compress(job.body, job.compression)[0])
 
 
 class Settlement:
@@ -181,9 +190,9 @@ class Settlement:
         )
         properties = {**kept_properties(job.properties), "headers": headers}
         if self.delayer is not None:
-            self.delayer.add(delay, job.body, properties)
+            self.delayer.add(delay, _wire_body(job), properties)
         else:
-            self.publish(job.body, "", self._topology.delay_queue(delay), properties)
+            self.publish(_wire_body(job), "", self._topology.delay_queue(delay), properties)
         self._counters.retried()
         log.info(
             "intake.retry_scheduled",
@@ -209,7 +218,7 @@ class Settlement:
             routing_key=job.delivery.routing_key,
         )
         properties = {**kept_properties(job.properties), "headers": headers}
-        self.publish(job.body, exchange, routing_key, properties)
+        self.publish(_wire_body(job), exchange, routing_key, properties)
         self._counters.dead_lettered(outcome.reason)
         log.warning(
             "intake.dead_lettered",

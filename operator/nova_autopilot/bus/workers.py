@@ -37,6 +37,8 @@ class Job:
     delivery: Delivery
     event: Event | None = None
     outcome: Outcome | None = None
+    #: How the body came compressed (kombu decompressed it), if it did.
+    compression: str | None = None
 
 
 _STOP = object()
