@@ -22,7 +22,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -32,23 +32,17 @@ from kombu.messaging import Consumer, Producer
 
 from nova_autopilot.bus.connection import Backoff, BrokerSettings, connect
 from nova_autopilot.bus.counters import Counters
-from nova_autopilot.bus.deadletter import attempt_of
-from nova_autopilot.bus.delivery import Delivery, Handler
-from nova_autopilot.bus.outcome import DeadLetter, shorten
+from nova_autopilot.bus.delivery import Handler
+from nova_autopilot.bus.reception import Decoder, receive
 from nova_autopilot.bus.retry import RetryPlan
 from nova_autopilot.bus.settlement import Settlement
 from nova_autopilot.bus.topology import IntakeTopology
 from nova_autopilot.bus.workers import Job, Workers
-from nova_autopilot.errors import BadMessage
-from nova_autopilot.events import Event
 from nova_autopilot.logs import get_logger
 
-__all__ = ["Decoder", "Intake", "IntakeHealth"]
+__all__ = ["Intake", "IntakeHealth"]
 
 log = get_logger("nova_autopilot.bus")
-
-#: Turns a body (and its headers) into an Event, or raises BadMessage.
-Decoder = Callable[[bytes, Mapping[str, Any]], Event]
 
 _MIN_WAIT = 0.0005
 
@@ -299,55 +293,25 @@ class Intake:
             pass
 
     def _on_message(self, message: Any) -> None:
-        info = message.delivery_info
-        redelivered = bool(info.get("redelivered", False))
-        self.counters.received(redelivered=redelivered)
+        self.counters.received(redelivered=bool(message.delivery_info.get("redelivered")))
         if self._closing:  # stays unacknowledged: the broker delivers it again
             self.counters.abandoned()
             return
-        tag = message.delivery_tag
-        body = message.body
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        headers = message.headers or {}
-        properties = message.properties
-        event: Event | None = None
-        failure: DeadLetter | None = None
-        # kombu has already decompressed a body sent with a ``compression`` header
-        # (oslo.messaging's kombu_compression); copies are compressed again.
-        compression = headers.get("compression") if not message.errors else None
-        try:
-            if message.errors:
-                error = message.errors[0][1]
-                raise BadMessage("bad_compression", f"{type(error).__name__}: {error}")
-            event = self._decode(body, headers)
-        except BadMessage as exc:
-            failure = DeadLetter(exc.reason, shorten(exc.detail))
-        except Exception as exc:  # noqa: BLE001 - a decoder must not stop the intake
-            failure = DeadLetter("unparseable", shorten(f"{type(exc).__name__}: {exc}"))
-        message_id = properties.get("message_id") or (event.message_id if event else None)
-        delivery = Delivery(
+        job = receive(
+            message,
+            decode=self._decode,
             source=self._source,
             queue=self._queue_name,
-            message_id=message_id,
-            redelivered=redelivered,
-            attempt=attempt_of(headers) if headers else 1,
-            correlation_id=properties.get("correlation_id"),
-            reply_to=properties.get("reply_to"),
-            headers=headers,
+            generation=self._settlement.generation,
             received_at=self._now(),
-            exchange=info.get("exchange") or "",
-            routing_key=info.get("routing_key") or "",
         )
-        job = Job(self._settlement.generation, tag, body, properties, delivery, event)
-        job.compression = compression
-        self._settlement.received(tag)
+        self._settlement.received(job.tag)
         self._submitted += 1
-        if event is None:
-            job.outcome = failure
+        if job.event is None:
             self._failed.append(job)
         else:
-            self._batch.append((event.instance_id or message_id or str(tag), job))
+            key = job.event.instance_id or job.delivery.message_id or str(job.tag)
+            self._batch.append((key, job))
 
     def _skip(self, job: Job) -> bool:
         """Asked by a worker before each call: is the call still useful?"""
