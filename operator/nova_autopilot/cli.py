@@ -8,13 +8,17 @@ input.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import re
 import sys
+import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nova_autopilot import __version__, demo, settings, workbench
+from nova_autopilot import __version__, demo, logs, settings, workbench
 from nova_autopilot.errors import BadMessage, PolicyError
 from nova_autopilot.events import parse_message
 from nova_autopilot.policies import PolicySet, load_policies
@@ -76,6 +80,24 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("demo", help="play the embedded demo; needs no broker and no cloud")
+
+    commands.add_parser("run", help="run the daemon (as the systemd service does)")
+
+    send = commands.add_parser("send", help="publish an operator request (docs/requests.md)")
+    send.add_argument("--type", required=True, help="request type, e.g. quota.request.approved")
+    send.add_argument("--server", required=True, help="server id or name")
+    send.add_argument("--flavor", help="the wanted flavor")
+    send.add_argument("--id", help="request id (default: a new one); the de-duplication key")
+    send.add_argument("--project", help="the server's project id")
+    send.add_argument("--requested-by", default=getpass.getuser(), help="who asks")
+    send.add_argument("--approved-by", help="who approved")
+    send.add_argument("--reason", help="free text, recorded with the operation")
+    send.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter"
+    )
+    send.add_argument("--wait", action="store_true", help="wait for the result and print it")
+    send.add_argument("--timeout", type=float, default=900.0, help="seconds --wait waits")
+    send.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
@@ -89,11 +111,7 @@ def _read(path: str) -> str:
 def _policies_path(args: argparse.Namespace) -> str:
     if args.policies:
         return str(args.policies)
-    try:
-        conf = settings.load(config_files=args.config_file, config_dirs=args.config_dir)
-    except settings.SettingsError as exc:
-        raise _UsageError(str(exc)) from None
-    return str(conf.policies.path)
+    return str(_conf(args).policies.path)
 
 
 def _load(path: str) -> PolicySet:
@@ -102,6 +120,82 @@ def _load(path: str) -> PolicySet:
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def _conf(args: argparse.Namespace) -> Any:
+    try:
+        return settings.load(config_files=args.config_file, config_dirs=args.config_dir)
+    except settings.SettingsError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    conf = _conf(args)
+    logs.configure(level=conf.logging.level, fmt=conf.logging.format)
+    from nova_autopilot.daemon import Daemon  # the daemon's imports are heavy: only here
+
+    return Daemon.from_conf(conf).run()
+
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+SUCCESS = ("confirmed", "reverted", "rescued", "unrescued", "dry_run")
+
+
+def request_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The request ``send`` publishes, from its options."""
+    server = {"id": args.server} if _UUID.match(args.server) else {"name": args.server}
+    body: dict[str, Any] = {
+        "version": 1,
+        "type": args.type,
+        "id": args.id or f"req-{uuid.uuid4().hex}",
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "server": server,
+        "requested_by": args.requested_by,
+    }
+    optional = {
+        "flavor": args.flavor,
+        "project_id": args.project,
+        "approved_by": args.approved_by,
+        "reason": args.reason,
+    }
+    body.update({k: v for k, v in optional.items() if v})
+    if args.param:
+        params = {}
+        for item in args.param:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise _UsageError(f"--param {item!r}: expected KEY=VALUE")
+            params[key] = value
+        body["parameters"] = params
+    return body
+
+
+def _send(args: argparse.Namespace) -> int:
+    body = request_body(args)
+    try:
+        parse_message(body, expect="request")  # refuse here what the daemon would refuse
+    except BadMessage as exc:
+        raise _UsageError(f"invalid request: {exc.detail}") from None
+    conf = _conf(args)
+    from nova_autopilot.bus import RequestClient
+
+    with RequestClient.from_conf(conf) as client:
+        reply_to = client.reply_queue() if args.wait else None
+        correlation = client.publish_request(body, reply_to=reply_to)
+        if not args.wait:
+            print(f"sent {body['type']} {body['id']}")
+            return EXIT_OK
+        reply = client.wait_for_reply(correlation, timeout=args.timeout)
+    result = reply.body if isinstance(reply.body, dict) else {"result": reply.body}
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{result.get('action')} {result.get('outcome')}: {result.get('reason') or 'ok'}")
+        for key in ("operation_id", "server_id", "nova_requests"):
+            print(f"  {key}: {result.get(key)}")
+        for key, value in (result.get("secrets") or {}).items():
+            print(f"  {key}: {value}")
+    return EXIT_OK if result.get("outcome") in SUCCESS else EXIT_INVALID
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -153,6 +247,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "explain": _explain,
     "replay": _replay,
     "demo": lambda _args: demo.run(),
+    "run": _run,
+    "send": _send,
 }
 
 

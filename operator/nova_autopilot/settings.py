@@ -49,6 +49,13 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
             help="Directory holding the runtime state of the daemon, including the SQLite "
             "journal when [journal] connection is empty. Must be writable by the service.",
         ),
+        _seconds(
+            "stop_timeout",
+            30,
+            "Seconds the daemon takes at most to stop on SIGTERM: it stops taking messages "
+            "(the broker keeps what was not handled), lets running steps end and leaves "
+            "waiting operations in the journal, where the next start resumes them.",
+        ),
     ]
     notifications: list[cfg.Opt] = [
         cfg.StrOpt(

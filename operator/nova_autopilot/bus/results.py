@@ -48,6 +48,25 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _properties(
+    action: str, outcome: str, correlation_id: str | None, headers: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The AMQP properties of a result message."""
+    properties: dict[str, Any] = {
+        "content_type": "application/json",
+        "content_encoding": "utf-8",
+        "delivery_mode": 2,
+        "message_id": str(uuid.uuid4()),
+        "timestamp": int(time.time()),
+        "type": result_routing_key(action, outcome),
+        "headers": {"x-autopilot-action": action, "x-autopilot-outcome": outcome}
+        | dict(headers or {}),
+    }
+    if correlation_id is not None:
+        properties["correlation_id"] = correlation_id
+    return properties
+
+
 class ResultPublisher:
     """Publishes results; safe to call from several threads (one connection,
     used under a lock, opened on first use and again after a failure)."""
@@ -90,18 +109,7 @@ class ResultPublisher:
         """
         body = json.dumps(result, separators=(",", ":"), default=_json_default).encode()
         routing_key = result_routing_key(action, outcome)
-        properties: dict[str, Any] = {
-            "content_type": "application/json",
-            "content_encoding": "utf-8",
-            "delivery_mode": 2,
-            "message_id": str(uuid.uuid4()),
-            "timestamp": int(time.time()),
-            "type": routing_key,
-            "headers": {"x-autopilot-action": action, "x-autopilot-outcome": outcome}
-            | dict(headers or {}),
-        }
-        if correlation_id is not None:
-            properties["correlation_id"] = correlation_id
+        properties = _properties(action, outcome, correlation_id, headers)
         with self._lock:
             self._send(body, self.exchange, routing_key, properties)
             if reply_to:
@@ -114,6 +122,19 @@ class ResultPublisher:
             reply_to=reply_to,
         )
         return routing_key
+
+    def reply(
+        self, result: Mapping[str, Any], *, correlation_id: str | None, reply_to: str
+    ) -> None:
+        """Send ``result`` to the requester's ``reply_to`` queue only (it may hold
+        what only the requester may read, such as a rescued server's password)."""
+        body = json.dumps(result, separators=(",", ":"), default=_json_default).encode()
+        action, outcome = str(result.get("action")), str(result.get("outcome"))
+        properties = _properties(action, outcome, correlation_id, None)
+        with self._lock:
+            self._send(body, "", reply_to, properties)
+            self.published += 1
+        log.info("bus.result_replied", correlation_id=correlation_id, reply_to=reply_to)
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,212 @@
+"""The daemon: wiring, signals, the main loop.
+
+``Daemon.from_conf(conf)`` builds every part from the configuration
+(journal, cloud, runner, engine, bus); ``run()`` starts them in order,
+resumes the journal's unfinished operations, and waits for a signal:
+
+* SIGTERM / SIGINT: stop taking messages (the broker keeps what was not
+  handled), let running phases end, leave waiting operations in the journal
+  (they resume at the next start), exit within ``[DEFAULT] stop_timeout``;
+* SIGHUP: reload the policies atomically; a broken file keeps the running
+  set and logs every problem.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from types import FrameType
+from typing import Any
+
+from oslo_config import cfg
+
+from nova_autopilot.actions.runner import Runner
+from nova_autopilot.bus import Bus, Delivery
+from nova_autopilot.cloud import Cloud
+from nova_autopilot.engine import Engine
+from nova_autopilot.errors import CloudError, PolicyError
+from nova_autopilot.events import Event
+from nova_autopilot.journal import Journal, default_url
+from nova_autopilot.logs import get_logger, redact
+from nova_autopilot.policies import PolicySet, load_policies
+
+log = get_logger(__name__)
+
+STOP_TIMEOUT_S = 30.0
+RETENTION_EVERY_S = 3600.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class PolicyHolder:
+    """The policy set in force; swapped whole on reload."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._current = load_policies(path)
+
+    def __call__(self) -> PolicySet:
+        return self._current
+
+    def reload(self) -> bool:
+        """Load the files again; keep the running set when they are broken."""
+        try:
+            fresh = load_policies(self.path)
+        except PolicyError as exc:
+            for problem in exc.problems:
+                log.error("policies.reload_refused", problem=str(problem))
+            return False
+        self._current = fresh
+        log.info("policies.reloaded", path=self.path, count=len(fresh))
+        return True
+
+
+class BusReporter:
+    """The engine's results, published on the bus."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+
+    def publish(
+        self, result: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
+    ) -> None:
+        action, outcome = str(result.get("action")), str(result.get("outcome"))
+        if reply_to is None:
+            self._bus.results.publish(
+                result, action=action, outcome=outcome, correlation_id=correlation_id
+            )
+        else:
+            self._bus.results.reply(result, correlation_id=correlation_id, reply_to=reply_to)
+
+
+class Daemon:
+    def __init__(
+        self,
+        *,
+        conf: cfg.ConfigOpts,
+        policies: PolicyHolder,
+        journal: Journal,
+        cloud: Cloud,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.conf = conf
+        self.policies = policies
+        self.journal = journal
+        self.cloud = cloud
+        self.clock = clock
+        self.engine: Engine
+        self.runner = Runner(
+            cloud=cloud,
+            store=journal,
+            clock=clock,
+            on_done=lambda done: self.engine.on_done(done),
+            workers=conf.guards.max_concurrent_operations,
+            poll_interval_s=float(conf.cloud.poll_interval),
+            rescue_image=conf.cloud.rescue_image or None,
+        )
+        self.bus = Bus(conf=conf, notification_handler=self.handle, request_handler=self.handle)
+        self.engine = Engine(
+            policies=policies,
+            journal=journal,
+            runner=self.runner,
+            clock=clock,
+            reporter=BusReporter(self.bus),
+            global_dry_run=bool(conf.guards.dry_run),
+        )
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts) -> Daemon:
+        policies = PolicyHolder(str(conf.policies.path))
+        url = conf.journal.connection or default_url(conf.state_dir)
+        journal = Journal.open(url, redact=redact)
+        cloud = Cloud.connect(
+            cloud=conf.cloud.cloud or None,
+            region_name=conf.cloud.region_name or None,
+            api_timeout=float(conf.cloud.api_timeout),
+        )
+        return cls(conf=conf, policies=policies, journal=journal, cloud=cloud)
+
+    def handle(self, event: Event, delivery: Delivery) -> None:
+        """What the bus calls for every message."""
+        self.engine.handle(
+            event, correlation_id=delivery.correlation_id, reply_to=delivery.reply_to
+        )
+
+    # -- life cycle -------------------------------------------------------
+
+    def start(self, *, ready_timeout: float = 60.0) -> bool:
+        """Start everything; True once the consumers are attached."""
+        try:
+            self.cloud.check()
+        except CloudError as exc:
+            log.warning("cloud.unreachable", error=str(exc))
+        self.runner.start()
+        resumed = self.engine.resume()
+        self.bus.start()
+        ready = self.bus.wait_ready(ready_timeout)
+        log.info("daemon.started", ready=ready, resumed=resumed, policies=len(self.policies()))
+        return ready
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        deadline = self.clock() + timedelta(seconds=timeout)
+        clean = self.bus.stop(timeout=timeout / 2)
+        remaining = max(1.0, (deadline - self.clock()).total_seconds())
+        self.runner.stop(timeout=remaining)
+        self.journal.close()
+        self.cloud.close()
+        log.info("daemon.stopped", clean=clean)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+        self._stop.set()  # wake the main loop; it tells the two apart
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; SIGHUP reloads the policies."""
+        self._install_signals()
+        self.start()
+        next_prune = self.clock()
+        while True:
+            self._stop.wait(timeout=min(RETENTION_EVERY_S, 5.0))
+            if self._reload.is_set():
+                self._reload.clear()
+                self._stop.clear()
+                self.policies.reload()
+                continue
+            if self._stop.is_set():
+                break
+            if self.clock() >= next_prune:
+                self._prune()
+                next_prune = self.clock() + timedelta(seconds=RETENTION_EVERY_S)
+        self.stop(timeout=float(self.conf.stop_timeout))
+        return 0
+
+    def _prune(self) -> None:
+        days = int(self.conf.journal.retention_days)
+        if days <= 0:
+            return
+        cutoff = self.clock() - timedelta(days=days)
+        removed = self.journal.prune(finished_before=cutoff)
+        keys = self.journal.prune_processed(older_than=cutoff)
+        if removed or keys:
+            log.info("journal.pruned", operations=removed, message_keys=keys)
+
+    def _install_signals(self) -> None:
+        def on_stop(signum: int, frame: FrameType | None) -> None:
+            log.info("daemon.stopping", signal=signal.Signals(signum).name)
+            self.request_stop()
+
+        def on_hup(signum: int, frame: FrameType | None) -> None:
+            self.request_reload()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
