@@ -187,6 +187,35 @@ def test_a_request_reaches_the_handler_and_its_result_reaches_the_requesters_rep
     assert delivery.correlation_id == "req-7"
 
 
+def test_a_private_result_goes_to_the_requester_only_never_to_the_results_exchange(
+    conf: cfg.ConfigOpts, broker: Connection
+) -> None:
+    """A rescue's result holds the server's new password: only its requester reads it."""
+    observer = Queue(
+        f"observer-{uuid.uuid4().hex[:8]}",
+        exchange=Exchange(conf.requests.results_exchange, type="topic"),
+        routing_key="result.#",
+    )
+    observer(broker.default_channel).declare()
+    bus = Bus(conf=conf)
+    with bus.client() as client:
+        reply_to = client.reply_queue()
+        bus.results.reply(
+            {"action": "rescue", "outcome": "rescued", "admin_password": "s3cret"},
+            correlation_id="req-9",
+            reply_to=reply_to,
+        )
+        reply = client.wait_for_reply("req-9", timeout=5)
+    bus.results.publish({"action": "resize"}, action="resize", outcome="confirmed")
+    seen = wait_for_messages(broker, observer.name, 1)
+    bus.stop(1)
+
+    assert reply.body["admin_password"] == "s3cret"
+    assert reply.result_key == "result.rescue.rescued"
+    assert [m.delivery_info["routing_key"] for m in seen] == ["result.resize.confirmed"]
+    assert take_all(broker, observer.name) == []
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
