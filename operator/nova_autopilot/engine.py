@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from nova_autopilot import guards
+from nova_autopilot.actions.boot import VERDICTS
 from nova_autopilot.actions.runner import Done, Runner, Work
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event
@@ -58,6 +59,26 @@ def _server_ref(match: Match, event: Event) -> tuple[str | None, str | None]:
     if isinstance(server, str):
         return (server, None) if server == event.instance_id else (None, server)
     return event.instance_id, None
+
+
+def _verdict_event(operation: Operation, event_type: str) -> Event:
+    """What a finished boot verification tells the policies."""
+    server_id = operation.server_id or operation.state.get("server_id")
+    return Event(
+        source="autopilot",
+        format="verdict",
+        event_type=event_type,
+        payload={
+            "server": {"id": server_id, "name": operation.state.get("server_name")},
+            "reason": operation.reason,
+            "operation_id": operation.id,
+            "policy": operation.policy,
+        },
+        message_id=f"verdict:{operation.id}",
+        instance_id=server_id,
+        project_id=operation.project_id,
+        timestamp=operation.finished_at,
+    )
 
 
 def result_of(operation: Operation, *, secrets: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -211,7 +232,13 @@ class Engine:
 
     def on_done(self, done: Done) -> None:
         """The runner's callback when an operation ends."""
-        self._report(self._journal.get(done.op_id), done.secrets)
+        operation = self._journal.get(done.op_id)
+        self._report(operation, done.secrets)
+        verdict = (
+            VERDICTS.get(operation.outcome or "") if operation.action == "verify_boot" else None
+        )
+        if verdict is not None:
+            self.handle(_verdict_event(operation, verdict))
 
     def _report(self, operation: Operation, secrets: Mapping[str, str]) -> None:
         self.counters.outcomes[f"{operation.action}:{operation.outcome}"] += 1

@@ -153,3 +153,29 @@ def test_a_failed_boot_is_rescued_then_unrescued_on_the_real_nova(
         assert novabox.conn.compute.get_server(server.id).status == "ACTIVE"
     finally:
         novabox.delete(server)
+
+
+def test_a_guest_that_panics_after_a_power_on_is_rescued_on_the_real_nova(
+    novabox: NovaBox, daemon: Daemon, flavors: tuple[Flavor, Flavor]
+) -> None:
+    from nova_autopilot.policies import load_texts
+    from tests.integration.test_operations import BOOT_POLICIES
+
+    daemon.policies = load_texts([("boot.yaml", BOOT_POLICIES)])
+    server = novabox.boot("op-boot-panic", flavors[0], metadata={"novabox:console": "panic"})
+    try:
+        compute = novabox.conn.compute
+        compute.stop_server(server)
+        novabox.wait_for_status(server, "SHUTOFF")
+        compute.start_server(server)  # Nova says ACTIVE; the console says Kernel panic
+        rescued = until(
+            lambda: [o for o in daemon.journal.history() if o.action == "rescue" and o.finished],
+            60,
+            "the rescue of the failed boot",
+        )
+        assert rescued[0].outcome == "rescued"
+        verified = [o for o in daemon.journal.history() if o.action == "verify_boot"]
+        assert [o.outcome for o in verified] == ["boot_failed"]
+        assert compute.get_server(server.id).status == "RESCUE"
+    finally:
+        novabox.delete(server)

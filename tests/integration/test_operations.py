@@ -154,3 +154,37 @@ def test_a_slow_nova_costs_no_more_requests_when_notifications_arrive(tmp_path: 
         assert op.nova_requests == 7  # the same as when Nova is quick
     finally:
         stack.stop()
+
+
+BOOT_POLICIES = """
+policies:
+  - name: verify-boot
+    when: {source: nova, event: [instance.power_on.end, instance.reboot.end]}
+    do: {action: verify_boot, params: {server: {id: "{{ instance_id }}"}, interval: 0.2}}
+    confirm: {timeout: 20s}
+  - name: rescue-on-failed-boot
+    when: {source: autopilot, event: autopilot.boot.failed}
+    do: {action: rescue, params: {server: "{{ payload.server }}"}}
+    confirm: {timeout: 30s}
+"""
+
+
+def test_a_guest_that_panics_after_nova_says_active_is_seen_and_rescued(stack: Stack) -> None:
+    from nova_autopilot.policies import load_texts
+
+    stack.policies = load_texts([("boot.yaml", BOOT_POLICIES)])
+    server = stack.sandbox.add_server("app-1", "m1.small", state="SHUTOFF")
+    stack.sandbox.faults.add_server(server.id, ServerFaults(console="panic"))
+    stack.cloud.connection.compute.start_server(server.id)  # Nova: ACTIVE; the guest: panic
+    rescued = until(
+        lambda: [op for op in stack.journal.history() if op.action == "rescue" and op.finished],
+        30,
+        "the rescue of the failed boot",
+    )
+    verified = [op for op in stack.journal.history() if op.action == "verify_boot"]
+    assert [(op.outcome, op.reason) for op in verified] == [
+        ("boot_failed", "the console shows 'Kernel panic'")
+    ]
+    assert rescued[0].outcome == "rescued"
+    assert rescued[0].event["event_type"] == "autopilot.boot.failed"
+    assert stack.sandbox.server(server.id).vm_state == "rescued"

@@ -362,3 +362,38 @@ def test_raise_quota_adds_what_the_new_flavor_needs_once() -> None:
     cloud.servers[SID].task_state, cloud.servers[SID].flavor = None, "m1.small"
     again.run()
     assert cloud.calls["set_quota"] == 1  # never raised twice
+
+
+# -- boot verification -----------------------------------------------------------
+
+
+def verify(cloud: FakeCloud, **params: object) -> Drive:
+    return Drive(cloud, "verify_boot", {"server": {"id": SID}, **params}, Confirm(timeout_s=60))
+
+
+def test_a_console_at_the_login_prompt_is_a_good_boot() -> None:
+    cloud = cloud_with(console="[  OK  ] Reached target Multi-User System.\nweb-1 login:")
+    assert finished(verify(cloud).run()) == ("boot_ok", None)
+
+
+def test_a_kernel_panic_on_the_console_is_a_failed_boot() -> None:
+    cloud = cloud_with(console="Kernel panic - not syncing: VFS: Unable to mount root fs")
+    assert finished(verify(cloud).run()) == ("boot_failed", "the console shows 'Kernel panic'")
+
+
+def test_boot_markers_can_be_named_by_the_policy() -> None:
+    cloud = cloud_with(console="app: READY")
+    assert finished(verify(cloud, success=["app: READY"]).run())[0] == "boot_ok"
+    cloud.servers[SID].console = "app: FATAL"
+    assert finished(verify(cloud, success="READY", failure="FATAL").run())[0] == "boot_failed"
+
+
+def test_a_console_that_says_nothing_yet_is_watched_until_the_deadline() -> None:
+    cloud = cloud_with(console="[    0.51] Run /init as init process")
+    drive = verify(cloud, interval=5)
+    transition = drive.run()
+    assert isinstance(transition, Wait)
+    assert transition.retry_after_s == 5
+    drive.later(61)
+    assert finished(drive.run())[0] == "timed_out"
+    assert cloud.calls["console"] == 2

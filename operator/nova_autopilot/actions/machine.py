@@ -37,6 +37,8 @@ OUTCOMES = (
     "timed_out",
     "refused",
     "dry_run",
+    "boot_ok",
+    "boot_failed",
 )
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
-Source = Literal["nova", "request"]
-Format = Literal["versioned", "legacy", "request"]
+Source = Literal["nova", "request", "autopilot"]
+Format = Literal["versioned", "legacy", "request", "verdict"]
 
 
 class _Missing:

@@ -40,6 +40,8 @@ Outcome = Literal[
     "timed_out",
     "refused",
     "dry_run",
+    "boot_ok",
+    "boot_failed",
 ]
 
 MODES: Final[tuple[Mode, ...]] = ("enforce", "dry-run")
@@ -55,6 +57,8 @@ OUTCOMES: Final[tuple[Outcome, ...]] = (
     "timed_out",
     "refused",
     "dry_run",
+    "boot_ok",
+    "boot_failed",
 )
 #: The phase of an operation no state machine has moved yet.
 INITIAL_PHASE: Final = "start"

@@ -164,7 +164,9 @@ def _comparison(
 
 def _when(r: _Reader, value: Any) -> When:
     when = r.mapping(value, ("when",), ("source", "event", "match"))
-    source = r.one_of(when.get("source", "any"), ("when", "source"), ("nova", "request", "any"))
+    source = r.one_of(
+        when.get("source", "any"), ("when", "source"), ("nova", "request", "autopilot", "any")
+    )
     events = when.get("event")
     events = [events] if isinstance(events, str) else events
     if not isinstance(events, list) or not events:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from nova_autopilot.policies.conditions import Condition
 
-SourceFilter = Literal["nova", "request", "any"]
+SourceFilter = Literal["nova", "request", "autopilot", "any"]
 Mode = Literal["enforce", "dry-run"]
 
 
@@ -33,6 +33,12 @@ ACTIONS: dict[str, ActionSpec] = {
         required=("server",),
         optional=("image", "lock"),
         on_failure=("unrescue", "leave"),
+        default_on_failure="leave",
+    ),
+    "verify_boot": ActionSpec(
+        required=("server",),
+        optional=("success", "failure", "interval"),
+        on_failure=("leave",),
         default_on_failure="leave",
     ),
     "unrescue": ActionSpec(
