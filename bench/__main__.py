@@ -9,9 +9,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import matching, operations
+from bench import intake, matching, operations
 
-BENCHMARKS = {"matching": matching.run, "operations": operations.run}
+BENCHMARKS = {"matching": matching.run, "intake": intake.run, "operations": operations.run}
 
 
 def machine() -> str:

@@ -134,6 +134,8 @@ class Engine:
             raise BadMessage(
                 "unknown_request", f"no policy handles requests of type {event.event_type}"
             )
+        if not matches:
+            return []  # nothing decided, nothing to record: a duplicate would change nothing
         plans = [self._plan(m, event, now, correlation_id, reply_to) for m in matches]
         key = event.dedupe_key or f"{event.source}:unkeyed:{uuid.uuid4().hex}"
         accepted = self._journal.accept(
