@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nova_autopilot import __version__, demo, logs, settings, workbench
-from nova_autopilot.errors import BadMessage, PolicyError
+from nova_autopilot import __version__, demo, logs, settings, signing, workbench
+from nova_autopilot.errors import AutopilotError, BadMessage, PolicyError
 from nova_autopilot.events import parse_message
 from nova_autopilot.policies import PolicySet, load_policies
 
@@ -177,11 +177,18 @@ def _send(args: argparse.Namespace) -> int:
     except BadMessage as exc:
         raise _UsageError(f"invalid request: {exc.detail}") from None
     conf = _conf(args)
+    headers = {}
+    key_id = conf.requests.signing_key_id
+    if key_id:
+        keys = signing.load_keys(conf.requests.signing_keys_file)
+        if key_id not in keys:
+            raise _UsageError(f"no key {key_id!r} in {conf.requests.signing_keys_file}")
+        headers = signing.sign(body, key_id, keys[key_id])
     from nova_autopilot.bus import RequestClient
 
     with RequestClient.from_conf(conf) as client:
         reply_to = client.reply_queue() if args.wait else None
-        correlation = client.publish_request(body, reply_to=reply_to)
+        correlation = client.publish_request(body, reply_to=reply_to, headers=headers)
         if not args.wait:
             print(f"sent {body['type']} {body['id']}")
             return EXIT_OK
@@ -262,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         print(f"nova-autopilot: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except AutopilotError as exc:  # a start-up problem: say it plainly, no traceback
+        print(f"nova-autopilot: {exc}", file=sys.stderr)
+        return EXIT_INVALID
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,7 +23,7 @@ from typing import Any
 from oslo_config import cfg
 
 from nova_autopilot.actions.runner import Runner
-from nova_autopilot.bus import Bus, Delivery
+from nova_autopilot.bus import Bus, Delivery, accept_all
 from nova_autopilot.cloud import Cloud
 from nova_autopilot.engine import Engine
 from nova_autopilot.errors import CloudError, PolicyError
@@ -31,6 +31,7 @@ from nova_autopilot.events import Event
 from nova_autopilot.journal import Journal, default_url
 from nova_autopilot.logs import get_logger, redact
 from nova_autopilot.policies import PolicySet, load_policies
+from nova_autopilot.signing import Verifier, load_keys
 
 log = get_logger(__name__)
 
@@ -91,6 +92,7 @@ class Daemon:
         policies: PolicyHolder,
         journal: Journal,
         cloud: Cloud,
+        verifier: Verifier | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.conf = conf
@@ -108,7 +110,12 @@ class Daemon:
             poll_interval_s=float(conf.cloud.poll_interval),
             rescue_image=conf.cloud.rescue_image or None,
         )
-        self.bus = Bus(conf=conf, notification_handler=self.handle, request_handler=self.handle)
+        self.bus = Bus(
+            conf=conf,
+            notification_handler=self.handle,
+            request_handler=self.handle,
+            verify=verifier or accept_all,
+        )
         self.engine = Engine(
             policies=policies,
             journal=journal,
@@ -123,6 +130,12 @@ class Daemon:
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> Daemon:
         policies = PolicyHolder(str(conf.policies.path))
+        verifier = None
+        if conf.requests.require_signatures:
+            keys = load_keys(conf.requests.signing_keys_file)
+            verifier = Verifier(keys, max_age_s=float(conf.requests.max_age))
+        else:
+            log.warning("requests.unauthenticated", note="require_signatures is off")
         url = conf.journal.connection or default_url(conf.state_dir)
         journal = Journal.open(url, redact=redact)
         cloud = Cloud.connect(
@@ -130,7 +143,7 @@ class Daemon:
             region_name=conf.cloud.region_name or None,
             api_timeout=float(conf.cloud.api_timeout),
         )
-        return cls(conf=conf, policies=policies, journal=journal, cloud=cloud)
+        return cls(conf=conf, policies=policies, journal=journal, cloud=cloud, verifier=verifier)
 
     def handle(self, event: Event, delivery: Delivery) -> None:
         """What the bus calls for every message."""

@@ -170,6 +170,18 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
             "Seconds after its creation time during which a request is accepted; "
             "older requests are rejected as expired.",
         ),
+        cfg.BoolOpt(
+            "require_signatures",
+            default=True,
+            help="Refuse requests that are not signed with a key of signing_keys_file "
+            "(HMAC-SHA256, see docs/requests.md). Turn off only on a broker that nobody "
+            "else can publish to.",
+        ),
+        cfg.StrOpt(
+            "signing_key_id",
+            default="",
+            help="The key of signing_keys_file that `nova-autopilot send` signs with.",
+        ),
     ]
     cloud: list[cfg.Opt] = [
         cfg.StrOpt(

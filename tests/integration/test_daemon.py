@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import openstack
 import pytest
 import yaml
 
+from nova_autopilot.bus import RequestClient
 from nova_autopilot.sandbox import Sandbox
 from tests.integration import bus_support
 from tests.integration.stack import until
@@ -90,12 +92,16 @@ def world(
         )
     )
     (tmp_path / "policies.yaml").write_text(POLICIES)
+    keys = tmp_path / "signing-keys.yaml"
+    keys.write_text("keys:\n  test-key: " + "s3cr3t-" * 4 + "\n")
+    keys.chmod(0o600)
     conf = tmp_path / "nova-autopilot.conf"
     conf.write_text(
         f"[DEFAULT]\ntransport_url = {rabbit.transport_url}\nstate_dir = {tmp_path / 'state'}\n"
         "stop_timeout = 20\n"
         f"[policies]\npath = {tmp_path / 'policies.yaml'}\n"
         "[cloud]\ncloud = sandbox\npoll_interval = 2\n"
+        f"[requests]\nsigning_keys_file = {keys}\nsigning_key_id = test-key\n"
         "[logging]\nformat = json\n"
     )
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
@@ -144,9 +150,10 @@ def send(conf: Path, env: dict[str, str], *args: str) -> tuple[int, dict[str, An
 
 
 def test_the_daemon_resizes_on_request_answers_once_rescues_on_nova_events_and_stops(
-    world: tuple[Sandbox, Path, dict[str, str]],
+    world: tuple[Sandbox, Path, dict[str, str]], rabbit: bus_support.Rabbit
 ) -> None:
     sandbox, conf, env = world
+    rabbit_queues = rabbit.queues
     web = sandbox.add_server("web-1", "m1.small")
     db = sandbox.add_server("db-1", "m1.small")
     daemon = start_daemon(conf, env)
@@ -175,6 +182,18 @@ def test_the_daemon_resizes_on_request_answers_once_rescues_on_nova_events_and_s
         )
         conn.compute.reboot_server(db.id, "HARD")
         until(lambda: daemon.logged("rescue.rescued"), 60, "the rescue")
+        assert sandbox.server(db.id).vm_state == "rescued"
+
+        # A request without a signature is dead-lettered with its reason, never run.
+        from nova_autopilot import settings
+
+        with RequestClient.from_conf(settings.load(config_files=[str(conf)])) as client:
+            client.publish_request(
+                {"type": "server.repair.done", "id": "forged-1", "server": {"id": db.id},
+                 "timestamp": datetime.now(timezone.utc).isoformat()}
+            )  # fmt: skip
+        dead = f"{'nova-autopilot.requests'}.dead"
+        until(lambda: rabbit_queues().get(dead) == 1, 30, "the forged request dead-lettered")
         assert sandbox.server(db.id).vm_state == "rescued"
     finally:
         daemon.process.send_signal(signal.SIGTERM)

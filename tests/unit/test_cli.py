@@ -189,3 +189,17 @@ def test_the_installed_console_script_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "3 policies valid" in done.stdout
+
+
+def test_the_daemon_refuses_to_start_without_its_signing_keys(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    conf = tmp_path / "nova-autopilot.conf"
+    conf.write_text(
+        f"[DEFAULT]\nstate_dir = {tmp_path}\n[policies]\npath = {SEED}\n"
+        f"[requests]\nsigning_keys_file = {tmp_path / 'missing.yaml'}\n"
+    )
+    code, _, err = run(capsys, "--config-file", str(conf), "run")
+    assert code == 1
+    assert "signing keys file" in err
+    assert "missing.yaml" in err
