@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nova_autopilot.actions.common import current_server
+from nova_autopilot.actions.common import begin
 from nova_autopilot.actions.machine import Finish, Machine, Next, StepContext, Transition, Wait
-from nova_autopilot.errors import NotFound
+from nova_autopilot.cloud import ServerState
 
 SUCCESS_MARKERS = ("login:",)
 FAILURE_MARKERS = (
@@ -46,10 +46,9 @@ def _markers(value: Any, default: Sequence[str]) -> tuple[str, ...]:
 
 
 def check(ctx: StepContext) -> Transition:
-    try:
-        server = current_server(ctx)
-    except NotFound:
-        return Finish("failed", "the server does not exist")
+    server = begin(ctx, resume="watch")
+    if not isinstance(server, ServerState):
+        return server
     if server.status == "ERROR":
         return Finish("boot_failed", f"the server is ERROR: {server.fault or 'no fault given'}")
     return Next("watch")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nova_autopilot.actions.machine import StepContext
+from nova_autopilot.actions.machine import Finish, Next, StepContext, Transition, describe
 from nova_autopilot.cloud import ServerState
-from nova_autopilot.errors import CloudError
+from nova_autopilot.errors import CloudError, NotFound
 
 #: Notifications that carry Nova's reason for a failed operation.
 ERROR_EVENTS = (
@@ -17,6 +17,27 @@ ERROR_EVENTS = (
     "instance.rescue.error",
     "instance.unrescue.error",
 )
+
+
+def begin(
+    ctx: StepContext, *, resume: str, task: str | None = None, done: str | None = None
+) -> ServerState | Transition:
+    """The start of every action: find the server (a missing one fails the
+    operation). On a resumed operation whose request already reached Nova (it
+    recorded so, or the server shows ``task`` in progress or ``done`` vm_state
+    after we were about to ask), go straight to the ``resume`` phase."""
+    try:
+        server = current_server(ctx)
+    except NotFound:
+        return Finish("failed", "the server does not exist")
+    if ctx.state.get("requested"):
+        return Next(resume)
+    reached = server.task_state == task or server.vm_state == done
+    if task is not None and ctx.state.get("requesting_at") and reached:
+        ctx.state["requested"] = True
+        ctx.record("resumed", {**describe(server), "note": "the request had reached Nova"})
+        return Next(resume)
+    return server
 
 
 def current_server(ctx: StepContext) -> ServerState:

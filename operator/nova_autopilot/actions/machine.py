@@ -24,22 +24,8 @@ from typing import Any, Protocol
 
 from nova_autopilot.cloud import FlavorInfo, ServerState
 from nova_autopilot.events import Event
+from nova_autopilot.journal import OUTCOMES
 from nova_autopilot.policies.model import Confirm
-
-#: Every way an operation can end.
-OUTCOMES = (
-    "confirmed",
-    "reverted",
-    "rescued",
-    "unrescued",
-    "not_rescuable",
-    "failed",
-    "timed_out",
-    "refused",
-    "dry_run",
-    "boot_ok",
-    "boot_failed",
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 
-from nova_autopilot.actions.common import current_server, failure_reason, take_lock
+from nova_autopilot.actions.common import begin, failure_reason, take_lock
 from nova_autopilot.actions.machine import (
     Finish,
     Machine,
@@ -26,7 +26,7 @@ from nova_autopilot.actions.machine import (
     describe,
 )
 from nova_autopilot.cloud import ServerState
-from nova_autopilot.errors import Conflict, NotFound, Rejected
+from nova_autopilot.errors import Conflict, Rejected
 
 RESCUABLE_STATES = ("active", "stopped", "error")
 NEVER_LAUNCHED = "the server was never launched (launched_at is empty): Nova refuses to rescue it"
@@ -38,23 +38,10 @@ WAIT_RESCUED = Wait(
 WAIT_UNRESCUED = Wait("wait", events=("instance.unrescue.end",), states=("active", "error"))
 
 
-def _requested_already(ctx: StepContext, server: ServerState, task: str, done: str) -> bool:
-    """After a restart: did our request reach Nova before we stopped?"""
-    return server.task_state == task or server.vm_state == done
-
-
 def rescue_check(ctx: StepContext) -> Transition:
-    try:
-        server = current_server(ctx)
-    except NotFound:
-        return Finish("failed", "the server does not exist")
-    state = ctx.state
-    if state.get("requested"):
-        return Next("wait")
-    if state.get("requesting_at") and _requested_already(ctx, server, "rescuing", "rescued"):
-        state["requested"] = True
-        ctx.record("resumed", {**describe(server), "note": "the rescue was already requested"})
-        return Next("wait")
+    server = begin(ctx, resume="wait", task="rescuing", done="rescued")
+    if not isinstance(server, ServerState):
+        return server
     if server.vm_state == "rescued":
         return Finish("refused", "the server is already in RESCUE")
     if not server.launched:
@@ -84,9 +71,7 @@ def rescue_request(ctx: StepContext) -> Transition:
     ctx.secrets["admin_password"] = password
     state["requested"] = True
     ctx.record("rescue_requested", {"image": image})
-    return Wait(
-        "wait", events=("instance.rescue.end", "instance.rescue.error"), states=("rescued", "error")
-    )
+    return WAIT_RESCUED
 
 
 def rescue_wait(ctx: StepContext) -> Transition:
@@ -98,22 +83,13 @@ def rescue_wait(ctx: StepContext) -> Transition:
         return Finish("failed", f"rescue failed: {failure_reason(ctx, server)}")
     if ctx.overdue:
         return Finish("timed_out", f"not in RESCUE in time: {server.status}/{server.task_state}")
-    return Wait(
-        "wait", events=("instance.rescue.end", "instance.rescue.error"), states=("rescued", "error")
-    )
+    return WAIT_RESCUED
 
 
 def unrescue_check(ctx: StepContext) -> Transition:
-    try:
-        server = current_server(ctx)
-    except NotFound:
-        return Finish("failed", "the server does not exist")
-    state = ctx.state
-    if state.get("requested"):
-        return Next("wait")
-    if state.get("requesting_at") and _requested_already(ctx, server, "unrescuing", "active"):
-        state["requested"] = True
-        return Next("wait")
+    server = begin(ctx, resume="wait", task="unrescuing", done="active")
+    if not isinstance(server, ServerState):
+        return server
     if server.vm_state != "rescued":
         return Finish("refused", f"the server is not in RESCUE (status {server.status})")
     if server.task_state is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from nova_autopilot.actions.common import current_server, failure_reason, raise_quota, take_lock
+from nova_autopilot.actions.common import begin, failure_reason, raise_quota, take_lock
 from nova_autopilot.actions.gate import Target, implicit_problems, policy_problems
 from nova_autopilot.actions.machine import (
     Finish,
@@ -52,13 +52,10 @@ def _settled(server: ServerState) -> bool:
 
 def check(ctx: StepContext) -> Transition:
     """Preconditions; on a resumed operation, find out whether we already asked."""
-    try:
-        server = current_server(ctx)
-    except NotFound:
-        return Finish("failed", "the server does not exist")
+    server = begin(ctx, resume="wait_verify")
+    if not isinstance(server, ServerState):
+        return server
     state = ctx.state
-    if state.get("requested"):
-        return Next("wait_verify")
     if state.get("requesting_at"):
         return _after_crash(ctx, server)
     try:

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 __all__ = [
     "INITIAL_PHASE",
@@ -47,19 +47,7 @@ Outcome = Literal[
 MODES: Final[tuple[Mode, ...]] = ("enforce", "dry-run")
 STATUSES: Final[tuple[Status, ...]] = ("pending", "running", "done")
 #: Every final outcome an operation can have; ``finish`` refuses anything else.
-OUTCOMES: Final[tuple[Outcome, ...]] = (
-    "confirmed",
-    "reverted",
-    "rescued",
-    "unrescued",
-    "not_rescuable",
-    "failed",
-    "timed_out",
-    "refused",
-    "dry_run",
-    "boot_ok",
-    "boot_failed",
-)
+OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
 #: The phase of an operation no state machine has moved yet.
 INITIAL_PHASE: Final = "start"
 
