@@ -35,15 +35,15 @@ ACTIONS: dict[str, ActionSpec] = {
         on_failure=("unrescue", "leave"),
         default_on_failure="leave",
     ),
-    "verify_boot": ActionSpec(
-        required=("server",),
-        optional=("success", "failure", "interval"),
-        on_failure=("leave",),
-        default_on_failure="leave",
-    ),
     "unrescue": ActionSpec(
         required=("server",),
         optional=("lock",),
+        on_failure=("leave",),
+        default_on_failure="leave",
+    ),
+    "verify_boot": ActionSpec(
+        required=("server",),
+        optional=("success", "failure", "interval"),
         on_failure=("leave",),
         default_on_failure="leave",
     ),
