@@ -13,6 +13,7 @@ import json
 import re
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -260,6 +261,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # oslo.messaging's dependencies announce eventlet's deprecation on import; it is not ours.
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     args = _parser().parse_args(argv)
     try:
         return int(_COMMANDS[args.command](args))

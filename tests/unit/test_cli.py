@@ -176,13 +176,17 @@ def test_replay_against_other_policies_shows_what_changes(
     assert "removed  unrescue-when-repaired: unrescue" in out
 
 
-def test_the_demo_plays_both_flows_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_demo_runs_the_daemon_through_every_flow_and_exits_0(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     code, out, _ = run(capsys, "demo")
-    assert code == 0
-    assert "-> resize-on-approved-quota: resize" in out
-    assert "-> rescue-failed-boot: rescue" in out
-    assert "-> unrescue-when-repaired: unrescue" in out
-    assert "demo: every flow decided as expected" in out
+    assert code == 0, out
+    assert "<- resize confirmed" in out
+    assert "<- resize reverted (health gate failed: console: console shows 'Kernel panic')" in out
+    assert "<- rescue rescued" in out
+    assert "<- unrescue unrescued" in out
+    assert "build-1 is ERROR and was never launched; operations on it: 0" in out
+    assert "demo: every flow ended as expected" in out
 
 
 def test_the_installed_console_script_runs() -> None:

@@ -17,6 +17,8 @@ from nova_autopilot.errors import CloudError
 from nova_autopilot.policies.model import GateCheck
 
 DEFAULT_TCP_TIMEOUT_S = 5.0
+#: Marks a failure that waiting cannot cure (a kernel panic on the console).
+FINAL = "final: "
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,7 @@ def _console(ctx: StepContext, target: Target, settings: dict[str, Any]) -> str 
         return f"console output unavailable: {exc.message}"
     wanted, unwanted = settings.get("contains"), settings.get("not_contains")
     if unwanted and unwanted in output:
-        return f"console shows {unwanted!r}"
+        return f"{FINAL}console shows {unwanted!r}"
     if wanted and wanted not in output:
         return f"console does not show {wanted!r} yet"
     return None
@@ -98,3 +100,12 @@ def policy_problems(ctx: StepContext, target: Target, checks: tuple[GateCheck, .
         if failure is not None:
             problems.append(f"{check.kind}: {failure}")
     return problems
+
+
+def hopeless(problems: list[str]) -> bool:
+    """Whether a failure is one that waiting for the gate cannot cure."""
+    return any(FINAL in problem for problem in problems)
+
+
+def plain(problems: list[str]) -> list[str]:
+    return [problem.replace(FINAL, "") for problem in problems]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from nova_autopilot.actions.common import begin, failure_reason, raise_quota, take_lock
-from nova_autopilot.actions.gate import Target, implicit_problems, policy_problems
+from nova_autopilot.actions.gate import Target, hopeless, implicit_problems, plain, policy_problems
 from nova_autopilot.actions.machine import (
     Finish,
     Machine,
@@ -168,8 +168,10 @@ def gate(ctx: StepContext) -> Transition:
         return Next("confirm")
     started = datetime.fromisoformat(state["gate_started_at"])
     gate_over = now >= started + timedelta(seconds=ctx.confirm.gate_timeout_s)
-    ctx.record("gate_failed", {"problems": problems, "final": gate_over or ctx.overdue})
-    if gate_over or ctx.overdue:
+    final = gate_over or ctx.overdue or hopeless(problems)
+    problems = plain(problems)
+    ctx.record("gate_failed", {"problems": problems, "final": final})
+    if final:
         state["revert_reason"] = "health gate failed: " + "; ".join(problems)
         if ctx.confirm.on_failure == "keep":
             state["gate_note"] = state["revert_reason"] + " (kept: on_failure is keep)"
