@@ -80,7 +80,15 @@ def _parser() -> argparse.ArgumentParser:
         "--against", metavar="PATH", help="other policies: show what changes (backtesting)"
     )
 
-    commands.add_parser("demo", help="play the embedded demo; needs no broker and no cloud")
+    demo_cmd = commands.add_parser(
+        "demo", help="run the daemon against an embedded Nova; needs no broker and no cloud"
+    )
+    demo_cmd.add_argument(
+        "--broker",
+        metavar="URL",
+        help="a RabbitMQ transport URL (rabbit://user:pass@host:5672/vhost) instead of the "
+        "in-process broker",
+    )
 
     commands.add_parser("run", help="run the daemon (as the systemd service does)")
 
@@ -254,7 +262,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": _check,
     "explain": _explain,
     "replay": _replay,
-    "demo": lambda _args: demo.run(),
+    "demo": lambda args: demo.run(broker=args.broker),
     "run": _run,
     "send": _send,
 }

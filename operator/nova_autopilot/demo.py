@@ -61,12 +61,15 @@ class Show:
         self._out(text)
 
 
-def run(*, out: Callable[[str], None] = print) -> int:
-    """Play every flow against the embedded Nova; 0 when each ended as expected."""
+def run(*, broker: str | None = None, out: Callable[[str], None] = print) -> int:
+    """Play every flow against the embedded Nova; 0 when each ended as expected.
+
+    ``broker``: an oslo.messaging transport URL (``rabbit://...``) to use
+    instead of the in-process broker; give the demo a vhost of its own."""
     configure_logs(level="ERROR", fmt="console")  # the demo shows its own progress
     show = Show(out)
     with tempfile.TemporaryDirectory(prefix="nova-autopilot-demo-") as tmp:
-        world = _World(Path(tmp), show)
+        world = _World(Path(tmp), show, broker)
         try:
             world.start()
             outcomes = world.play()
@@ -78,9 +81,10 @@ def run(*, out: Callable[[str], None] = print) -> int:
 class _World:
     """The sandbox Nova, the daemon and a requester, wired on one in-process broker."""
 
-    def __init__(self, tmp: Path, show: Show) -> None:
+    def __init__(self, tmp: Path, show: Show, broker: str | None) -> None:
         self.tmp = tmp
         self.show = show
+        self.broker = broker
         self.daemon: Any = None
         self.sandbox: Any = None
         self.client: Any = None
@@ -95,7 +99,7 @@ class _World:
         from nova_autopilot.settings import build_conf
         from nova_autopilot.signing import Verifier
 
-        transport = f"kombu+memory:///{uuid.uuid4().hex}"
+        transport = self.broker or f"kombu+memory:///{uuid.uuid4().hex}"
         self.show("starting the embedded Nova (compute API over HTTP, notifications)")
         self.sandbox = Sandbox(transport_url=transport).start()
         self.sandbox.add_flavor("m1.small", vcpus=1, ram=512)

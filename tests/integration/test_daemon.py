@@ -202,3 +202,12 @@ def test_the_daemon_resizes_on_request_answers_once_rescues_on_nova_events_and_s
     assert daemon.logged("daemon.stopped")
     secrets = [line for line in daemon.raw if "admin_password" in line and '"***"' not in line]
     assert secrets == []
+
+
+def test_the_demo_runs_on_the_real_rabbitmq_when_given_a_broker(
+    rabbit: bus_support.Rabbit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nova_autopilot.cli import main
+
+    assert main(["demo", "--broker", rabbit.transport_url]) == 0
+    assert "demo: every flow ended as expected" in capsys.readouterr().out
