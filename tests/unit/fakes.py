@@ -285,6 +285,7 @@ class MemoryStore:
     steps: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     outcomes: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
+    finish_calls: int = 0
 
     def advance(
         self, op_id: str, *, phase: str, state: dict[str, Any], expect_version: int, now: datetime
@@ -301,6 +302,7 @@ class MemoryStore:
         self.steps.setdefault(op_id, []).append((name, nova_requests))
 
     def finish(self, op_id: str, *, outcome: str, reason: str | None, now: datetime) -> Any:
+        self.finish_calls += 1
         assert op_id not in self.outcomes, "finished twice"
         self.outcomes[op_id] = (outcome, reason)
         return None

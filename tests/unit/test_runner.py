@@ -252,3 +252,25 @@ def test_a_notification_that_arrives_while_the_phase_still_runs_is_not_missed(
     cloud.nova_finishes(SID)
     harness.runner.notify(nova_event("instance.resize_finish.end", uuid=SID))
     assert harness.outcome() == ("confirmed", None)  # no poll: the poll interval is a minute
+
+
+def test_a_failing_report_leaves_the_recorded_outcome_alone(cloud: FakeCloud) -> None:
+    store = MemoryStore()
+    reports: list[str] = []
+
+    def broken_reporter(done: Done) -> None:
+        reports.append(done.op_id)
+        raise ConnectionError("the broker is gone")
+
+    runner = Runner(cloud=cloud, store=store, clock=now, on_done=broken_reporter, workers=1)
+    runner.start()
+    try:
+        runner.submit(
+            Work("op-1", "resize", {"server": {"id": SID}, "flavor": "m9"}, Confirm(), now())
+        )
+        until(lambda: reports == ["op-1"])
+        assert store.outcomes["op-1"][0] == "refused"
+        assert store.finish_calls == 1  # not finished again as an internal failure
+        assert runner.in_flight() == 0
+    finally:
+        runner.stop(timeout=5)

@@ -345,9 +345,13 @@ class Runner:
             reason=finish.reason,
             nova_requests=requests,
         )
-        self._on_done(
-            Done(op_id, finish.outcome, finish.reason, job.server_id, requests, dict(job.secrets))
+        done = Done(
+            op_id, finish.outcome, finish.reason, job.server_id, requests, dict(job.secrets)
         )
+        try:
+            self._on_done(done)
+        except Exception:  # the outcome is in the journal; only its report failed
+            log.exception("operation.report_failed", operation_id=op_id, outcome=finish.outcome)
 
     # -- waiting ----------------------------------------------------------
 
