@@ -9,9 +9,15 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import intake, matching, operations
+from bench import intake, latency, matching, operations, waiting
 
-BENCHMARKS = {"matching": matching.run, "intake": intake.run, "operations": operations.run}
+BENCHMARKS = {
+    "matching": matching.run,
+    "intake": intake.run,
+    "operations": operations.run,
+    "waiting": waiting.run,
+    "latency": latency.run,
+}
 
 
 def machine() -> str:
