@@ -274,3 +274,18 @@ def test_a_failing_report_leaves_the_recorded_outcome_alone(cloud: FakeCloud) ->
         assert runner.in_flight() == 0
     finally:
         runner.stop(timeout=5)
+
+
+def test_the_poll_leaves_an_operation_parked_while_its_server_is_still_busy(
+    cloud: FakeCloud,
+) -> None:
+    h = Harness(cloud, poll_interval_s=0.05)
+    h.runner.start()
+    try:
+        h.resize()
+        until(lambda: h.runner.waiting() == 1)
+        until(lambda: cloud.calls["list"] >= 3)  # several polls see the server mid-resize
+        assert cloud.calls["server"] == 1  # ... and none woke the operation
+        assert h.store.phases["op-1"].count("wait_verify") == 1
+    finally:
+        h.runner.stop(timeout=5)

@@ -129,6 +129,14 @@ def wakes(wait: Wait, event: Event) -> bool:
     return False
 
 
+def settled_for(wait: Wait, server: ServerState) -> bool:
+    """Whether a polled server shows what the wait is for (the same rule as for
+    ``instance.update``): a vm_state it waits for, with no task in progress."""
+    if not wait.states:
+        return True
+    return server.vm_state in wait.states and server.task_state is None
+
+
 class Runner:
     def __init__(
         self,
@@ -451,8 +459,8 @@ class Runner:
                 snapshot = changed.get(job.server_id or "")
                 if job.wait is None:
                     continue
-                if snapshot is None:
-                    job.last_read = now
+                if snapshot is None or not settled_for(job.wait, snapshot):
+                    job.last_read = now  # nothing this wait is for: stay parked
                     continue
                 self._unpark(job)
                 woken.append((job, snapshot))
