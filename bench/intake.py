@@ -21,19 +21,17 @@ other work on the machine moves the figures: compare rows of the same run.
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
 import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from kombu import Connection, Consumer, Exchange, Queue
 
+from bench import broker
 from bench.matching import policy_set, typical_message
 from nova_autopilot import settings
 from nova_autopilot.bus import Bus, Delivery
@@ -41,36 +39,12 @@ from nova_autopilot.bus.connection import notification_broker, register_oslo_opt
 from nova_autopilot.bus.topology import notification_topology
 from nova_autopilot.events import Event, parse_message
 
-HOST = os.environ.get("NOVA_AUTOPILOT_RABBIT_HOST", "127.0.0.1")
-PORT = int(os.environ.get("NOVA_AUTOPILOT_RABBIT_PORT", "5672"))
-USER = os.environ.get("NOVA_AUTOPILOT_RABBIT_USER", "guest")
-PASSWORD = os.environ.get("NOVA_AUTOPILOT_RABBIT_PASSWORD", "guest")
-RABBITMQCTL = os.environ.get("NOVA_AUTOPILOT_RABBITMQCTL", "rabbitmqctl")
 ROUTING_KEY = "versioned_notifications.info"
 PACED_RATE = 100.0
 SENT_HEADER = "x-bench-sent"
 
 
 # --- the broker ------------------------------------------------------------------------
-
-
-def _ctl(*args: str) -> None:
-    subprocess.run([RABBITMQCTL, "-q", *args], check=True, capture_output=True, timeout=60)
-
-
-@contextmanager
-def _vhost() -> Iterator[str]:
-    name = f"bench-intake-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    _ctl("add_vhost", name)
-    try:
-        _ctl("set_permissions", "-p", name, USER, ".*", ".*", ".*")
-        yield name
-    finally:
-        _ctl("delete_vhost", name)
-
-
-def _amqp_url(vhost: str) -> str:
-    return f"amqp://{USER}:{PASSWORD}@{HOST}:{PORT}/{vhost}"
 
 
 def _messages(count: int) -> list[bytes]:
@@ -207,7 +181,7 @@ def _conf(vhost: str, *, threads: int) -> Any:
     conf = settings.build_conf()
     conf(args=[])
     register_oslo_options(conf)
-    conf.set_override("transport_url", f"rabbit://{USER}:{PASSWORD}@{HOST}:{PORT}/{vhost}")
+    conf.set_override("transport_url", broker.transport_url(vhost))
     conf.set_override("executor_threads", threads, group="notifications")
     conf.set_override("pool", f"bench-bus-{threads}", group="notifications")
     return conf
@@ -259,7 +233,7 @@ def _oslo(vhost: str, count: int, bodies: list[bytes], *, batch: bool) -> _Clock
             else:
                 clock.tick()
 
-    url = _amqp_url(vhost)
+    url = broker.amqp_url(vhost)
     queue = Queue(pool, bindings=[], durable=False)
     exchange = Exchange("nova", type="topic", durable=False)
     with Connection(url) as conn:
@@ -328,8 +302,8 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     ]
     best: dict[str, float] = dict.fromkeys(names, 0.0)
     latency: dict[str, list[float]] = {}
-    with _vhost() as vhost:
-        url = _amqp_url(vhost)
+    with broker.vhost("intake") as vhost:
+        url = broker.amqp_url(vhost)
         runs: list[Callable[[], _Clock]] = [
             lambda: _plain_kombu(url, count, bodies),
             lambda: _bus(url, vhost, count, bodies, 8),

@@ -29,22 +29,19 @@ shared with the broker: compare the rows of one run.
 from __future__ import annotations
 
 import copy
-import os
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from kombu import Connection, Consumer, Exchange, Queue
 
+from bench import broker
 from nova_autopilot import logs, settings
 from nova_autopilot.bus.connection import register_oslo_options
 from nova_autopilot.cloud import Cloud
@@ -57,11 +54,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # oslo.messaging warns about eventlet on import
     import oslo_messaging
 
-HOST = os.environ.get("NOVA_AUTOPILOT_RABBIT_HOST", "127.0.0.1")
-PORT = int(os.environ.get("NOVA_AUTOPILOT_RABBIT_PORT", "5672"))
-USER = os.environ.get("NOVA_AUTOPILOT_RABBIT_USER", "guest")
-PASSWORD = os.environ.get("NOVA_AUTOPILOT_RABBIT_PASSWORD", "guest")
-RABBITMQCTL = os.environ.get("NOVA_AUTOPILOT_RABBITMQCTL", "rabbitmqctl")
 RATE = 100.0
 ROUTING_KEY = "versioned_notifications.info"
 POLICIES = """
@@ -82,34 +74,11 @@ policies:
 # --- the broker ------------------------------------------------------------------------
 
 
-def _ctl(*args: str) -> None:
-    subprocess.run([RABBITMQCTL, "-q", *args], check=True, capture_output=True, timeout=60)
-
-
-@contextmanager
-def _vhost() -> Iterator[str]:
-    name = f"bench-latency-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    _ctl("add_vhost", name)
-    try:
-        _ctl("set_permissions", "-p", name, USER, ".*", ".*", ".*")
-        yield name
-    finally:
-        _ctl("delete_vhost", name)
-
-
-def _transport_url(vhost: str) -> str:
-    return f"rabbit://{quote(USER)}:{quote(PASSWORD)}@{HOST}:{PORT}/{quote(vhost)}"
-
-
-def _amqp_url(vhost: str) -> str:
-    return f"amqp://{quote(USER)}:{quote(PASSWORD)}@{HOST}:{PORT}/{quote(vhost)}"
-
-
 def _conf(vhost: str, tmp: Path, policies: Path, *, dry_run: bool) -> Any:
     conf = settings.build_conf()
     conf(args=[], default_config_files=[])
     register_oslo_options(conf)
-    conf.set_override("transport_url", _transport_url(vhost))
+    conf.set_override("transport_url", broker.transport_url(vhost))
     conf.set_override("control_exchange", "nova")
     conf.set_override("state_dir", str(tmp / "state"))
     conf.set_override("require_signatures", False, group="requests")
@@ -217,7 +186,7 @@ def plain_kombu(vhost: str, conf: Any, count: int) -> list[float]:
     )
     try:
         publisher.warm()
-        with Connection(_amqp_url(vhost)) as conn:
+        with Connection(broker.amqp_url(vhost)) as conn:
             queue.bind(conn.default_channel).declare()
             queue.bind(conn.default_channel).purge()
             with Consumer(
@@ -312,9 +281,9 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         ("daemon, acting (rescues)", slow, slow_count),
     ]
     latencies: list[list[float]] = []
-    with _vhost() as vhost, tempfile.TemporaryDirectory() as tmp_dir:
+    with broker.vhost("latency") as vhost, tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        sandbox = Sandbox(transport_url=_transport_url(vhost)).start()
+        sandbox = Sandbox(transport_url=broker.transport_url(vhost)).start()
         try:
             sandbox.add_flavor("m1.small")
             probe = _conf(vhost, tmp, tmp / "none.yaml", dry_run=True)
