@@ -11,7 +11,7 @@ import json
 import threading
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from nova_autopilot.bus import Bus, Delivery
 from nova_autopilot.bus.connection import register_oslo_options
 from nova_autopilot.errors import BadMessage, TemporaryError
 from nova_autopilot.events import Event
+from tests.integration.bus_support import Recorder
 from tests.samples import on_the_wire, sample
 
 with warnings.catch_warnings():
@@ -42,28 +43,6 @@ def request_body(request_id: str = "req-1", **fields: Any) -> dict[str, Any]:
     }
     body.update(fields)
     return body
-
-
-class Recorder:
-    """A handler that records every call; ``behave`` may make it fail."""
-
-    def __init__(self, behave: Callable[[Event, Delivery], None] | None = None) -> None:
-        self.calls: list[tuple[Event, Delivery]] = []
-        self._behave = behave
-        self._changed = threading.Condition()
-
-    def __call__(self, event: Event, delivery: Delivery) -> None:
-        with self._changed:
-            self.calls.append((event, delivery))
-            self._changed.notify_all()
-        if self._behave is not None:
-            self._behave(event, delivery)
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[tuple[Event, Delivery]]:
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self.calls) >= count, timeout):
-                raise AssertionError(f"{len(self.calls)} of {count} calls after {timeout} s")
-            return list(self.calls)
 
 
 @pytest.fixture
