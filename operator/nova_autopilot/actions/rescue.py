@@ -14,6 +14,7 @@ result, never to the journal or the logs.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 from nova_autopilot.actions.common import begin, failure_reason, take_lock
 from nova_autopilot.actions.machine import (
@@ -74,16 +75,37 @@ def rescue_request(ctx: StepContext) -> Transition:
     return WAIT_RESCUED
 
 
-def rescue_wait(ctx: StepContext) -> Transition:
+def _settle(
+    ctx: StepContext,
+    *,
+    what: str,
+    reached: Callable[[ServerState], bool],
+    outcome: str,
+    wait: Wait,
+) -> Transition:
+    """Wait until Nova's task is over; then it either reached the goal or failed.
+    (Nova sets the task as it accepts the request, so no task means it ended.)"""
     server = ctx.read_server()
-    if server.vm_state == "rescued" and server.task_state is None:
-        ctx.record("rescued", describe(server))
-        return Finish("rescued", None)
-    if server.task_state is None and server.vm_state != "rescued":
-        return Finish("failed", f"rescue failed: {failure_reason(ctx, server)}")
+    if server.task_state is None:
+        if reached(server):
+            ctx.record(outcome, describe(server))
+            return Finish(outcome, None)
+        return Finish(
+            "failed", f"{wait.events[0].split('.')[1]} failed: {failure_reason(ctx, server)}"
+        )
     if ctx.overdue:
-        return Finish("timed_out", f"not in RESCUE in time: {server.status}/{server.task_state}")
-    return WAIT_RESCUED
+        return Finish("timed_out", f"still {server.status}/{server.task_state} at the deadline")
+    return wait
+
+
+def rescue_wait(ctx: StepContext) -> Transition:
+    return _settle(
+        ctx,
+        what="rescue",
+        reached=lambda s: s.vm_state == "rescued",
+        outcome="rescued",
+        wait=WAIT_RESCUED,
+    )
 
 
 def unrescue_check(ctx: StepContext) -> Transition:
@@ -112,15 +134,13 @@ def unrescue_request(ctx: StepContext) -> Transition:
 
 
 def unrescue_wait(ctx: StepContext) -> Transition:
-    server = ctx.read_server()
-    if server.status == "ACTIVE" and server.task_state is None:
-        ctx.record("unrescued", describe(server))
-        return Finish("unrescued", None)
-    if server.task_state is None and server.vm_state != "rescued":
-        return Finish("failed", f"unrescue failed: {failure_reason(ctx, server)}")
-    if ctx.overdue:
-        return Finish("timed_out", f"not ACTIVE in time: {server.status}/{server.task_state}")
-    return WAIT_UNRESCUED
+    return _settle(
+        ctx,
+        what="unrescue",
+        reached=lambda s: s.status == "ACTIVE",
+        outcome="unrescued",
+        wait=WAIT_UNRESCUED,
+    )
 
 
 RESCUE = Machine(
