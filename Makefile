@@ -1,18 +1,19 @@
 # nova-autopilot: every set-up step a fresh machine needs is behind these targets.
 #   make demo   - install into .venv and run the embedded demo
-#   make test   - install into .venv, start the local services, lint, type-check, run every test
+#   make test   - install into .venv, start the local services, lint, type-check, build the
+#                 documentation, run every test
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit sample bench novabox-up novabox-down novabox-status clean
+.PHONY: demo test lint typecheck docs unit sample bench novabox-up novabox-down novabox-status clean
 
 $(STAMP): setup.py pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test,docs]'
 	touch $@
 
 demo: $(STAMP)
@@ -20,7 +21,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	scripts/services-up
-	$(MAKE) --no-print-directory lint typecheck
+	$(MAKE) --no-print-directory lint typecheck docs
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -29,6 +30,9 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

@@ -40,6 +40,7 @@ setup(
     extras_require={
         "mysql": ["PyMySQL>=1.1,<2"],
         "postgresql": ["psycopg[binary]>=3.1,<4"],
+        "docs": ["mkdocs>=1.6,<2"],
         "test": [
             "PyMySQL>=1.1,<2",
             "psycopg[binary]>=3.1,<4",
