@@ -260,7 +260,7 @@ def test_rescue_and_unrescue_refusals_are_novas(
         409,
         f"Cannot 'rescue' instance {rescued.id} while it is in vm_state rescued",
     )
-    assert refused(conn.compute.rescue_server, server.id, image_ref="no-such-image") == (
+    assert refused(conn.compute.rescue_server, server.id, image="no-such-image") == (
         400,
         "Requested rescue image 'no-such-image' is not supported",
     )
