@@ -5,7 +5,9 @@ It offers the few calls the actions need, returns plain frozen values
 keystoneauth's exceptions into our vocabulary (404 ``NotFound``, 409
 ``Conflict``, 403 quota ``QuotaExceeded``, other 4xx ``Rejected``, 5xx,
 time-outs and connection failures ``CloudUnavailable``), and counts every
-HTTP request made, in total, per call and per operation.
+HTTP request made, in total, per call and per operation; for an operation it
+also keeps the calls themselves (which call, method, path template, status),
+so that each recorded step can say which requests it made.
 """
 
 from __future__ import annotations
@@ -52,6 +54,13 @@ _ID_IN_PATH = re.compile(
 _current_operation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "nova_autopilot_operation", default=None
 )
+_current_call: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "nova_autopilot_call", default=None
+)
+#: Calls kept per operation until the next step takes them (the counts stay exact beyond).
+CALLS_KEPT = 50
+#: Paths are cut to this length, so a call stays small whatever a name in it holds.
+PATH_KEPT = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +100,24 @@ class ServerState:
         return self.task_state is not None
 
 
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One HTTP request an operation made: the :class:`Cloud` call it served
+    (``resize``, ``get_server``...), its method, its path with ids as ``{id}``
+    and no query string, and Nova's status. Never a body, header or token."""
+
+    call: str | None
+    method: str
+    path: str
+    status: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"call": self.call, "method": self.method, "path": self.path, "status": self.status}
+
+
 class RequestCounter:
-    """Counts HTTP requests to the cloud: in total, by call and by operation."""
+    """Counts HTTP requests to the cloud: in total, by call and by operation;
+    keeps each operation's calls (at most :data:`CALLS_KEPT`) until taken."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -100,9 +125,11 @@ class RequestCounter:
         self.by_call: Counter[str] = Counter()
         self.by_status: Counter[int] = Counter()
         self.by_operation: Counter[str] = Counter()
+        self._calls: dict[str, list[Call]] = {}
 
     def record(self, method: str, path: str, status: int) -> None:
-        call = f"{method} {_ID_IN_PATH.sub('/{id}', path)}"
+        template = _ID_IN_PATH.sub("/{id}", path.split("?", 1)[0])[:PATH_KEPT]
+        call = f"{method} {template}"
         operation = _current_operation.get()
         with self._lock:
             self.total += 1
@@ -110,14 +137,24 @@ class RequestCounter:
             self.by_status[status] += 1
             if operation is not None:
                 self.by_operation[operation] += 1
+                kept = self._calls.setdefault(operation, [])
+                if len(kept) < CALLS_KEPT:
+                    kept.append(Call(_current_call.get(), method, template, status))
 
     def for_operation(self, operation_id: str) -> int:
         with self._lock:
             return self.by_operation[operation_id]
 
+    def take_calls(self, operation_id: str) -> list[Call]:
+        """The operation's calls since the last take, oldest first (at most
+        :data:`CALLS_KEPT`: compare with :meth:`for_operation` for the count)."""
+        with self._lock:
+            return self._calls.pop(operation_id, [])
+
     def forget(self, operation_id: str) -> None:
         with self._lock:
             self.by_operation.pop(operation_id, None)
+            self._calls.pop(operation_id, None)
 
 
 @contextlib.contextmanager
@@ -241,10 +278,13 @@ class Cloud:
         return cls(conn)
 
     def _call(self, call: str, fn: Callable[[], T]) -> T:
+        token = _current_call.set(call)
         try:
             return fn()
         except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
             raise _translate(call, exc) from None
+        finally:
+            _current_call.reset(token)
 
     def check(self) -> None:
         """Reach the compute endpoint and negotiate the API version, once, up

@@ -222,6 +222,7 @@ class Drive:
     state: dict[str, Any] = field(default_factory=dict)
     phase: str = ""
     steps: list[str] = field(default_factory=list)
+    details: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     checkpoints: int = 0
     secrets: dict[str, str] = field(default_factory=dict)
     started_at: datetime = T0
@@ -242,10 +243,14 @@ class Drive:
             started_at=self.started_at,
             clock=lambda: self.now,
             probe=self,
-            record=lambda name, detail: self.steps.append(name),
+            record=self._record,
             checkpoint=self._checkpoint,
             secrets=self.secrets,
         )
+
+    def _record(self, name: str, detail: dict[str, Any]) -> None:
+        self.steps.append(name)
+        self.details.append((name, detail))
 
     def _checkpoint(self) -> None:
         self.checkpoints += 1
@@ -268,7 +273,7 @@ class Drive:
 
     def restarted(self) -> Drive:
         """The same operation, as a restarted daemon finds it in the journal."""
-        return dataclasses.replace(self, state=dict(self.state), steps=[])
+        return dataclasses.replace(self, state=dict(self.state), steps=[], details=[])
 
 
 def finished(transition: Transition) -> tuple[str, str | None]:
@@ -283,6 +288,7 @@ class MemoryStore:
     phases: dict[str, list[str]] = field(default_factory=dict)
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     steps: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    details: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     outcomes: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     finish_calls: int = 0
@@ -300,6 +306,7 @@ class MemoryStore:
         self, op_id: str, *, name: str, detail: dict[str, Any], nova_requests: int, now: datetime
     ) -> None:
         self.steps.setdefault(op_id, []).append((name, nova_requests))
+        self.details.setdefault(op_id, []).append(detail)
 
     def finish(self, op_id: str, *, outcome: str, reason: str | None, now: datetime) -> Any:
         self.finish_calls += 1

@@ -289,3 +289,56 @@ def test_the_poll_leaves_an_operation_parked_while_its_server_is_still_busy(
         assert h.store.phases["op-1"].count("wait_verify") == 1
     finally:
         h.runner.stop(timeout=5)
+
+
+def test_each_step_lists_the_nova_calls_it_made_and_their_count(
+    harness: Harness, cloud: FakeCloud
+) -> None:
+    harness.resize()
+    until(lambda: harness.runner.waiting() == 1)
+    cloud.nova_finishes(SID)
+    harness.runner.notify(nova_event("instance.resize_finish.end", uuid=SID))
+    until(lambda: cloud.calls["confirm"] == 1 and harness.runner.waiting() == 1)
+    cloud.nova_finishes(SID)
+    harness.runner.notify(nova_event("instance.resize_confirm.end", uuid=SID))
+    harness.outcome()
+    steps = harness.store.steps["op-1"]
+    details = harness.store.details["op-1"]
+    listed = [
+        (name, [(c["method"], c["path"], c["status"]) for c in detail.get("calls", [])])
+        for (name, _), detail in zip(steps, details, strict=True)
+    ]
+    assert listed == [
+        ("checked", [("GET", "/server", 200)]),
+        ("resize_requested", [("POST", "/resize", 200)]),
+        ("verify_resize", [("GET", "/server", 200)]),
+        ("gate_passed", []),
+        ("confirm_requested", [("POST", "/confirm", 200)]),
+        ("settled", [("GET", "/server", 200)]),
+    ]
+    for (name, count), detail in zip(steps, details, strict=True):
+        assert len(detail.get("calls", [])) == count, name
+        assert "calls_omitted" not in detail
+
+
+def test_a_step_with_more_calls_than_kept_says_how_many_are_left_out(
+    cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("nova_autopilot.cloud.CALLS_KEPT", 1)
+    monkeypatch.setattr("nova_autopilot.actions.runner.CALLS_KEPT", 1)
+    h = Harness(cloud)
+    h.runner.start()
+    try:
+        params = {"server": {"id": SID}, "flavor": "m1.large", "raise_quota": True}
+        h.runner.submit(Work("op-1", "resize", params, Confirm(timeout_s=30), now()))
+        until(lambda: h.runner.waiting() == 1)
+    finally:
+        h.runner.stop(timeout=5)
+    names = [name for name, _ in h.store.steps["op-1"]]
+    steps = dict(zip(names, h.store.details["op-1"], strict=True))
+    assert dict(h.store.steps["op-1"])["quota_raised"] == 2  # read the quota, then set it
+    assert steps["quota_raised"]["calls"] == [
+        {"call": None, "method": "POST", "path": "/quota", "status": 200}
+    ]
+    assert steps["quota_raised"]["calls_omitted"] == 1
+    assert sum(n for _, n in h.store.steps["op-1"]) == cloud.requests.for_operation("op-1")

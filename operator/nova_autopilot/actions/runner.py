@@ -35,7 +35,7 @@ from nova_autopilot.actions.machine import (
     Transition,
     Wait,
 )
-from nova_autopilot.cloud import RequestCounter, ServerState, counting_for
+from nova_autopilot.cloud import CALLS_KEPT, RequestCounter, ServerState, counting_for
 from nova_autopilot.errors import PermanentError, TemporaryError
 from nova_autopilot.events import Event
 from nova_autopilot.logs import get_logger
@@ -93,6 +93,47 @@ class Done:
     server_id: str | None
     nova_requests: int
     secrets: Mapping[str, str]
+
+
+class _Tally:
+    """An operation's Nova requests since the last step took them."""
+
+    def __init__(self, counter: RequestCounter, op_id: str) -> None:
+        self._counter = counter
+        self._op_id = op_id
+        self._mark = counter.for_operation(op_id)
+        counter.take_calls(op_id)  # calls of an earlier run belong to its steps
+
+    def take(self) -> tuple[int, list[dict[str, Any]]]:
+        total = self._counter.for_operation(self._op_id)
+        count, self._mark = total - self._mark, total
+        return count, [call.as_dict() for call in self._counter.take_calls(self._op_id)]
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A step a phase recorded, with the Nova requests made since the one before."""
+
+    name: str
+    detail: dict[str, Any]
+    requests: int
+    calls: list[dict[str, Any]]
+    at: datetime
+
+    def add(self, requests: int, calls: list[dict[str, Any]]) -> None:
+        self.requests += requests
+        self.calls.extend(calls)
+
+    def document(self) -> dict[str, Any]:
+        """The detail to store: the action's, plus the calls (``calls_omitted``
+        counts those beyond what the counter keeps)."""
+        if not self.requests:
+            return self.detail
+        document = {**self.detail, "calls": self.calls[:CALLS_KEPT]}
+        omitted = self.requests - len(document["calls"])
+        if omitted > 0:
+            document["calls_omitted"] = omitted
+        return document
 
 
 @dataclass(eq=False)
@@ -247,7 +288,8 @@ class Runner:
 
     def _steps(self, job: _Job, event: Event | None, snapshot: ServerState | None) -> None:
         machine = registry.MACHINES[job.work.action]
-        pending: list[tuple[str, dict[str, Any]]] = []
+        tally = _Tally(self._cloud.requests, job.work.op_id)
+        pending: list[_Pending] = []
         ctx = StepContext(
             operation_id=job.work.op_id,
             cloud=self._cloud,
@@ -257,7 +299,9 @@ class Runner:
             started_at=job.work.started_at,
             clock=self._clock,
             probe=self._probe,
-            record=lambda name, detail: pending.append((name, detail)),
+            record=lambda name, detail: pending.append(
+                _Pending(name, detail, *tally.take(), at=self._clock())
+            ),
             checkpoint=lambda: self._persist(job),
             rescue_image=self._rescue_image,
             woken_by=event,
@@ -266,14 +310,13 @@ class Runner:
             secrets=job.secrets,
         )
         while True:
-            before = self._cloud.requests.for_operation(job.work.op_id)
             phase = job.phase
             with self._cond:
                 job.seen_seq = self._event_seq
             try:
                 transition: Transition = machine.phases[phase](ctx)
             except TemporaryError as exc:
-                self._flush(job, pending, before, f"{phase}.retry", {"error": str(exc)})
+                self._flush(job, pending, tally, f"{phase}.retry", {"error": str(exc)})
                 self._retry_later(job)
                 return
             except PermanentError as exc:
@@ -283,7 +326,7 @@ class Runner:
             job.last_read = self._clock()
             self._watch(job)
             ctx.woken_by = None  # a snapshot left unread stays: it is still this moment's
-            self._flush(job, pending, before, phase, {})
+            self._flush(job, pending, tally, phase, {})
             if isinstance(transition, Next):
                 job.phase = transition.phase
                 job.attempts = 0
@@ -303,20 +346,25 @@ class Runner:
     def _flush(
         self,
         job: _Job,
-        pending: list[tuple[str, dict[str, Any]]],
-        before: int,
+        pending: list[_Pending],
+        tally: _Tally,
         fallback: str,
         detail: dict[str, Any],
     ) -> None:
-        """Write the phase's steps; the Nova requests it made go with the last."""
-        requests = self._cloud.requests.for_operation(job.work.op_id) - before
+        """Write the phase's steps, each with the Nova requests made up to it;
+        those made after the last one go with it."""
+        requests, calls = tally.take()
         if not pending and (requests or detail):
-            pending.append((fallback, detail))
-        now = self._clock()
-        for index, (name, step_detail) in enumerate(pending):
-            count = requests if index == len(pending) - 1 else 0
+            pending.append(_Pending(fallback, detail, 0, [], at=self._clock()))
+        if pending:
+            pending[-1].add(requests, calls)
+        for step in pending:
             self._store.record_step(
-                job.work.op_id, name=name, detail=step_detail, nova_requests=count, now=now
+                job.work.op_id,
+                name=step.name,
+                detail=step.document(),
+                nova_requests=step.requests,
+                now=step.at,
             )
         pending.clear()
 
