@@ -397,3 +397,77 @@ def test_a_console_that_says_nothing_yet_is_watched_until_the_deadline() -> None
     drive.later(61)
     assert finished(drive.run())[0] == "timed_out"
     assert cloud.calls["console"] == 2
+
+
+def _gate_detail(drive: Drive, name: str) -> dict[str, object]:
+    return [detail for step, detail in drive.details if step == name][-1]
+
+
+def test_a_passed_gate_records_every_check_it_ran_with_its_result() -> None:
+    cloud = cloud_with()
+    drive = resize(cloud, gate=(GateCheck("tcp", {"port": 22}),))
+    drive.run()
+    cloud.nova_finishes(SID)
+    drive.run()
+    assert _gate_detail(drive, "gate_passed")["checks"] == [
+        {"check": "status", "passed": True, "detail": "status is VERIFY_RESIZE"},
+        {"check": "flavor", "passed": True, "detail": "flavor is m1.large"},
+        {"check": "power_state", "passed": True, "detail": "power state is running"},
+        {"check": "tcp", "passed": True, "detail": "port 22 answered"},
+    ]
+
+
+def test_a_failed_gate_records_the_failing_check_beside_those_that_passed() -> None:
+    cloud = cloud_with()
+    gate = (GateCheck("console", {"contains": "login:", "not_contains": "Kernel panic"}),)
+    drive = resize(cloud, gate=gate)
+    cloud.servers[SID].console = "Kernel panic - not syncing"
+    drive.run()
+    cloud.nova_finishes(SID)
+    drive.run()
+    detail = _gate_detail(drive, "gate_failed")
+    assert detail["final"] is True
+    assert detail["problems"] == ["console: console shows 'Kernel panic'"]
+    checks = detail["checks"]
+    assert isinstance(checks, list)
+    assert [(c["check"], c["passed"]) for c in checks] == [
+        ("status", True),
+        ("flavor", True),
+        ("power_state", True),
+        ("console", False),
+    ]
+    assert checks[-1]["detail"] == "console: console shows 'Kernel panic'"
+
+
+def test_a_gate_retried_records_the_implicit_checks_of_its_first_look_each_time() -> None:
+    cloud = cloud_with()
+    drive = resize(cloud, gate=(GateCheck("console", {"contains": "login:"}),))
+    cloud.servers[SID].console = "booting..."
+    drive.run()
+    cloud.nova_finishes(SID)
+    drive.run()
+    first = _gate_detail(drive, "gate_failed")
+    assert first["final"] is False
+    cloud.servers[SID].console = "web-1 login:"
+    drive.later(5)
+    drive.run()
+    checks = _gate_detail(drive, "gate_passed")["checks"]
+    assert isinstance(checks, list)
+    assert [c["check"] for c in checks] == ["status", "flavor", "power_state", "console"]
+    assert checks[-1] == {"check": "console", "passed": True, "detail": "console shows 'login:'"}
+
+
+def test_an_implicit_check_that_fails_is_recorded_and_reverts_at_once() -> None:
+    cloud = cloud_with()
+    drive = resize(cloud)
+    drive.run()
+    cloud.nova_finishes(SID)
+    cloud.servers[SID].power = "shutdown"
+    drive.run()
+    detail = _gate_detail(drive, "gate_failed")
+    assert detail["checks"] == [
+        {"check": "status", "passed": True, "detail": "status is VERIFY_RESIZE"},
+        {"check": "flavor", "passed": True, "detail": "flavor is m1.large"},
+        {"check": "power_state", "passed": False, "detail": "power state is shutdown, was running"},
+    ]
+    assert cloud.calls["revert"] == 1

@@ -2,7 +2,9 @@
 
 Implicit checks always run (status VERIFY_RESIZE, the requested flavor, the
 power state as before); the checks a policy names (``tcp``, ``console``) run
-on top. Each check answers ``None`` (passed) or why it failed.
+on top. Each check answers ``None`` (passed) or why it failed; the gate
+records every check it ran with its result (:class:`Check`), so the journal
+shows what was looked at, not only what went wrong.
 """
 
 from __future__ import annotations
@@ -43,15 +45,43 @@ class SocketProbe:
             return f"{host}:{port} did not answer: {exc.strerror or exc}"
 
 
-def implicit_problems(server: ServerState, state: dict[str, Any]) -> list[str]:
-    problems = []
-    if server.status != "VERIFY_RESIZE":
-        problems.append(f"status is {server.status}, not VERIFY_RESIZE")
-    if server.flavor_name != state["new_flavor"]:
-        problems.append(f"flavor is {server.flavor_name}, not {state['new_flavor']}")
-    if state.get("power_state") and server.power_state != state["power_state"]:
-        problems.append(f"power state is {server.power_state}, was {state['power_state']}")
-    return problems
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One check the gate ran: its name, whether it passed, what it saw."""
+
+    name: str
+    passed: bool
+    detail: str
+    #: A failure that waiting cannot cure (a kernel panic on the console).
+    final: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.name, "passed": self.passed, "detail": self.detail}
+
+
+def implicit_checks(server: ServerState, state: dict[str, Any]) -> list[Check]:
+    """The checks every resize passes before the policy's own: status, flavor, power state."""
+    checks = [
+        Check("status", True, "status is VERIFY_RESIZE")
+        if server.status == "VERIFY_RESIZE"
+        else Check("status", False, f"status is {server.status}, not VERIFY_RESIZE"),
+        Check("flavor", True, f"flavor is {server.flavor_name}")
+        if server.flavor_name == state["new_flavor"]
+        else Check("flavor", False, f"flavor is {server.flavor_name}, not {state['new_flavor']}"),
+    ]
+    if state.get("power_state"):
+        was = state["power_state"]
+        checks.append(
+            Check("power_state", True, f"power state is {was}")
+            if server.power_state == was
+            else Check("power_state", False, f"power state is {server.power_state}, was {was}")
+        )
+    return checks
+
+
+def problems_of(checks: list[Check]) -> list[str]:
+    """The failed checks, as sentences (the policy's prefixed with their kind)."""
+    return [check.detail for check in checks if not check.passed]
 
 
 def _seconds(value: Any) -> float:
@@ -92,20 +122,33 @@ def _console(ctx: StepContext, target: Target, settings: dict[str, Any]) -> str 
 _CHECKS = {"tcp": _tcp, "console": _console}
 
 
-def policy_problems(ctx: StepContext, target: Target, checks: tuple[GateCheck, ...]) -> list[str]:
-    """Run every check the policy names; the failures, as sentences."""
-    problems = []
+def _passed(kind: str, settings: dict[str, Any]) -> str:
+    if kind == "tcp":
+        return f"port {settings['port']} answered"
+    wanted, unwanted = settings.get("contains"), settings.get("not_contains")
+    seen = [f"shows {wanted!r}"] if wanted else []
+    seen += [f"does not show {unwanted!r}"] if unwanted else []
+    return "console " + (" and ".join(seen) or "output readable")
+
+
+def policy_checks(ctx: StepContext, target: Target, checks: tuple[GateCheck, ...]) -> list[Check]:
+    """Run every check the policy names, in order; each with its result."""
+    results = []
     for check in checks:
         failure = _CHECKS[check.kind](ctx, target, check.settings)
-        if failure is not None:
-            problems.append(f"{check.kind}: {failure}")
-    return problems
+        if failure is None:
+            results.append(Check(check.kind, True, _passed(check.kind, check.settings)))
+        else:
+            text = failure.replace(FINAL, "")
+            results.append(Check(check.kind, False, f"{check.kind}: {text}", FINAL in failure))
+    return results
 
 
-def hopeless(problems: list[str]) -> bool:
+def hopeless(checks: list[Check]) -> bool:
     """Whether a failure is one that waiting for the gate cannot cure."""
-    return any(FINAL in problem for problem in problems)
+    return any(check.final and not check.passed for check in checks)
 
 
-def plain(problems: list[str]) -> list[str]:
-    return [problem.replace(FINAL, "") for problem in problems]
+def recorded(checks: list[Check]) -> list[dict[str, Any]]:
+    """The checks as the journal keeps them in a step's detail."""
+    return [check.as_dict() for check in checks]

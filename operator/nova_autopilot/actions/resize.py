@@ -10,7 +10,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from nova_autopilot.actions.common import begin, failure_reason, raise_quota, take_lock
-from nova_autopilot.actions.gate import Target, hopeless, implicit_problems, plain, policy_problems
+from nova_autopilot.actions.gate import (
+    Target,
+    hopeless,
+    implicit_checks,
+    policy_checks,
+    problems_of,
+    recorded,
+)
 from nova_autopilot.actions.machine import (
     Finish,
     Machine,
@@ -155,22 +162,27 @@ def gate(ctx: StepContext) -> Transition:
             ctx.record("confirmed_by_nova", describe(server))
             state["expect"] = "new"
             return Next("verify")
-        problems = implicit_problems(server, state)
+        implicit = implicit_checks(server, state)
+        problems = problems_of(implicit)
         if problems:
             state["revert_reason"] = "; ".join(problems)
-            ctx.record("gate_failed", {"problems": problems, "final": True})
+            ctx.record(
+                "gate_failed", {"problems": problems, "final": True, "checks": recorded(implicit)}
+            )
             return Next("revert")
         state["addresses"] = list(server.addresses)
+        state["gate_implicit"] = recorded(implicit)
     target = Target(ctx.server_id, tuple(state.get("addresses", ())))
-    problems = policy_problems(ctx, target, ctx.confirm.gate)
+    checks = policy_checks(ctx, target, ctx.confirm.gate)
+    ran = [*state.get("gate_implicit", ()), *recorded(checks)]
+    problems = problems_of(checks)
     if not problems:
-        ctx.record("gate_passed", {"checks": [c.kind for c in ctx.confirm.gate]})
+        ctx.record("gate_passed", {"checks": ran})
         return Next("confirm")
     started = datetime.fromisoformat(state["gate_started_at"])
     gate_over = now >= started + timedelta(seconds=ctx.confirm.gate_timeout_s)
-    final = gate_over or ctx.overdue or hopeless(problems)
-    problems = plain(problems)
-    ctx.record("gate_failed", {"problems": problems, "final": final})
+    final = gate_over or ctx.overdue or hopeless(checks)
+    ctx.record("gate_failed", {"problems": problems, "final": final, "checks": ran})
     if final:
         state["revert_reason"] = "health gate failed: " + "; ".join(problems)
         if ctx.confirm.on_failure == "keep":
