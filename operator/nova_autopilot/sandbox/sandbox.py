@@ -266,6 +266,11 @@ class Sandbox:
         """Requests received so far, per ``METHOD /route`` (and action)."""
         return self._tally.snapshot()
 
+    def request_log(self) -> list[tuple[float, str]]:
+        """The latest requests as ``(time.monotonic() at arrival, key)``, oldest first;
+        keys as in :meth:`request_counts`."""
+        return self._tally.log()
+
     def reset_request_counts(self) -> None:
         self._tally.reset()
 
