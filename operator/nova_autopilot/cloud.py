@@ -157,6 +157,61 @@ class RequestCounter:
             self._calls.pop(operation_id, None)
 
 
+class WriteLimiter:
+    """A thread-safe token bucket for Nova write calls: ``rate`` calls per second
+    on average, up to ``burst`` at once after a quiet spell.
+
+    Each call reserves the next free moment in arrival order (so waiting callers
+    are served first come, first served) and sleeps until then. A call that would
+    have to wait longer than its bound reserves nothing and raises
+    ``CloudUnavailable``, a temporary error: the operation retries later instead
+    of failing. ``clock`` and ``sleep`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int = 1,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"a write rate must be positive, got {rate}")
+        if burst < 1:
+            raise ValueError(f"a burst must be at least 1, got {burst}")
+        self.rate = rate
+        self.burst = burst
+        self._interval = 1.0 / rate
+        self._tolerance = (burst - 1) * self._interval
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next: float | None = None  # the earliest moment the next call may go
+        self.calls = 0
+        self.waited_s = 0.0
+
+    def acquire(self, call: str, *, max_wait_s: float) -> float:
+        """Wait for this call's turn; the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            earliest = now - self._tolerance  # unused credit never exceeds the burst
+            at = earliest if self._next is None else max(self._next, earliest)
+            wait = max(0.0, at - now)
+            if wait > max_wait_s:
+                raise CloudUnavailable(
+                    f"Nova write rate limit: {call} would wait {wait:.1f} s, "
+                    f"more than the {max_wait_s:g} s allowed",
+                    call=call,
+                )
+            self._next = at + self._interval
+            self.calls += 1
+            self.waited_s += wait
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
 @contextlib.contextmanager
 def counting_for(operation_id: str) -> Iterator[None]:
     """Attribute the requests made inside the block to an operation."""
@@ -236,6 +291,10 @@ class Cloud:
     connection: openstack.connection.Connection
     requests: RequestCounter = field(default_factory=RequestCounter)
     flavor_ttl_s: float = 300.0
+    #: Paces every write call; None: writes are not limited.
+    writes: WriteLimiter | None = None
+    #: How long a write call may wait for its turn before it fails as temporary.
+    write_wait_s: float = 60.0
     _flavors: dict[str, FlavorInfo] = field(default_factory=dict, init=False, repr=False)
     _flavors_at: float = field(default=0.0, init=False, repr=False)
     _flavor_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -257,25 +316,29 @@ class Cloud:
         cloud: str | None,
         region_name: str | None = None,
         api_timeout: float | None = None,
+        writes: WriteLimiter | None = None,
     ) -> Cloud:
-        """From a clouds.yaml cloud name, or ``OS_*`` variables when ``cloud`` is empty."""
+        """From a clouds.yaml cloud name, or ``OS_*`` variables when ``cloud`` is empty.
+        A write waits for its turn at most ``api_timeout`` seconds (default 60)."""
         try:
             conn = openstack.connect(
                 cloud=cloud or None, region_name=region_name, api_timeout=api_timeout
             )
         except sdk_exc.SDKException as exc:
             raise Rejected(f"cannot configure cloud {cloud!r}: {exc}", call="connect") from None
-        return cls(conn)
+        return cls(conn, writes=writes, write_wait_s=api_timeout or 60.0)
 
     @classmethod
-    def from_endpoint(cls, url: str, *, token: str = "admin:admin") -> Cloud:
+    def from_endpoint(
+        cls, url: str, *, token: str = "admin:admin", writes: WriteLimiter | None = None
+    ) -> Cloud:
         """A compute endpoint with a static token (a test Nova without Keystone)."""
         conn = openstack.connect(
             auth_type="admin_token",
             auth={"endpoint": url, "token": token},
             compute_endpoint_override=url,
         )
-        return cls(conn)
+        return cls(conn, writes=writes)
 
     def _call(self, call: str, fn: Callable[[], T]) -> T:
         token = _current_call.set(call)
@@ -285,6 +348,12 @@ class Cloud:
             raise _translate(call, exc) from None
         finally:
             _current_call.reset(token)
+
+    def _write(self, call: str, fn: Callable[[], T]) -> T:
+        """A write call: it waits for its turn under the write limit first."""
+        if self.writes is not None:
+            self.writes.acquire(call, max_wait_s=self.write_wait_s)
+        return self._call(call, fn)
 
     def check(self) -> None:
         """Reach the compute endpoint and negotiate the API version, once, up
@@ -365,33 +434,33 @@ class Cloud:
 
     def resize(self, server_id: str, flavor_id: str) -> None:
         compute = self.connection.compute
-        self._call("resize", lambda: compute.resize_server(server_id, flavor_id))
+        self._write("resize", lambda: compute.resize_server(server_id, flavor_id))
 
     def confirm_resize(self, server_id: str) -> None:
         compute = self.connection.compute
-        self._call("confirm_resize", lambda: compute.confirm_server_resize(server_id))
+        self._write("confirm_resize", lambda: compute.confirm_server_resize(server_id))
 
     def revert_resize(self, server_id: str) -> None:
         compute = self.connection.compute
-        self._call("revert_resize", lambda: compute.revert_server_resize(server_id))
+        self._write("revert_resize", lambda: compute.revert_server_resize(server_id))
 
     def rescue(self, server_id: str, *, admin_pass: str, image: str | None = None) -> None:
         compute = self.connection.compute
-        self._call(
+        self._write(
             "rescue", lambda: compute.rescue_server(server_id, admin_pass=admin_pass, image=image)
         )
 
     def unrescue(self, server_id: str) -> None:
         compute = self.connection.compute
-        self._call("unrescue", lambda: compute.unrescue_server(server_id))
+        self._write("unrescue", lambda: compute.unrescue_server(server_id))
 
     def lock(self, server_id: str, *, reason: str) -> None:
         compute = self.connection.compute
-        self._call("lock", lambda: compute.lock_server(server_id, locked_reason=reason))
+        self._write("lock", lambda: compute.lock_server(server_id, locked_reason=reason))
 
     def unlock(self, server_id: str) -> None:
         compute = self.connection.compute
-        self._call("unlock", lambda: compute.unlock_server(server_id))
+        self._write("unlock", lambda: compute.unlock_server(server_id))
 
     def compute_quota(self, project_id: str) -> dict[str, int]:
         """The project's compute quota limits (-1: unlimited)."""
@@ -401,7 +470,7 @@ class Cloud:
 
     def set_compute_quota(self, project_id: str, *, cores: int, ram: int) -> None:
         compute = self.connection.compute
-        self._call(
+        self._write(
             "update_quota", lambda: compute.update_quota_set(project_id, cores=cores, ram=ram)
         )
 

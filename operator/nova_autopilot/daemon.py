@@ -24,7 +24,7 @@ from oslo_config import cfg
 
 from nova_autopilot.actions.runner import Runner
 from nova_autopilot.bus import Bus, Delivery, accept_all
-from nova_autopilot.cloud import Cloud
+from nova_autopilot.cloud import Cloud, WriteLimiter
 from nova_autopilot.engine import Engine
 from nova_autopilot.errors import CloudError, PolicyError
 from nova_autopilot.events import Event
@@ -41,6 +41,11 @@ RETENTION_EVERY_S = 3600.0
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def write_limiter(conf: cfg.ConfigOpts) -> WriteLimiter:
+    """The pace of Nova write calls, from ``[guards] nova_write_rate`` and ``nova_write_burst``."""
+    return WriteLimiter(float(conf.guards.nova_write_rate), int(conf.guards.nova_write_burst))
 
 
 class PolicyHolder:
@@ -142,6 +147,7 @@ class Daemon:
             cloud=conf.cloud.cloud or None,
             region_name=conf.cloud.region_name or None,
             api_timeout=float(conf.cloud.api_timeout),
+            writes=write_limiter(conf),
         )
         return cls(conf=conf, policies=policies, journal=journal, cloud=cloud, verifier=verifier)
 

@@ -92,7 +92,7 @@ class _World:
     def start(self) -> None:
         from nova_autopilot.bus.connection import register_oslo_options
         from nova_autopilot.cloud import Cloud
-        from nova_autopilot.daemon import Daemon, PolicyHolder
+        from nova_autopilot.daemon import Daemon, PolicyHolder, write_limiter
         from nova_autopilot.journal import Journal
         from nova_autopilot.logs import redact
         from nova_autopilot.sandbox import Sandbox
@@ -119,7 +119,7 @@ class _World:
             conf=conf,
             policies=PolicyHolder(str(policies)),
             journal=Journal.open(f"sqlite:///{self.tmp / 'journal.sqlite'}", redact=redact),
-            cloud=Cloud.from_endpoint(self.sandbox.url),
+            cloud=Cloud.from_endpoint(self.sandbox.url, writes=write_limiter(conf)),
             verifier=Verifier({DEMO_KEY: self.key}, max_age_s=300),
         )
         if not self.daemon.start(ready_timeout=STEP_TIMEOUT_S):

@@ -254,7 +254,18 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
             "nova_write_rate",
             default=2.0,
             min=0.01,
-            help="Maximum rate of Nova write calls, in calls per second, across all operations.",
+            help="Maximum rate of Nova write calls (resize, confirm, revert, rescue, "
+            "unrescue, lock, unlock, quota updates: every call but a read), in calls per "
+            "second, across all operations. A write waits for its turn, at most "
+            "[cloud] api_timeout seconds, then is retried like any temporary failure. "
+            "Reads are not limited.",
+        ),
+        cfg.IntOpt(
+            "nova_write_burst",
+            default=3,
+            min=1,
+            help="Nova write calls allowed at once after a quiet spell, before "
+            "nova_write_rate paces them. 1: no burst.",
         ),
         _seconds(
             "default_cooldown",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nova_autopilot.actions.runner import Runner
-from nova_autopilot.cloud import Cloud
+from nova_autopilot.cloud import Cloud, WriteLimiter
 from nova_autopilot.engine import Engine
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event, parse_message
@@ -90,9 +90,10 @@ def assemble(
     *,
     reporter: Any = None,
     poll_interval_s: float = 30.0,
+    writes: WriteLimiter | None = None,
 ) -> tuple[Cloud, Runner, Engine]:
     """The daemon's parts, wired as the daemon wires them (not started)."""
-    cloud = Cloud.from_endpoint(url)
+    cloud = Cloud.from_endpoint(url, writes=writes)
     cloud.check()  # what the daemon does at start: discovery is not an operation's cost
     engine: Engine
     runner = Runner(
@@ -126,6 +127,7 @@ class Stack:
         poll_interval_s: float = 30.0,
         journal_path: Path | None = None,
         sandbox: Sandbox | None = None,
+        writes: WriteLimiter | None = None,
     ) -> None:
         self.publisher = InProcess()
         self.sandbox = sandbox or Sandbox(
@@ -144,6 +146,7 @@ class Stack:
         self.runner: Runner
         self.engine: Engine
         self._poll_interval_s = poll_interval_s
+        self._writes = writes
 
     def start(self) -> Stack:
         if self.owns_sandbox:
@@ -154,6 +157,7 @@ class Stack:
             lambda: self.policies,
             reporter=self,
             poll_interval_s=self._poll_interval_s,
+            writes=self._writes,
         )
         self.publisher.handler = self.engine.handle
         self.runner.start()
