@@ -9,7 +9,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import intake, latency, matching, operations, waiting
+from bench import intake, latency, matching, operations, waiting, writes
 
 BENCHMARKS = {
     "matching": matching.run,
@@ -17,6 +17,7 @@ BENCHMARKS = {
     "operations": operations.run,
     "waiting": waiting.run,
     "latency": latency.run,
+    "writes": writes.run,
 }
 
 
