@@ -436,7 +436,7 @@ def test_a_failed_gate_records_the_failing_check_beside_those_that_passed() -> N
         ("power_state", True),
         ("console", False),
     ]
-    assert checks[-1]["detail"] == "console: console shows 'Kernel panic'"
+    assert checks[-1]["detail"] == "console shows 'Kernel panic'"
 
 
 def test_a_gate_retried_records_the_implicit_checks_of_its_first_look_each_time() -> None:

@@ -21,6 +21,8 @@ from nova_autopilot.policies.model import GateCheck
 DEFAULT_TCP_TIMEOUT_S = 5.0
 #: Marks a failure that waiting cannot cure (a kernel panic on the console).
 FINAL = "final: "
+#: The checks every resize passes, whatever its policy names.
+IMPLICIT = ("status", "flavor", "power_state")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,11 @@ def implicit_checks(server: ServerState, state: dict[str, Any]) -> list[Check]:
 
 def problems_of(checks: list[Check]) -> list[str]:
     """The failed checks, as sentences (the policy's prefixed with their kind)."""
-    return [check.detail for check in checks if not check.passed]
+    return [
+        check.detail if check.name in IMPLICIT else f"{check.name}: {check.detail}"
+        for check in checks
+        if not check.passed
+    ]
 
 
 def _seconds(value: Any) -> float:
@@ -140,7 +146,7 @@ def policy_checks(ctx: StepContext, target: Target, checks: tuple[GateCheck, ...
             results.append(Check(check.kind, True, _passed(check.kind, check.settings)))
         else:
             text = failure.replace(FINAL, "")
-            results.append(Check(check.kind, False, f"{check.kind}: {text}", FINAL in failure))
+            results.append(Check(check.kind, False, text, FINAL in failure))
     return results
 
 
