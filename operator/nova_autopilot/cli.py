@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import re
 import sys
 import uuid
@@ -91,6 +92,20 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("run", help="run the daemon (as the systemd service does)")
+
+    history = commands.add_parser(
+        "history", help="what the daemon did and why: operations from the journal, step by step"
+    )
+    history.add_argument("--server", metavar="ID", help="only operations on this server")
+    history.add_argument("--policy", metavar="NAME", help="only operations of this policy")
+    history.add_argument(
+        "--since", metavar="WHEN", help="created at or after: ISO 8601, or an age (30m, 2h, 7d)"
+    )
+    history.add_argument("--until", metavar="WHEN", help="created before (same forms as --since)")
+    history.add_argument("--outcome", metavar="X", help="only this outcome (confirmed, refused...)")
+    history.add_argument("--operation", metavar="ID", help="one operation, with its whole chain")
+    history.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (20)")
+    history.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     send = commands.add_parser("send", help="publish an operator request (docs/requests.md)")
     send.add_argument("--type", required=True, help="request type, e.g. quota.request.approved")
@@ -214,6 +229,54 @@ def _send(args: argparse.Namespace) -> int:
     return EXIT_OK if result.get("outcome") in SUCCESS else EXIT_INVALID
 
 
+def _history(args: argparse.Namespace) -> int:
+    from nova_autopilot import history
+    from nova_autopilot.journal import OUTCOMES, Journal, default_url, missing_sqlite_file
+
+    now = datetime.now(timezone.utc)
+    moments = {}
+    for option in ("since", "until"):
+        text = getattr(args, option)
+        try:
+            moments[option] = history.parse_when(text, now=now) if text else None
+        except ValueError as exc:
+            raise _UsageError(f"--{option}: {exc}") from None
+    if args.limit < 1:
+        raise _UsageError(f"--limit must be at least 1, got {args.limit}")
+    if args.outcome and args.outcome not in OUTCOMES:
+        raise _UsageError(f"--outcome {args.outcome!r}: expected one of {', '.join(OUTCOMES)}")
+    filters = history.Filters(
+        server_id=args.server,
+        policy=args.policy,
+        since=moments["since"],
+        until=moments["until"],
+        outcome=args.outcome,
+        operation_id=args.operation,
+        limit=args.limit,
+    )
+    conf = _conf(args)
+    url = conf.journal.connection or default_url(conf.state_dir)
+    views = []
+    if missing_sqlite_file(url) is None:  # no file yet: nothing happened, and nothing to create
+        with Journal.open(url, redact=logs.redact, migrate_schema=False) as journal:
+            for operation in journal.history(
+                server_id=filters.server_id,
+                policy=filters.policy,
+                since=filters.since,
+                until=filters.until,
+                outcome=filters.outcome,
+                operation_id=filters.operation_id,
+                limit=filters.limit,
+            ):
+                views.append(history.operation_view(operation, journal.steps(operation.id)))
+    if args.json:
+        _print_json(history.document(views, filters))
+    else:
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        print(history.render(views, chains=True if args.operation else None, color=color))
+    return EXIT_OK
+
+
 def _check(args: argparse.Namespace) -> int:
     path = _policies_path(args)
     policies = _load(path)
@@ -265,6 +328,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": lambda args: demo.run(broker=args.broker),
     "run": _run,
     "send": _send,
+    "history": _history,
 }
 
 

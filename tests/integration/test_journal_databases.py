@@ -15,17 +15,20 @@ where they fail.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from nova_autopilot import cli
 from nova_autopilot.journal import Accepted, Duplicate, Journal
 from nova_autopilot.journal.schema import metadata
 from tests.unit.test_journal import (
@@ -190,6 +193,27 @@ class TestJournalOnServers(JournalBehaviour):
 
         assert journal.get(op.id) == op
         assert isinstance(journal.accept(message_key="after-reconnect"), Accepted)
+
+    def test_history_reads_an_operations_chain_from_this_server(
+        self,
+        journal: Journal,
+        journal_url: str,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        op = accepted_op(journal, server_id="srv-h")
+        call = {"call": "get_server", "method": "GET", "path": "/servers/{id}", "status": 200}
+        journal.record_step(op.id, name="checked", detail={"calls": [call]}, nova_requests=1)
+        journal.finish(op.id, outcome="confirmed")
+        conf = tmp_path / "nova-autopilot.conf"
+        conf.write_text(f"[journal]\nconnection = {journal_url}\n", encoding="utf-8")
+
+        code = cli.main(["--config-file", str(conf), "history", "--json", "--server", "srv-h"])
+
+        assert code == 0
+        (chain,) = json.loads(capsys.readouterr().out)["operations"]
+        assert (chain["id"], chain["outcome"], chain["nova_requests"]) == (op.id, "confirmed", 1)
+        assert [(s["name"], s["calls"]) for s in chain["steps"]] == [("checked", [call])]
 
 
 class TestMigrationsOnServers(MigrationBehaviour):

@@ -549,6 +549,9 @@ class JournalBehaviour:
         assert [op.id for op in journal.history(outcome="reverted")] == [b.id]
         window = journal.history(since=T0 + timedelta(minutes=30), until=T0 + timedelta(hours=2))
         assert [op.id for op in window] == [b.id]
+        assert [op.id for op in journal.history(operation_id=b.id)] == [b.id]
+        assert journal.history(operation_id=b.id, policy="p2") == []
+        assert journal.history(operation_id="no-such-operation") == []
 
     def test_counting_for_budgets_filters_and_can_leave_out_outcomes(
         self, journal: Journal, clock: Clock

@@ -18,7 +18,7 @@ describes what is recorded, the schema, de-duplication, migrations and retention
 =========================  ===================================================
 """
 
-from nova_autopilot.journal.database import default_url
+from nova_autopilot.journal.database import default_url, missing_sqlite_file
 from nova_autopilot.journal.errors import (
     DuplicateOperation,
     JournalError,
@@ -62,4 +62,5 @@ __all__ = [
     "Step",
     "UnknownOperation",
     "default_url",
+    "missing_sqlite_file",
 ]

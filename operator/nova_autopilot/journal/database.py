@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL, make_url
 
 from nova_autopilot.journal.errors import JournalError
 
-__all__ = ["Database", "default_url", "safe_url"]
+__all__ = ["Database", "default_url", "missing_sqlite_file", "safe_url"]
 
 T = TypeVar("T")
 
@@ -42,6 +42,16 @@ def default_url(state_dir: str | os.PathLike[str]) -> str:
     """The journal of a daemon whose ``[DEFAULT] state_dir`` is ``state_dir``."""
     path = os.path.abspath(os.path.join(os.fspath(state_dir), "journal.sqlite"))
     return f"sqlite:///{path}"
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of the SQLite file ``url`` names when there is no such file yet (no
+    daemon has written a journal there), else None; for readers that must not create it."""
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return None
+    return None if os.path.exists(path) else path
 
 
 def safe_url(url: str | URL) -> str:
