@@ -1,0 +1,56 @@
+"""The names the operator's pages quote exist in the code.
+
+The runbook tells what each log line means; a renamed or removed event would
+leave it describing lines that never come. Every name in its table of log
+lines must be logged somewhere by the package (as a literal), or be an
+``<action>.<outcome>`` line of a real action and outcome.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from nova_autopilot.journal import OUTCOMES
+from nova_autopilot.policies.model import ACTIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "operator" / "nova_autopilot"
+RUNBOOK = ROOT / "docs" / "runbook.md"
+
+
+def logged_names() -> set[str]:
+    found: set[str] = set()
+    for source in PACKAGE.rglob("*.py"):
+        found.update(re.findall(r'"([a-z_]+\.[a-z_]+)"', source.read_text(encoding="utf-8")))
+    return found
+
+
+def runbook_log_names() -> list[str]:
+    text = RUNBOOK.read_text(encoding="utf-8")
+    section = text.split("## Log lines", 1)[1].split("\n## ", 1)[0]
+    names = []
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            names.extend(re.findall(r"`([^`]+)`", line.split("|")[1]))
+    return names
+
+
+NAMES = runbook_log_names()
+
+
+def test_the_runbook_lists_log_lines() -> None:
+    assert len(NAMES) >= 15
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_log_line_in_the_runbook_is_logged_by_the_code(name: str) -> None:
+    if name == "<action>.<outcome>":
+        return
+    action, _, outcome = name.partition(".")
+    if action in ACTIONS:
+        assert outcome in OUTCOMES, f"{name}: {outcome!r} is not an outcome"
+        return
+    assert name in logged_names(), f"the runbook quotes {name!r}, which nothing logs"
