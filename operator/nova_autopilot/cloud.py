@@ -116,7 +116,8 @@ class Call:
 
 
 class RequestCounter:
-    """Counts HTTP requests to the cloud: in total, by call and by operation;
+    """Counts HTTP requests to the cloud: in total, by call, by status, by the
+    pair of them (``("POST /v2.1/servers/{id}/action", 202)``) and by operation;
     keeps each operation's calls (at most :data:`CALLS_KEPT`) until taken."""
 
     def __init__(self) -> None:
@@ -124,6 +125,7 @@ class RequestCounter:
         self.total = 0
         self.by_call: Counter[str] = Counter()
         self.by_status: Counter[int] = Counter()
+        self.by_call_status: Counter[tuple[str, int]] = Counter()
         self.by_operation: Counter[str] = Counter()
         self._calls: dict[str, list[Call]] = {}
 
@@ -135,6 +137,7 @@ class RequestCounter:
             self.total += 1
             self.by_call[call] += 1
             self.by_status[status] += 1
+            self.by_call_status[call, status] += 1
             if operation is not None:
                 self.by_operation[operation] += 1
                 kept = self._calls.setdefault(operation, [])
@@ -150,6 +153,11 @@ class RequestCounter:
         :data:`CALLS_KEPT`: compare with :meth:`for_operation` for the count)."""
         with self._lock:
             return self._calls.pop(operation_id, [])
+
+    def call_counts(self) -> dict[tuple[str, int], int]:
+        """A copy of the counts by (call, status)."""
+        with self._lock:
+            return dict(self.by_call_status)
 
     def forget(self, operation_id: str) -> None:
         with self._lock:
@@ -354,6 +362,12 @@ class Cloud:
         if self.writes is not None:
             self.writes.acquire(call, max_wait_s=self.write_wait_s)
         return self._call(call, fn)
+
+    def ping(self) -> None:
+        """One real request to the compute endpoint (its version document), to
+        tell whether Nova answers now. Raises ``CloudUnavailable`` when not."""
+        compute = self.connection.compute
+        self._call("ping", lambda: compute.get("/", raise_exc=True))
 
     def check(self) -> None:
         """Reach the compute endpoint and negotiate the API version, once, up

@@ -129,6 +129,7 @@ READS = {
     "flavor": ("f-1",),
     "console_output": ("s-1",),
     "actions": ("s-1",),
+    "ping": (),
     "compute_quota": ("p-1",),
 }
 NOT_CALLS = {"check", "close", "connect", "from_endpoint"}
