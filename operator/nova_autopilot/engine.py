@@ -9,10 +9,9 @@ catches broadly: a failing operation ends in the journal, never in the bus.
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -25,6 +24,7 @@ from nova_autopilot.journal import INITIAL_PHASE, Duplicate, Journal, NewOperati
 from nova_autopilot.logs import bound, get_logger
 from nova_autopilot.policies import Match, PolicySet
 from nova_autopilot.policies.model import Confirm, Policy
+from nova_autopilot.tally import Tally
 
 log = get_logger(__name__)
 
@@ -44,12 +44,16 @@ class NoReporter:
         return None
 
 
-@dataclass
-class Counters:
-    events: Counter[str] = field(default_factory=Counter)
-    decisions: Counter[str] = field(default_factory=Counter)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    duplicates: int = 0
+_GUARD_PREFIX = re.compile(r"^([a-z][a-z_]*):")
+
+
+def refusing_guard(reason: str | None) -> str:
+    """The guard a refusal's reason names: its ``name:`` prefix (cooldown,
+    budget, parameters...), ``busy`` for an operation already in flight."""
+    found = _GUARD_PREFIX.match(reason or "")
+    if found:
+        return found.group(1)
+    return "busy" if "in flight" in (reason or "") else "other"
 
 
 def _server_ref(match: Match, event: Event) -> tuple[str | None, str | None]:
@@ -118,7 +122,7 @@ class Engine:
         self._clock = clock
         self._reporter = reporter or NoReporter()
         self._global_dry_run = global_dry_run
-        self.counters = Counters()
+        self.tally = Tally()
 
     # -- intake -----------------------------------------------------------
 
@@ -127,9 +131,9 @@ class Engine:
     ) -> list[str]:
         """Decide on one event; the ids of the operations it created."""
         now = self._clock()
-        self.counters.events[event.event_type] += 1
         self._runner.notify(event)
         matches = self._policies().match(event)
+        self.tally.received(event.source, event.event_type, matched=bool(matches))
         if not matches and event.source == "request":
             raise BadMessage(
                 "unknown_request", f"no policy handles requests of type {event.event_type}"
@@ -142,7 +146,7 @@ class Engine:
             message_key=key, operations=[new for new, _, _ in plans], now=now
         )
         if isinstance(accepted, Duplicate):
-            self.counters.duplicates += 1
+            self.tally.duplicate(event.source)
             log.info("intake.duplicate", message_key=key, first_seen_at=str(accepted.first_seen_at))
             self._answer_duplicate(accepted, correlation_id, reply_to)
             return []
@@ -210,7 +214,9 @@ class Engine:
     def _start(
         self, new: NewOperation, verdict: guards.Verdict, match: Match, now: datetime
     ) -> None:
-        self.counters.decisions[f"{new.policy}:{verdict.decision}"] += 1
+        guard = refusing_guard(verdict.reason) if verdict.decision == "refuse" else None
+        outcome = "refused" if verdict.decision == "refuse" else verdict.decision
+        self.tally.decided(new.policy, outcome, guard=guard)
         with bound(operation_id=new.id, policy=new.policy, server_id=new.server_id):
             if verdict.decision == "run":
                 log.info("operation.started", action=new.action)
@@ -218,7 +224,7 @@ class Engine:
                 return
             outcome = "dry_run" if verdict.decision == "dry_run" else "refused"
             self._journal.finish(new.id, outcome=outcome, reason=verdict.reason, now=now)
-            self._report(self._journal.get(new.id), {})
+            self._report(self._journal.get(new.id), {}, ran=False)
 
     def _answer_duplicate(
         self, duplicate: Duplicate, correlation_id: str | None, reply_to: str | None
@@ -235,19 +241,21 @@ class Engine:
     def on_done(self, done: Done) -> None:
         """The runner's callback when an operation ends."""
         operation = self._journal.get(done.op_id)
-        self._report(operation, done.secrets)
+        self._report(operation, done.secrets, ran=True)
         verdict = (
             VERDICTS.get(operation.outcome or "") if operation.action == "verify_boot" else None
         )
         if verdict is not None:
             self.handle(_verdict_event(operation, verdict))
 
-    def _report(self, operation: Operation, secrets: Mapping[str, str]) -> None:
-        self.counters.outcomes[f"{operation.action}:{operation.outcome}"] += 1
+    def _report(self, operation: Operation, secrets: Mapping[str, str], *, ran: bool) -> None:
         duration = (
             (operation.finished_at - operation.created_at).total_seconds()
             if operation.finished_at
             else None
+        )
+        self.tally.finished(
+            operation.action, str(operation.outcome), duration_s=duration if ran else None
         )
         log.info(
             f"{operation.action}.{operation.outcome}",

@@ -134,7 +134,7 @@ def test_a_duplicate_request_is_not_executed_twice_and_gets_the_first_outcome(wo
     (op_id,) = world.approve()
     finish_resize(world, op_id)
     assert world.approve() == []
-    assert world.engine.counters.duplicates == 1
+    assert world.engine.tally.snapshot().duplicates == {"request": 1}
     answers = world.results.to("answers")
     assert [a["outcome"] for a in answers] == ["confirmed", "confirmed"]
     assert answers[1]["duplicate"] is True
@@ -148,6 +148,11 @@ def test_a_second_operation_on_a_busy_server_is_refused_and_recorded(world: Worl
     assert operation.outcome == "refused"
     assert operation.reason == "another operation is in flight on this server"
     assert world.results.to("answers")[0]["outcome"] == "refused"
+    counted = world.engine.tally.snapshot()
+    assert counted.refusals == {"busy": 1}
+    assert counted.decisions == {("resize-approved", "run"): 1, ("resize-approved", "refused"): 1}
+    assert counted.finished == {("resize", "refused"): 1}
+    assert counted.durations == {}  # a refusal took no time: only operations that ran count
 
 
 def test_the_cooldown_refuses_a_new_resize_soon_after_the_last(world: World) -> None:
@@ -158,6 +163,7 @@ def test_the_cooldown_refuses_a_new_resize_soon_after_the_last(world: World) -> 
     assert operation.outcome == "refused"
     assert operation.reason is not None
     assert operation.reason.startswith("cooldown:")
+    assert world.engine.tally.snapshot().refusals == {"cooldown": 1}
 
 
 def test_a_dry_run_policy_records_the_decision_without_a_nova_write(world: World) -> None:
