@@ -99,6 +99,28 @@ def test_notifications_wake_a_resize_through_to_its_confirmed_end(
     assert sum(n for _, n in harness.store.steps["op-1"]) == 5
 
 
+def test_the_table_of_operations_shows_each_one_in_flight_with_its_phase(
+    harness: Harness, cloud: FakeCloud
+) -> None:
+    assert harness.runner.running() == []
+    assert set(harness.runner.in_flight_by_action().values()) == {0}
+    harness.resize()
+    until(lambda: harness.runner.waiting() == 1)
+    (running,) = harness.runner.running()
+    assert (running.op_id, running.action, running.server_id) == ("op-1", "resize", SID)
+    assert running.waiting is True
+    assert running.phase == harness.store.phases["op-1"][-1]
+    assert harness.runner.in_flight_by_action()["resize"] == 1
+    cloud.nova_finishes(SID)
+    harness.runner.notify(nova_event("instance.resize_finish.end", uuid=SID))
+    until(lambda: cloud.calls["confirm"] == 1 and harness.runner.waiting() == 1)
+    cloud.nova_finishes(SID)
+    harness.runner.notify(nova_event("instance.resize_confirm.end", uuid=SID))
+    assert harness.outcome() == ("confirmed", None)
+    assert harness.runner.running() == []
+    assert harness.runner.in_flight_by_action()["resize"] == 0
+
+
 def test_updates_in_the_middle_of_a_task_do_not_wake_the_operation(
     harness: Harness, cloud: FakeCloud
 ) -> None:

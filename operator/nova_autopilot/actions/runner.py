@@ -136,6 +136,19 @@ class _Pending:
         return document
 
 
+@dataclass(frozen=True, slots=True)
+class Running:
+    """An operation in the runner's table, for ``status``."""
+
+    op_id: str
+    action: str
+    server_id: str | None
+    phase: str
+    started_at: datetime
+    waiting: bool
+    attempts: int
+
+
 @dataclass(eq=False)
 class _Job:
     work: Work
@@ -266,6 +279,32 @@ class Runner:
     def in_flight(self) -> int:
         with self._cond:
             return len(self._jobs)
+
+    def running(self) -> list[Running]:
+        """The operations in flight, oldest first."""
+        with self._cond:
+            jobs = list(self._jobs.values())
+            table = [
+                Running(
+                    job.work.op_id,
+                    job.work.action,
+                    job.server_id,
+                    job.phase,
+                    job.work.started_at,
+                    job.wait is not None,
+                    job.attempts,
+                )
+                for job in jobs
+            ]
+        return sorted(table, key=lambda r: r.started_at)
+
+    def in_flight_by_action(self) -> dict[str, int]:
+        """How many operations of each known action are in flight (zeros included)."""
+        counts = dict.fromkeys(registry.MACHINES, 0)
+        with self._cond:
+            for job in self._jobs.values():
+                counts[job.work.action] = counts.get(job.work.action, 0) + 1
+        return counts
 
     def waiting(self) -> int:
         with self._cond:
