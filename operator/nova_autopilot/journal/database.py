@@ -103,6 +103,16 @@ class Database:
         """
         return self._run(work, write=True)
 
+    def rehearse(self, work: Callable[[Connection], object]) -> None:
+        """Run ``work`` in a writing transaction and roll it back: whether the
+        database takes a write now (JournalError when not), leaving no trace."""
+        with self.connection(write=True) as conn:
+            transaction = conn.begin()
+            try:
+                work(conn)
+            finally:
+                transaction.rollback()
+
     @contextlib.contextmanager
     def connection(self, *, write: bool) -> Iterator[Connection]:
         """A connection whose next ``begin()`` takes SQLite's write lock when ``write``;

@@ -10,6 +10,7 @@ Times are aware UTC; each method takes ``now`` or asks the journal's clock.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -129,6 +130,13 @@ class Journal:
         except IntegrityError:
             return self._db.read(lambda conn: queries.duplicate(conn, key, ids))
         return Accepted(message_key=key, operation_ids=ids, at=at)
+
+    def check_writable(self, now: datetime | None = None) -> None:
+        """Write a probe row and roll it back: raises :class:`JournalError` when the
+        database does not take a write now (unreachable, read-only, locked too long)."""
+        at = self._now(now)
+        key = storable_key(f"autopilot:writable:{uuid.uuid4().hex}")
+        self._db.rehearse(lambda conn: changes.accept(conn, key=key, ids=(), rows=[], at=at))
 
     def is_processed(self, message_key: str) -> bool:
         query = queries.is_processed(storable_key(message_key))
