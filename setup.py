@@ -36,6 +36,7 @@ setup(
         "PyYAML>=6.0,<7",
         "SQLAlchemy>=2.0,<2.2",
         "alembic>=1.13,<2",
+        "prometheus_client>=0.20,<1",
     ],
     extras_require={
         "mysql": ["PyMySQL>=1.1,<2"],

@@ -85,6 +85,7 @@ def _conf(vhost: str, tmp: Path, policies: Path, *, dry_run: bool) -> Any:
     conf.set_override("connection", f"sqlite:///{tmp / 'journal.sqlite'}", group="journal")
     conf.set_override("path", str(policies), group="policies")
     conf.set_override("dry_run", dry_run, group="guards")
+    conf.set_override("port", 0, group="metrics")
     return conf
 
 

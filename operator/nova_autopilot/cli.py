@@ -122,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--wait", action="store_true", help="wait for the result and print it")
     send.add_argument("--timeout", type=float, default=900.0, help="seconds --wait waits")
     send.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    status = commands.add_parser(
+        "status", help="ask the running daemon how it is; the journal's operations if it is down"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    status.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer")
     return parser
 
 
@@ -277,6 +283,38 @@ def _history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _status(args: argparse.Namespace) -> int:
+    from nova_autopilot import status
+
+    conf = _conf(args)
+    try:
+        document = status.ask(status.endpoint(conf), timeout=args.timeout)
+    except status.DaemonSilent as silent:
+        try:
+            operations: list[dict[str, Any]] | None = status.unfinished(status.journal_url(conf))
+            unreadable = None
+        except (AutopilotError, ValueError) as exc:
+            operations, unreadable = None, f"cannot read the journal: {exc}"
+        if args.json:
+            _print_json(
+                {
+                    "answered": False,
+                    "error": str(silent),
+                    "journal": {"unfinished": operations, "error": unreadable},
+                }
+            )
+        else:
+            print(status.render_journal(str(silent), operations or []))
+            if unreadable:
+                print(unreadable, file=sys.stderr)
+        return EXIT_INVALID
+    if args.json:
+        _print_json(document)
+    else:
+        print(status.render(document))
+    return EXIT_OK
+
+
 def _check(args: argparse.Namespace) -> int:
     path = _policies_path(args)
     policies = _load(path)
@@ -329,6 +367,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
     "send": _send,
     "history": _history,
+    "status": _status,
 }
 
 

@@ -9,12 +9,17 @@ resumes the journal's unfinished operations, and waits for a signal:
   (they resume at the next start), exit within ``[DEFAULT] stop_timeout``;
 * SIGHUP: reload the policies atomically; a broken file keeps the running
   set and logs every problem.
+
+With ``[metrics] enabled`` it serves ``/metrics``, ``/healthz``, ``/readyz``
+and ``/status`` (:meth:`Daemon.status`, one section per part) over HTTP.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from types import FrameType
@@ -22,14 +27,17 @@ from typing import Any
 
 from oslo_config import cfg
 
+from nova_autopilot import __version__, health
 from nova_autopilot.actions.runner import Runner
 from nova_autopilot.bus import Bus, Delivery, accept_all
 from nova_autopilot.cloud import Cloud, WriteLimiter
+from nova_autopilot.endpoints import Endpoints
 from nova_autopilot.engine import Engine
-from nova_autopilot.errors import CloudError, PolicyError
+from nova_autopilot.errors import AutopilotError, CloudError, PolicyError
 from nova_autopilot.events import Event
 from nova_autopilot.journal import Journal, default_url
 from nova_autopilot.logs import get_logger, redact
+from nova_autopilot.metrics import Metrics, Sources
 from nova_autopilot.policies import PolicySet, load_policies
 from nova_autopilot.signing import Verifier, load_keys
 
@@ -37,6 +45,8 @@ log = get_logger(__name__)
 
 STOP_TIMEOUT_S = 30.0
 RETENTION_EVERY_S = 3600.0
+#: /healthz fails when the main loop (which turns every 5 s) has not turned for this long.
+LIVENESS_S = 30.0
 
 
 def utc_now() -> datetime:
@@ -131,6 +141,35 @@ class Daemon:
         )
         self._stop = threading.Event()
         self._reload = threading.Event()
+        self.reachability = health.Reachability(
+            check=cloud.ping, interval_s=float(conf.metrics.cloud_check_interval)
+        )
+        self.metrics = Metrics(
+            Sources(
+                version=__version__,
+                tally=self.engine.tally.snapshot,
+                intakes=lambda: [(i.health(), i.counters.snapshot()) for i in self.bus.intakes],
+                nova_calls=cloud.requests.call_counts,
+                in_flight=self.runner.in_flight_by_action,
+            )
+        )
+        #: The sections of :meth:`status`, one per part, in order.
+        self.status_sections: dict[str, Callable[[], Any]] = {
+            "daemon": self._about,
+            "readiness": lambda: self.readiness().as_dict(),
+            "cloud": self.reachability.state,
+            "operations": lambda: health.operations_section(self.runner.running(), now=clock()),
+            "consumers": lambda: health.consumers_section(self.bus.health().intakes),
+            "counters": lambda: health.counters_section(
+                tally=self.engine.tally.snapshot(),
+                bus=self.bus.counters(),
+                nova_calls=cloud.requests.call_counts(),
+            ),
+        }
+        self.endpoints: Endpoints | None = None
+        self._started_at: datetime | None = None
+        self._looping = False
+        self._turned_at = time.monotonic()
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> Daemon:
@@ -157,14 +196,75 @@ class Daemon:
             event, correlation_id=delivery.correlation_id, reply_to=delivery.reply_to
         )
 
+    # -- health and status ------------------------------------------------
+
+    def alive(self) -> bool:
+        """The main loop turns (always true when the daemon runs without it)."""
+        return not self._looping or time.monotonic() - self._turned_at < LIVENESS_S
+
+    def readiness(self) -> health.Readiness:
+        return health.readiness(
+            intakes=self.bus.health().intakes,
+            check_journal=self.journal.check_writable,
+            cloud=self.reachability.state(),
+        )
+
+    def status(self) -> dict[str, Any]:
+        """Every section of :attr:`status_sections`; one that fails says why."""
+        document: dict[str, Any] = {}
+        for name, section in self.status_sections.items():
+            try:
+                document[name] = section()
+            except AutopilotError as exc:
+                document[name] = {"error": str(exc)}
+        return document
+
+    def _about(self) -> dict[str, Any]:
+        started = self._started_at
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "started_at": started.isoformat() if started else None,
+            "uptime_s": round((self.clock() - started).total_seconds(), 3) if started else None,
+            "policies": len(self.policies()),
+            "dry_run": bool(self.conf.guards.dry_run),
+            "endpoints": self.endpoints.url if self.endpoints else None,
+        }
+
+    def _serve(self) -> None:
+        metrics = self.conf.metrics
+        if not metrics.enabled:
+            return
+        try:
+            self.endpoints = Endpoints(
+                host=metrics.bind_host,
+                port=int(metrics.port),
+                metrics=self.metrics.exposition,
+                alive=self.alive,
+                readiness=self.readiness,
+                status=self.status,
+            )
+        except OSError as exc:
+            raise AutopilotError(
+                f"cannot serve the endpoints on {metrics.bind_host} port {metrics.port} "
+                f"([metrics] bind_host, port): {exc}"
+            ) from None
+        self.endpoints.start()
+
     # -- life cycle -------------------------------------------------------
 
     def start(self, *, ready_timeout: float = 60.0) -> bool:
         """Start everything; True once the consumers are attached."""
+        self._started_at = self.clock()
+        self._serve()
         try:
             self.cloud.check()
         except CloudError as exc:
             log.warning("cloud.unreachable", error=str(exc))
+            self.reachability.record(ok=False, error=str(exc))
+        else:
+            self.reachability.record(ok=True)
+        self.reachability.start()
         self.runner.start()
         resumed = self.engine.resume()
         self.bus.start()
@@ -177,6 +277,9 @@ class Daemon:
         clean = self.bus.stop(timeout=timeout / 2)
         remaining = max(1.0, (deadline - self.clock()).total_seconds())
         self.runner.stop(timeout=remaining)
+        self.reachability.stop()
+        if self.endpoints is not None:
+            self.endpoints.stop()
         self.journal.close()
         self.cloud.close()
         log.info("daemon.stopped", clean=clean)
@@ -193,7 +296,9 @@ class Daemon:
         self._install_signals()
         self.start()
         next_prune = self.clock()
+        self._looping = True
         while True:
+            self._turned_at = time.monotonic()
             self._stop.wait(timeout=min(RETENTION_EVERY_S, 5.0))
             if self._reload.is_set():
                 self._reload.clear()

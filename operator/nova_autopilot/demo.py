@@ -113,6 +113,7 @@ class _World:
         conf.set_override("control_exchange", "nova")
         conf.set_override("state_dir", str(self.tmp))
         conf.set_override("poll_interval", 2, group="cloud")
+        conf.set_override("port", 0, group="metrics")  # never collide with a running daemon
         self.key = uuid.uuid4().hex
         self.show(f"starting the daemon (journal in {self.tmp}, policies {policies.name})")
         self.daemon = Daemon(

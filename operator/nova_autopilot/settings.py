@@ -333,6 +333,33 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
             help="Log output format on stdout.",
         ),
     ]
+    metrics: list[cfg.Opt] = [
+        cfg.BoolOpt(
+            "enabled",
+            default=True,
+            help="Serve /metrics (Prometheus), /healthz, /readyz and /status over HTTP "
+            "(docs/metrics.md).",
+        ),
+        cfg.HostAddressOpt(
+            "bind_host",
+            default="127.0.0.1",
+            help="Address the HTTP endpoints listen on. The endpoints have no "
+            "authentication: keep them on loopback or a management network.",
+        ),
+        cfg.PortOpt(
+            "port",
+            default=9464,
+            help="Port of the HTTP endpoints. 0: a free port chosen at start, logged "
+            "as endpoints.listening (`nova-autopilot status` then cannot find it).",
+        ),
+        _seconds(
+            "cloud_check_interval",
+            30,
+            "Seconds between two background requests to Nova that tell /readyz whether "
+            "the cloud is reachable; it counts as reachable while its last answer is "
+            "younger than three intervals. Probes never call Nova themselves.",
+        ),
+    ]
 
     def group(name: str, title: str) -> cfg.OptGroup:
         return cfg.OptGroup(name, title=title)
@@ -347,6 +374,7 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
         (group("guards", "Safety limits"), guards),
         (group("intake", "Limits on incoming messages"), intake),
         (group("logging", "Logging"), logging),
+        (group("metrics", "Metrics and health endpoints (HTTP)"), metrics),
     ]
 
 

@@ -102,7 +102,7 @@ def world(
         f"[policies]\npath = {tmp_path / 'policies.yaml'}\n"
         "[cloud]\ncloud = sandbox\npoll_interval = 2\n"
         f"[requests]\nsigning_keys_file = {keys}\nsigning_key_id = test-key\n"
-        "[logging]\nformat = json\n"
+        "[logging]\nformat = json\n[metrics]\nport = 0\n"
     )
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
     try:

@@ -69,6 +69,10 @@ def test_given_an_empty_file_when_loaded_then_every_option_has_its_documented_de
     assert conf.intake.max_json_depth == 32
     assert conf.logging.level == "INFO"
     assert conf.logging.format == "auto"
+    assert conf.metrics.enabled is True
+    assert conf.metrics.bind_host == "127.0.0.1"
+    assert conf.metrics.port == 9464
+    assert conf.metrics.cloud_check_interval == 30
 
 
 def test_given_a_file_when_loaded_then_its_values_replace_the_defaults_with_their_types(

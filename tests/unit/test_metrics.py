@@ -1,0 +1,189 @@
+"""The Prometheus collector over fake parts: every figure the parts keep comes
+out under its documented name and labels, read at scrape time, and two
+daemons' registries never mix."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from nova_autopilot.bus import CounterSnapshot, IntakeHealth
+from nova_autopilot.metrics import Metrics, Sources
+from nova_autopilot.tally import Tally
+
+
+def intake(name: str, source: str, queue: str, *, alive: bool, reconnects: int) -> IntakeHealth:
+    return IntakeHealth(
+        name=name,
+        source=source,
+        queue=queue,
+        broker="amqp://rabbit:5672//",
+        alive=alive,
+        attached=alive,
+        connected_since=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        reconnects=reconnects,
+        last_error=None,
+        in_flight=0,
+        oldest_in_flight_s=None,
+    )
+
+
+class Parts:
+    """What a daemon's parts would report, changeable between scrapes."""
+
+    def __init__(self) -> None:
+        self.tally = Tally()
+        self.dead: dict[str, int] = {"not_json": 2}
+        self.calls: dict[tuple[str, int], int] = {
+            ("POST /v2.1/servers/{id}/action", 202): 3,
+            ("GET /v2.1/servers/{id}", 200): 7,
+            ("GET /v2.1/servers/{id}", 404): 1,
+        }
+        self.in_flight = {"resize": 1, "rescue": 0}
+        self.breakers: dict[str, str] = {}
+
+    def intakes(self) -> list[tuple[IntakeHealth, CounterSnapshot]]:
+        return [
+            (
+                intake(
+                    "notifications",
+                    "nova",
+                    "notifications.nova-autopilot",
+                    alive=True,
+                    reconnects=2,
+                ),
+                CounterSnapshot(received=10, handled=8, dead_lettered=dict(self.dead)),
+            ),
+            (
+                intake("requests", "request", "nova-autopilot.requests", alive=False, reconnects=0),
+                CounterSnapshot(received=3, handled=2, dead_lettered={"bad_signature": 1}),
+            ),
+        ]
+
+    def sources(self) -> Sources:
+        return Sources(
+            version="1.2.3",
+            tally=self.tally.snapshot,
+            intakes=self.intakes,
+            nova_calls=lambda: dict(self.calls),
+            in_flight=lambda: dict(self.in_flight),
+            breakers=lambda: dict(self.breakers),
+        )
+
+
+def scrape(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample, keyed by name and sorted labels."""
+    body, content_type = metrics.exposition()
+    assert content_type.startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(body.decode("utf-8")):
+        for sample in family.samples:
+            samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(
+    samples: Mapping[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return samples[name, tuple(sorted(labels.items()))]
+
+
+def test_the_engine_counts_come_out_with_their_labels() -> None:
+    parts = Parts()
+    parts.tally.received("nova", "instance.update", matched=True)
+    parts.tally.received("nova", "instance.update", matched=False)
+    parts.tally.received("request", "quota.request.approved", matched=True)
+    parts.tally.decided("resize-approved", "run")
+    parts.tally.decided("resize-approved", "refused", guard="cooldown")
+    parts.tally.decided("rescue-failed-boot", "dry_run")
+    parts.tally.finished("resize", "confirmed", duration_s=42.0)
+    parts.tally.finished("resize", "refused", duration_s=None)
+    parts.tally.duplicate("request")
+    samples = scrape(Metrics(parts.sources()))
+
+    received = "nova_autopilot_events_received_total"
+    assert value(samples, received, source="nova", event_type="instance.update") == 2
+    assert value(samples, received, source="request", event_type="quota.request.approved") == 1
+    matched = "nova_autopilot_events_matched_total"
+    assert value(samples, matched, source="nova", event_type="instance.update") == 1
+    decisions = "nova_autopilot_decisions_total"
+    assert value(samples, decisions, policy="resize-approved", outcome="run") == 1
+    assert value(samples, decisions, policy="resize-approved", outcome="refused") == 1
+    assert value(samples, decisions, policy="rescue-failed-boot", outcome="dry_run") == 1
+    assert value(samples, "nova_autopilot_guard_refusals_total", guard="cooldown") == 1
+    finished = "nova_autopilot_operations_finished_total"
+    assert value(samples, finished, action="resize", outcome="confirmed") == 1
+    assert value(samples, finished, action="resize", outcome="refused") == 1
+    dropped = "nova_autopilot_events_dropped_total"
+    assert value(samples, dropped, source="request", reason="duplicate") == 1
+
+
+def test_durations_form_a_histogram_of_the_operations_that_ran() -> None:
+    parts = Parts()
+    for seconds in (0.5, 3.0, 42.0, 4000.0):
+        parts.tally.finished("rescue", "rescued", duration_s=seconds)
+    parts.tally.finished("rescue", "refused", duration_s=None)
+    samples = scrape(Metrics(parts.sources()))
+
+    name = "nova_autopilot_operation_duration_seconds"
+    labels = {"action": "rescue", "outcome": "rescued"}
+    assert value(samples, f"{name}_bucket", le="1.0", **labels) == 1
+    assert value(samples, f"{name}_bucket", le="5.0", **labels) == 2
+    assert value(samples, f"{name}_bucket", le="60.0", **labels) == 3
+    assert value(samples, f"{name}_bucket", le="3600.0", **labels) == 3
+    assert value(samples, f"{name}_bucket", le="+Inf", **labels) == 4
+    assert value(samples, f"{name}_count", **labels) == 4
+    assert value(samples, f"{name}_sum", **labels) == 4045.5
+    assert (f"{name}_count", (("action", "rescue"), ("outcome", "refused"))) not in samples
+
+
+def test_the_bus_cloud_and_runner_figures_are_read_at_scrape_time() -> None:
+    parts = Parts()
+    metrics = Metrics(parts.sources())
+    samples = scrape(metrics)
+
+    dead = "nova_autopilot_dead_lettered_total"
+    assert value(samples, dead, queue="notifications.nova-autopilot", reason="not_json") == 2
+    assert value(samples, dead, queue="nova-autopilot.requests", reason="bad_signature") == 1
+    dropped = "nova_autopilot_events_dropped_total"
+    assert value(samples, dropped, source="nova", reason="not_json") == 2
+    assert value(samples, dropped, source="request", reason="bad_signature") == 1
+    assert value(samples, "nova_autopilot_broker_reconnects_total", consumer="notifications") == 2
+    assert value(samples, "nova_autopilot_consumer_up", consumer="notifications") == 1
+    assert value(samples, "nova_autopilot_consumer_up", consumer="requests") == 0
+    requests = "nova_autopilot_nova_requests_total"
+    assert value(samples, requests, call="POST /v2.1/servers/{id}/action", status="202") == 3
+    assert value(samples, requests, call="GET /v2.1/servers/{id}", status="404") == 1
+    assert value(samples, "nova_autopilot_operations_in_flight", action="resize") == 1
+    assert value(samples, "nova_autopilot_operations_in_flight", action="rescue") == 0
+    assert value(samples, "nova_autopilot_build_info", version="1.2.3") == 1
+
+    parts.dead["not_json"] = 5
+    parts.in_flight["resize"] = 0
+    parts.calls["POST /v2.1/servers/{id}/action", 202] = 4
+    samples = scrape(metrics)
+    assert value(samples, dead, queue="notifications.nova-autopilot", reason="not_json") == 5
+    assert value(samples, "nova_autopilot_operations_in_flight", action="resize") == 0
+    assert value(samples, requests, call="POST /v2.1/servers/{id}/action", status="202") == 4
+
+
+def test_breaker_states_are_numbered_closed_half_open_open() -> None:
+    parts = Parts()
+    parts.breakers = {"global": "closed", "project:p1": "half-open", "policy:resize": "open"}
+    samples = scrape(Metrics(parts.sources()))
+    state = "nova_autopilot_breaker_state"
+    assert value(samples, state, scope="global") == 0
+    assert value(samples, state, scope="project:p1") == 1
+    assert value(samples, state, scope="policy:resize") == 2
+
+
+def test_two_daemons_in_one_process_keep_their_figures_apart() -> None:
+    first, second = Parts(), Parts()
+    first.tally.received("nova", "instance.update", matched=False)
+    a, b = Metrics(first.sources()), Metrics(second.sources())
+    name = "nova_autopilot_events_received_total"
+    key = (name, (("event_type", "instance.update"), ("source", "nova")))
+    assert scrape(a)[key] == 1
+    assert key not in scrape(b)
