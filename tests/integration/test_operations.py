@@ -122,7 +122,14 @@ def test_a_launched_server_in_error_is_rescued_then_unrescued(stack: Stack) -> N
     op = stack.outcome(stack.request("server.rescue.requested", server.id))
     assert (op.outcome, op.reason) == ("rescued", None)
     assert stack.sandbox.server(server.id).vm_state == "rescued"
-    answer = next(r for r in stack.results if r["operation_id"] == op.id and r["_reply_to"])
+    # The answer is published just after the outcome is written: wait for it.
+    answer = until(
+        lambda: next(
+            (r for r in stack.results if r["operation_id"] == op.id and r["_reply_to"]), None
+        ),
+        20,
+        "the answer to the requester",
+    )
     assert len(answer["secrets"]["admin_password"]) >= 20
     assert "secrets" not in next(r for r in stack.results if r["operation_id"] == op.id)
     back = stack.outcome(stack.request("server.repair.done", server.id))
