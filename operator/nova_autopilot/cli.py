@@ -103,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     history.add_argument("--until", metavar="WHEN", help="created before (same forms as --since)")
     history.add_argument("--outcome", metavar="X", help="only this outcome (confirmed, refused...)")
-    history.add_argument("--operation", metavar="ID", help="one operation, with its whole chain")
+    history.add_argument(
+        "--operation", metavar="ID", help="one operation (its id, or the start of it), whole"
+    )
     history.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (20)")
     history.add_argument("--json", action="store_true", help="print JSON for scripts")
 
@@ -271,7 +273,7 @@ def _history(args: argparse.Namespace) -> int:
                 since=filters.since,
                 until=filters.until,
                 outcome=filters.outcome,
-                operation_id=filters.operation_id,
+                id_prefix=filters.operation_id,
                 limit=filters.limit,
             ):
                 views.append(history.operation_view(operation, journal.steps(operation.id)))

@@ -439,6 +439,7 @@ def test_the_filters_select_by_server_policy_outcome_time_and_operation(
     assert ids(capsys, tmp_path, "--since", "3h", "--until", "90m") == [old]
     assert ids(capsys, tmp_path, "--limit", "1") == [running]
     assert ids(capsys, tmp_path, "--operation", old) == [old]
+    assert ids(capsys, tmp_path, "--operation", old[:12]) == [old]  # as the table shows it
     assert ids(capsys, tmp_path, "--operation", old, "--policy", "shrink") == []
 
 

@@ -549,9 +549,11 @@ class JournalBehaviour:
         assert [op.id for op in journal.history(outcome="reverted")] == [b.id]
         window = journal.history(since=T0 + timedelta(minutes=30), until=T0 + timedelta(hours=2))
         assert [op.id for op in window] == [b.id]
-        assert [op.id for op in journal.history(operation_id=b.id)] == [b.id]
-        assert journal.history(operation_id=b.id, policy="p2") == []
-        assert journal.history(operation_id="no-such-operation") == []
+        assert [op.id for op in journal.history(id_prefix=b.id)] == [b.id]
+        assert [op.id for op in journal.history(id_prefix=b.id[:12])] == [b.id]
+        assert journal.history(id_prefix=b.id, policy="p2") == []
+        assert journal.history(id_prefix="no-such-operation") == []
+        assert journal.history(id_prefix="%") == journal.history(id_prefix="_") == []
 
     def test_counting_for_budgets_filters_and_can_leave_out_outcomes(
         self, journal: Journal, clock: Clock

@@ -88,12 +88,12 @@ def history(
     since: datetime | None,
     until: datetime | None,
     outcome: str | None,
-    operation_id: str | None = None,
+    id_prefix: str | None = None,
     limit: int,
 ) -> Select[Any]:
-    query = select(ops).where(
-        *_equal(id=operation_id, server_id=server_id, policy=policy, outcome=outcome)
-    )
+    query = select(ops).where(*_equal(server_id=server_id, policy=policy, outcome=outcome))
+    if id_prefix is not None:
+        query = query.where(ops.c.id.startswith(id_prefix, autoescape=True))
     if since is not None:
         query = query.where(ops.c.created_at >= since)
     if until is not None:

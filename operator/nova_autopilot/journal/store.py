@@ -281,11 +281,11 @@ class Journal:
         since: datetime | None = None,
         until: datetime | None = None,
         outcome: str | None = None,
-        operation_id: str | None = None,
+        id_prefix: str | None = None,
         limit: int = 100,
     ) -> list[Operation]:
         """Operations created in [since, until), newest first, at most ``limit``; every
-        filter given must hold (``operation_id`` selects one operation)."""
+        filter given must hold (``id_prefix``: ids that start so, a whole id among them)."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         query = queries.history(
@@ -294,7 +294,7 @@ class Journal:
             since=None if since is None else aware_utc(since, "since"),
             until=None if until is None else aware_utc(until, "until"),
             outcome=outcome,
-            operation_id=operation_id,
+            id_prefix=id_prefix,
             limit=limit,
         )
         return self._list(query)
