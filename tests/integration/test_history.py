@@ -17,7 +17,7 @@ import pytest
 from nova_autopilot import cli
 from nova_autopilot.policies import load_texts
 from nova_autopilot.sandbox.faults import ServerFaults
-from tests.integration.stack import POLICIES, Stack
+from tests.integration.stack import POLICIES, Stack, until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -214,7 +214,14 @@ def test_a_rescue_password_never_reaches_the_history(
     server = stack.sandbox.add_server("web-4", "m1.small")
     op = stack.outcome(stack.request("server.rescue.requested", server.id))
     assert op.outcome == "rescued"
-    (answer,) = [r for r in stack.results if r["_reply_to"] and r["operation_id"] == op.id]
+    # The answer to the requester is published just after the outcome is written.
+    answer = until(
+        lambda: next(
+            (r for r in stack.results if r["_reply_to"] and r["operation_id"] == op.id), None
+        ),
+        20,
+        "the answer to the requester",
+    )
     password = answer["secrets"]["admin_password"]
 
     result = history(tmp_path, capsys, "--operation", op.id)
