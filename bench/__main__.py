@@ -9,7 +9,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import intake, latency, matching, operations, waiting, writes
+from bench import intake, latency, matching, observe, operations, waiting, writes
 
 BENCHMARKS = {
     "matching": matching.run,
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "waiting": waiting.run,
     "latency": latency.run,
     "writes": writes.run,
+    "observe": observe.run,
 }
 
 
