@@ -1,9 +1,10 @@
 """The names the operator's pages quote exist in the code.
 
-The runbook tells what each log line means; a renamed or removed event would
-leave it describing lines that never come. Every name in its table of log
-lines must be logged somewhere by the package (as a literal), or be an
-``<action>.<outcome>`` line of a real action and outcome.
+The runbook tells what each log line and each metric means; a renamed or
+removed one would leave it describing something that never comes. Every name
+in its table of log lines must be logged somewhere by the package (as a
+literal), or be an ``<action>.<outcome>`` line of a real action and outcome;
+every metric any page names must be exported by the daemon's collector.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ import re
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from nova_autopilot.journal import OUTCOMES
+from nova_autopilot.metrics import Metrics, Sources
 from nova_autopilot.policies.model import ACTIONS
+from nova_autopilot.tally import Tally
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "operator" / "nova_autopilot"
-RUNBOOK = ROOT / "docs" / "runbook.md"
+DOCS = ROOT / "docs"
+RUNBOOK = DOCS / "runbook.md"
 
 
 def logged_names() -> set[str]:
@@ -54,3 +59,48 @@ def test_every_log_line_in_the_runbook_is_logged_by_the_code(name: str) -> None:
         assert outcome in OUTCOMES, f"{name}: {outcome!r} is not an outcome"
         return
     assert name in logged_names(), f"the runbook quotes {name!r}, which nothing logs"
+
+
+def exported_metrics() -> set[str]:
+    """Every sample name the collector can produce (with the suffixes of
+    counters and histograms), read from a scrape of an idle daemon."""
+    sources = Sources(
+        version="0",
+        tally=Tally().snapshot,
+        intakes=list,
+        nova_calls=dict,
+        in_flight=dict,
+        breakers=dict,
+    )
+    text = Metrics(sources).exposition()[0].decode()
+    found = set()
+    for family in text_string_to_metric_families(text):
+        suffixes = {
+            "counter": ("_total",),
+            "histogram": ("_bucket", "_sum", "_count"),
+        }.get(family.type, ())
+        found.add(family.name)
+        found.update(family.name + suffix for suffix in suffixes)
+    return found
+
+
+def documented_metrics() -> list[tuple[str, str]]:
+    return sorted(
+        {
+            (page.name, name)
+            for page in DOCS.glob("*.md")
+            for name in re.findall(r"\bnova_autopilot_[a-z_]+", page.read_text(encoding="utf-8"))
+        }
+    )
+
+
+METRICS = documented_metrics()
+
+
+def test_the_runbook_names_the_metrics() -> None:
+    assert sum(1 for page, _ in METRICS if page == RUNBOOK.name) >= 12
+
+
+@pytest.mark.parametrize(("page", "name"), METRICS, ids=[f"{p}:{n}" for p, n in METRICS])
+def test_every_metric_a_page_names_is_exported(page: str, name: str) -> None:
+    assert name in exported_metrics(), f"{page} names {name}, which the daemon does not export"
