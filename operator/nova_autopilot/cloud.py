@@ -73,6 +73,23 @@ class FlavorInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageInfo:
+    id: str
+    name: str
+    status: str | None = None
+    min_disk: int = 0
+    min_ram: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkInfo:
+    id: str
+    name: str
+    external: bool = False
+    shared: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ServerState:
     """What Nova says about a server at one moment."""
 
@@ -267,6 +284,16 @@ def _addresses(addresses: Mapping[str, Any] | None) -> tuple[str, ...]:
             if isinstance(entry, Mapping) and entry.get("addr"):
                 found.append(str(entry["addr"]))
     return tuple(found)
+
+
+def _image(image: Any) -> ImageInfo:
+    return ImageInfo(
+        id=str(image.id),
+        name=str(image.name or ""),
+        status=image.status,
+        min_disk=int(image.min_disk or 0),
+        min_ram=int(image.min_ram or 0),
+    )
 
 
 def server_state(server: Any) -> ServerState:
@@ -487,6 +514,101 @@ class Cloud:
         self._write(
             "update_quota", lambda: compute.update_quota_set(project_id, cores=cores, ram=ram)
         )
+
+    # -- servers of one's own (the demo boots, breaks and removes them) -------
+
+    def flavors(self) -> list[FlavorInfo]:
+        """Every flavor the project can use."""
+        compute = self.connection.compute
+        return self._call(
+            "list_flavors",
+            lambda: [
+                FlavorInfo(str(f.id), str(f.name), f.vcpus, f.ram, f.disk)
+                for f in compute.flavors(details=True)
+            ],
+        )
+
+    def images(self) -> list[ImageInfo]:
+        """Every image, through Nova's image API (it asks the image service)."""
+        compute = self.connection.compute
+        return self._call("list_images", lambda: [_image(i) for i in compute.images(details=True)])
+
+    def image(self, ref: str) -> ImageInfo:
+        """An image by id or name; ``NotFound`` when there is none."""
+        compute = self.connection.compute
+
+        def find() -> ImageInfo:
+            found = compute.find_image(ref, ignore_missing=False)
+            return _image(found if found.status else compute.get_image(found.id))
+
+        return self._call("find_image", find)
+
+    def networks(self) -> list[NetworkInfo] | None:
+        """Every network the project sees; None when the cloud has no network service."""
+        try:
+            listed = list(self.connection.network.networks())
+        except (
+            sdk_exc.NotFoundException,
+            sdk_exc.EndpointNotFound,
+            sdk_exc.ServiceDisabledException,
+            ksa_exc.CatalogException,
+        ):
+            return None
+        except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
+            raise _translate("list_networks", exc) from None
+        return [
+            NetworkInfo(str(n.id), str(n.name or ""), bool(n.is_router_external), bool(n.is_shared))
+            for n in listed
+        ]
+
+    def create_server(
+        self,
+        *,
+        name: str,
+        flavor_id: str,
+        image_id: str,
+        network: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        """Boot a server; its id. ``network`` is a network id, ``none`` or ``auto``."""
+        compute = self.connection.compute
+        networks: str | list[dict[str, str]] = (
+            network if network in ("none", "auto") else [{"uuid": network}]
+        )
+        created = self._call(
+            "create_server",
+            lambda: compute.create_server(
+                name=name,
+                flavor_id=flavor_id,
+                image_id=image_id,
+                networks=networks,
+                metadata=dict(metadata or {}),
+            ),
+        )
+        return str(created.id)
+
+    def servers_named(self, prefix: str) -> list[ServerState]:
+        """The project's servers whose name starts with ``prefix``."""
+        compute = self.connection.compute
+        pattern = "^" + re.escape(prefix)
+        return self._call(
+            "list_servers",
+            lambda: [
+                server_state(s)
+                for s in compute.servers(name=pattern)
+                if str(s.name or "").startswith(prefix)
+            ],
+        )
+
+    def reboot(self, server_id: str, *, hard: bool = True) -> None:
+        compute = self.connection.compute
+        kind = "HARD" if hard else "SOFT"
+        self._call("reboot", lambda: compute.reboot_server(server_id, kind))
+
+    def delete_server(self, server_id: str) -> None:
+        """Delete a server; nothing happens when it is already gone."""
+        compute = self.connection.compute
+        self._call("delete_server", lambda: compute.delete_server(server_id, ignore_missing=True))
 
     def close(self) -> None:
         self.connection.close()
