@@ -82,13 +82,68 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     demo_cmd = commands.add_parser(
-        "demo", help="run the daemon against an embedded Nova; needs no broker and no cloud"
+        "demo",
+        help="run the daemon through its flows: against an embedded Nova (no broker, no "
+        "cloud needed), or against a real cloud with --cloud",
+        description="Run the real daemon through the product's flows and print the history: "
+        "an approved resize confirmed, a resize whose health gate fails reverted, a failed "
+        "boot rescued then unrescued, a never-launched server left alone. Without --cloud "
+        "it runs against an embedded Nova. With --cloud it boots its servers on that cloud "
+        "(their names start with nova-autopilot-demo-), listens to the cloud's "
+        "notifications on --broker, and deletes every server it booted at the end, also "
+        "after a failure or Ctrl-C. A flow that cannot be staged on the cloud is skipped "
+        "with the reason. Exit status 0 when every flow that ran ended as expected.",
     )
     demo_cmd.add_argument(
         "--broker",
         metavar="URL",
-        help="a RabbitMQ transport URL (rabbit://user:pass@host:5672/vhost) instead of the "
-        "in-process broker",
+        help="a RabbitMQ transport URL (rabbit://user:pass@host:5672/vhost). Without "
+        "--cloud: used instead of the in-process broker (give the demo a vhost of its own). "
+        "With --cloud (required there): where that cloud's Nova publishes its "
+        "notifications, the transport_url of its nova.conf",
+    )
+    demo_cmd.add_argument(
+        "--cloud",
+        metavar="NAME",
+        help="a cloud of clouds.yaml (openstacksdk's usual lookup: OS_CLIENT_CONFIG_FILE, "
+        "./clouds.yaml, ~/.config/openstack/, /etc/openstack/) to run the demo against",
+    )
+    cloud_only = demo_cmd.add_argument_group(
+        "with --cloud", "what the demo boots; found on the cloud when not given"
+    )
+    cloud_only.add_argument(
+        "--image",
+        metavar="ID|NAME",
+        help="image of the servers (default: the only, or a cirros, image)",
+    )
+    cloud_only.add_argument(
+        "--flavor",
+        metavar="ID|NAME",
+        help="flavor the servers boot with (default: the smallest that fits the image)",
+    )
+    cloud_only.add_argument(
+        "--resize-flavor",
+        metavar="ID|NAME",
+        help="flavor the resize flows ask for (default: the next larger one)",
+    )
+    cloud_only.add_argument(
+        "--network",
+        metavar="ID|NAME",
+        help="network of the servers, or 'none' or 'auto' (default: the project's only "
+        "network; 'none' when the cloud has no network service)",
+    )
+    cloud_only.add_argument(
+        "--fail-reboot-metadata",
+        metavar="KEY=VALUE",
+        help="server metadata that makes this cloud's compute driver fail the server's "
+        "reboots (a test cloud; novabox: novabox:fail=reboot). Without it the rescue "
+        "flows are skipped: a real cloud cannot be told to fail a boot",
+    )
+    cloud_only.add_argument(
+        "--fail-spawn-metadata",
+        metavar="KEY=VALUE",
+        help="server metadata that makes this cloud's compute driver fail the first boot "
+        "(novabox: novabox:fail=spawn). Without it the never-launched flow is skipped",
     )
 
     commands.add_parser("run", help="run the daemon (as the systemd service does)")
@@ -361,11 +416,35 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_CLOUD_ONLY = (
+    "image",
+    "flavor",
+    "resize_flavor",
+    "network",
+    "fail_reboot_metadata",
+    "fail_spawn_metadata",
+)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    cloud = None
+    if args.cloud:
+        cloud = demo.CloudOptions(args.cloud, **{name: getattr(args, name) for name in _CLOUD_ONLY})
+    else:
+        given = [f"--{name.replace('_', '-')}" for name in _CLOUD_ONLY if getattr(args, name)]
+        if given:
+            raise _UsageError(f"{', '.join(given)}: only with --cloud")
+    try:
+        return demo.run(broker=args.broker, cloud=cloud)
+    except demo.UsageError as exc:
+        raise _UsageError(f"demo: {exc}") from None
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": _check,
     "explain": _explain,
     "replay": _replay,
-    "demo": lambda args: demo.run(broker=args.broker),
+    "demo": _demo,
     "run": _run,
     "send": _send,
     "history": _history,

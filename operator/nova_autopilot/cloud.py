@@ -575,7 +575,7 @@ class Cloud:
         networks: str | list[dict[str, str]] = (
             network if network in ("none", "auto") else [{"uuid": network}]
         )
-        created = self._call(
+        created = self._write(
             "create_server",
             lambda: compute.create_server(
                 name=name,
@@ -603,12 +603,12 @@ class Cloud:
     def reboot(self, server_id: str, *, hard: bool = True) -> None:
         compute = self.connection.compute
         kind = "HARD" if hard else "SOFT"
-        self._call("reboot", lambda: compute.reboot_server(server_id, kind))
+        self._write("reboot", lambda: compute.reboot_server(server_id, kind))
 
     def delete_server(self, server_id: str) -> None:
         """Delete a server; nothing happens when it is already gone."""
         compute = self.connection.compute
-        self._call("delete_server", lambda: compute.delete_server(server_id, ignore_missing=True))
+        self._write("delete_server", lambda: compute.delete_server(server_id, ignore_missing=True))
 
     def close(self) -> None:
         self.connection.close()
