@@ -116,8 +116,12 @@ WRITES = {
     "lock": ("s-1",),
     "unlock": ("s-1",),
     "set_compute_quota": ("p-1",),
+    "create_server": (),
+    "reboot": ("s-1",),
+    "delete_server": ("s-1",),
 }
 WRITE_KWARGS: dict[str, dict[str, Any]] = {
+    "create_server": {"name": "n", "flavor_id": "f-1", "image_id": "i-1", "network": "none"},
     "rescue": {"admin_pass": "pw"},
     "lock": {"reason": "op-1"},
     "set_compute_quota": {"cores": 4, "ram": 4096},
@@ -131,6 +135,11 @@ READS = {
     "actions": ("s-1",),
     "ping": (),
     "compute_quota": ("p-1",),
+    "flavors": (),
+    "images": (),
+    "image": ("i-1",),
+    "networks": (),
+    "servers_named": ("demo-",),
 }
 NOT_CALLS = {"check", "close", "connect", "from_endpoint"}
 
@@ -152,7 +161,7 @@ class FakeCompute:
     def __getattr__(self, name: str) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
             self.calls[name] += 1
-            if name in ("servers", "server_actions"):
+            if name in ("servers", "server_actions", "images", "networks"):
                 return []
             if name == "flavors":
                 return [SimpleNamespace(id="f-1", name="small", vcpus=1, ram=512, disk=1)]
@@ -166,6 +175,7 @@ class FakeCompute:
 class FakeConnection:
     def __init__(self) -> None:
         self.compute = FakeCompute()
+        self.network = FakeCompute()
         self.session = object()
 
 
