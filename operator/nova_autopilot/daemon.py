@@ -7,8 +7,14 @@ resumes the journal's unfinished operations, and waits for a signal:
 * SIGTERM / SIGINT: stop taking messages (the broker keeps what was not
   handled), let running phases end, leave waiting operations in the journal
   (they resume at the next start), exit within ``[DEFAULT] stop_timeout``;
-* SIGHUP: reload the policies atomically; a broken file keeps the running
-  set and logs every problem.
+* SIGHUP: reload the policies, the signing keys and the log level, all or
+  nothing (:mod:`.reloading`); a broken file keeps the running set of all
+  three and logs every problem.
+
+Under systemd (:mod:`.service`) it sends READY=1 once the journal is open and
+the consumers are attached, a STATUS line with live counts, WATCHDOG=1 only
+while the consumers and the operation workers really work
+(:mod:`.liveness`), RELOADING=1 around a reload and STOPPING=1 on SIGTERM.
 
 With ``[metrics] enabled`` it serves ``/metrics``, ``/healthz``, ``/readyz``
 and ``/status`` (:meth:`Daemon.status`, one section per part) over HTTP.
@@ -33,12 +39,16 @@ from nova_autopilot.bus import Bus, Delivery, accept_all
 from nova_autopilot.cloud import Cloud, WriteLimiter
 from nova_autopilot.endpoints import Endpoints
 from nova_autopilot.engine import Engine
-from nova_autopilot.errors import AutopilotError, CloudError, PolicyError
+from nova_autopilot.errors import AutopilotError, CloudError
 from nova_autopilot.events import Event
 from nova_autopilot.journal import Journal, default_url
+from nova_autopilot.liveness import Liveness
 from nova_autopilot.logs import get_logger, redact
 from nova_autopilot.metrics import Metrics, Sources
 from nova_autopilot.policies import PolicySet, load_policies
+from nova_autopilot.reloading import Reloader
+from nova_autopilot.sdnotify import Notifier
+from nova_autopilot.service import Counts, ServiceLink
 from nova_autopilot.signing import Verifier, load_keys
 
 log = get_logger(__name__)
@@ -68,17 +78,9 @@ class PolicyHolder:
     def __call__(self) -> PolicySet:
         return self._current
 
-    def reload(self) -> bool:
-        """Load the files again; keep the running set when they are broken."""
-        try:
-            fresh = load_policies(self.path)
-        except PolicyError as exc:
-            for problem in exc.problems:
-                log.error("policies.reload_refused", problem=str(problem))
-            return False
+    def replace(self, fresh: PolicySet) -> None:
+        """Put ``fresh`` in force (a reload that read every file without a problem)."""
         self._current = fresh
-        log.info("policies.reloaded", path=self.path, count=len(fresh))
-        return True
 
 
 class BusReporter:
@@ -109,6 +111,7 @@ class Daemon:
         cloud: Cloud,
         verifier: Verifier | None = None,
         clock: Callable[[], datetime] = utc_now,
+        notifier: Notifier | None = None,
     ) -> None:
         self.conf = conf
         self.policies = policies
@@ -170,6 +173,16 @@ class Daemon:
         self._started_at: datetime | None = None
         self._looping = False
         self._turned_at = time.monotonic()
+        self.reloader = Reloader(conf=conf, policies=policies, verifier=verifier)
+        self.service = ServiceLink(
+            notifier=notifier or Notifier.from_environment(),
+            liveness=Liveness(
+                bus_health=self.bus.health,
+                runner_responsive=self.runner.responsive,
+                wedged_after=float(conf.wedged_after),
+            ),
+            counts=self._counts,
+        )
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> Daemon:
@@ -268,11 +281,21 @@ class Daemon:
         self.runner.start()
         resumed = self.engine.resume()
         self.bus.start()
-        ready = self.bus.wait_ready(ready_timeout)
+        ready = self._wait_ready(ready_timeout)
         log.info("daemon.started", ready=ready, resumed=resumed, policies=len(self.policies()))
         return ready
 
+    def _wait_ready(self, timeout: float) -> bool:
+        """Wait for the consumers, telling systemd how the start goes meanwhile."""
+        deadline = self.clock() + timedelta(seconds=timeout)
+        while not self.bus.wait_ready(self.service.tick_s):
+            self.service.tick(ready=False)
+            if self._stop.is_set() or self.clock() >= deadline:
+                return False
+        return True
+
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        self.service.stopping()
         deadline = self.clock() + timedelta(seconds=timeout)
         clean = self.bus.stop(timeout=timeout / 2)
         remaining = max(1.0, (deadline - self.clock()).total_seconds())
@@ -299,11 +322,14 @@ class Daemon:
         self._looping = True
         while True:
             self._turned_at = time.monotonic()
-            self._stop.wait(timeout=min(RETENTION_EVERY_S, 5.0))
+            self.service.tick(ready=self.bus.wait_ready(0))
+            self._stop.wait(timeout=self.service.tick_s)
             if self._reload.is_set():
                 self._reload.clear()
                 self._stop.clear()
-                self.policies.reload()
+                self.service.reloading()
+                self.reloader.reload()
+                self.service.reloaded()
                 continue
             if self._stop.is_set():
                 break
@@ -312,6 +338,16 @@ class Daemon:
                 next_prune = self.clock() + timedelta(seconds=RETENTION_EVERY_S)
         self.stop(timeout=float(self.conf.stop_timeout))
         return 0
+
+    def _counts(self) -> Counts:
+        counters = self.bus.counters().values()
+        return Counts(
+            in_flight=self.runner.in_flight(),
+            waiting=self.runner.waiting(),
+            handled=sum(c.handled for c in counters),
+            dead_lettered=sum(c.dead_lettered_total for c in counters),
+            consumers=[(i.name, i.attached) for i in self.bus.health().intakes],
+        )
 
     def _prune(self) -> None:
         days = int(self.conf.journal.retention_days)

@@ -22,7 +22,7 @@ from typing import TextIO, cast
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["LEVELS", "REDACTED", "bound", "configure", "get_logger", "redact"]
+__all__ = ["LEVELS", "REDACTED", "bound", "configure", "get_logger", "redact", "set_level"]
 
 REDACTED = "***"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -246,9 +246,7 @@ def configure(*, level: str = "INFO", fmt: str = "auto", stream: TextIO | None =
         root.removeHandler(old)
         old.close()
     root.addHandler(handler)
-    root.setLevel(level_name)
-    for name in _NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.NOTSET if level_name == "DEBUG" else "WARNING")
+    _apply_level(level_name)
 
     structlog.configure(
         processors=[
@@ -263,6 +261,21 @@ def configure(*, level: str = "INFO", fmt: str = "auto", stream: TextIO | None =
         # Not cached: a logger used before configure() must not keep the old settings.
         cache_logger_on_first_use=False,
     )
+
+
+def set_level(level: str) -> None:
+    """Change the lowest level logged (case-insensitive), keeping the output as
+    :func:`configure` set it; the libraries follow as :func:`configure` says."""
+    level_name = level.upper()
+    if level_name not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(LEVELS)}")
+    _apply_level(level_name)
+
+
+def _apply_level(level_name: str) -> None:
+    logging.getLogger().setLevel(level_name)
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if level_name == "DEBUG" else "WARNING")
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -56,6 +56,15 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
             "(the broker keeps what was not handled), lets running steps end and leaves "
             "waiting operations in the journal, where the next start resumes them.",
         ),
+        _seconds(
+            "wedged_after",
+            20,
+            "Seconds after which a message still in a handler (for example a journal write "
+            "blocked on a database lock), or an operation worker pool that has not run a "
+            "trivial task, counts as wedged. While anything is wedged the daemon stops "
+            "sending WATCHDOG=1 to systemd, which restarts it after WatchdogSec; keep it "
+            "below the unit's WatchdogSec.",
+        ),
     ]
     notifications: list[cfg.Opt] = [
         cfg.StrOpt(
@@ -311,6 +320,7 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
             "level",
             default="INFO",
             ignore_case=True,
+            mutable=True,
             choices=[
                 ("DEBUG", "everything, including the libraries' own debug messages"),
                 ("INFO", "every decision and operation step"),
@@ -319,7 +329,8 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
             ],
             help="Lowest level logged (case-insensitive). Unless it is DEBUG, the "
             "libraries (oslo.messaging, kombu, amqp, openstacksdk) only log warnings "
-            "and errors.",
+            "and errors. SIGHUP applies a new value, together with the policies and the "
+            "signing keys.",
         ),
         cfg.StrOpt(
             "format",

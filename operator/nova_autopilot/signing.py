@@ -100,12 +100,21 @@ class Verifier:
         self._max_age = timedelta(seconds=max_age_s)
         self._clock = clock
 
+    @property
+    def key_ids(self) -> list[str]:
+        return sorted(self._keys)
+
+    def use_keys(self, keys: Mapping[str, str]) -> None:
+        """Verify with ``keys`` from now on (a reload); a check in progress ends
+        with the keys it started with."""
+        self._keys = dict(keys)
+
     def __call__(self, body: bytes, headers: Mapping[str, Any]) -> None:
         key_id = _header(headers, KEY_ID_HEADER)
         signature = _header(headers, SIGNATURE_HEADER)
         if key_id is None or signature is None:
             raise BadMessage("unsigned", "the request carries no signature headers")
-        secret = self._keys.get(key_id)
+        secret = self._keys.get(key_id)  # one read: a reload swaps the whole mapping
         if secret is None:
             raise BadMessage("unknown_key", f"no signing key {key_id!r}")
         try:

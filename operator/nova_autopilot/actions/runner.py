@@ -16,9 +16,10 @@ import heapq
 import itertools
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -173,6 +174,10 @@ class _Job:
         return self.work.started_at + timedelta(seconds=self.work.confirm.timeout_s)
 
 
+def _nothing() -> None:
+    """The task that shows a worker of the pool is free to run one."""
+
+
 def wakes(wait: Wait, event: Event) -> bool:
     """Whether this event of the waiting server should wake it."""
     if event.event_type in wait.events:
@@ -227,6 +232,9 @@ class Runner:
         self._stopping = False
         self._last_poll = clock()
         self._thread = threading.Thread(target=self._schedule, name="autopilot-timers", daemon=True)
+        self._ping_lock = threading.Lock()
+        self._ping: Future[None] | None = None
+        self._ping_sent = 0.0
 
     # -- public -----------------------------------------------------------
 
@@ -275,6 +283,24 @@ class Runner:
         for job in woken:
             self._dispatch(job, event, None)
         return len(woken)
+
+    def responsive(self, within_s: float) -> bool:
+        """Whether the runner can still make progress: its timer thread runs and
+        its worker pool ran the last trivial task it was given within
+        ``within_s`` seconds. Each call after that task ran hands it a new one,
+        so a pool whose every worker is stuck shows within ``within_s``."""
+        if self._stopping or not self._thread.is_alive():
+            return False
+        now = time.monotonic()
+        with self._ping_lock:
+            if self._ping is not None and not self._ping.done():
+                return now - self._ping_sent < within_s
+            try:
+                self._ping = self._pool.submit(_nothing)
+            except RuntimeError:  # the pool was shut down
+                return False
+            self._ping_sent = now
+            return True
 
     def in_flight(self) -> int:
         with self._cond:
