@@ -144,6 +144,7 @@ class Daemon:
         )
         self._stop = threading.Event()
         self._reload = threading.Event()
+        self._wake = threading.Event()  # either of the two: the main loop looks
         self.reachability = health.Reachability(
             check=cloud.ping, interval_s=float(conf.metrics.cloud_check_interval)
         )
@@ -309,13 +310,14 @@ class Daemon:
 
     def request_stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def request_reload(self) -> None:
         self._reload.set()
-        self._stop.set()  # wake the main loop; it tells the two apart
+        self._wake.set()
 
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT; SIGHUP reloads the policies."""
+        """Run until SIGTERM/SIGINT; SIGHUP reloads policies, keys and log level."""
         self._install_signals()
         self.start()
         next_prune = self.clock()
@@ -323,16 +325,16 @@ class Daemon:
         while True:
             self._turned_at = time.monotonic()
             self.service.tick(ready=self.bus.wait_ready(0))
-            self._stop.wait(timeout=self.service.tick_s)
+            self._wake.wait(timeout=self.service.tick_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             if self._reload.is_set():
                 self._reload.clear()
-                self._stop.clear()
                 self.service.reloading()
                 self.reloader.reload()
                 self.service.reloaded()
                 continue
-            if self._stop.is_set():
-                break
             if self.clock() >= next_prune:
                 self._prune()
                 next_prune = self.clock() + timedelta(seconds=RETENTION_EVERY_S)

@@ -102,12 +102,15 @@ class ServiceLink:
         return verdict
 
     def reloading(self) -> None:
-        self.notifier.reloading(status="reloading: policies, signing keys, log level")
+        """A reload starts (before READY=1 there is nothing to announce)."""
+        if self._ready:
+            self.notifier.reloading(status="reloading: policies, signing keys, log level")
 
     def reloaded(self) -> None:
         """The reload ended (applied or refused): running again."""
-        self._last_status = self._line(self._liveness.check())
-        self.notifier.ready(status=self._last_status)
+        if self._ready:
+            self._last_status = self._line(self._liveness.check())
+            self.notifier.ready(status=self._last_status)
 
     def stopping(self) -> None:
         self.notifier.stopping(status=status_line("stopping", self._counts()))

@@ -156,6 +156,15 @@ def test_reload_and_stop_are_announced() -> None:
     assert notifier.sent[-1]["STATUS"].startswith("stopping: 2 operations in flight")
 
 
+def test_a_reload_before_the_start_is_over_announces_no_readiness() -> None:
+    daemon, notifier, clock = Daemon(), Recorder(), [0.0]
+    service = link(daemon, notifier, clock)
+    service.tick(ready=False)
+    service.reloading()
+    service.reloaded()
+    assert notifier.kinds() == ["STATUS"]
+
+
 def test_the_status_line_reads_as_a_sentence() -> None:
     one = Counts(in_flight=1, waiting=0, handled=1, dead_lettered=3,
                  consumers=[("notifications", True), ("requests", False)])  # fmt: skip
