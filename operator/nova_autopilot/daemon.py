@@ -55,7 +55,7 @@ log = get_logger(__name__)
 
 STOP_TIMEOUT_S = 30.0
 RETENTION_EVERY_S = 3600.0
-#: /healthz fails when the main loop (which turns every 5 s) has not turned for this long.
+#: /healthz fails when the main loop (which turns every second) has not turned for this long.
 LIVENESS_S = 30.0
 
 
