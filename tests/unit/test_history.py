@@ -501,3 +501,19 @@ def test_no_secret_of_the_journal_reaches_the_command_output(
         assert code == 0
         assert SECRET not in out
         assert new.id[:12] in out
+
+
+def test_every_field_of_the_json_is_documented() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "history.md").read_text("utf-8")
+    step_fields = page.replace(".steps[]", "")  # `.steps[].at` documents a step's `.at`
+
+    def undocumented(keys: Any, form: str, text: str = page) -> list[str]:
+        return [k for k in keys if form.format(k) not in text and form.format(f"{k}[]") not in text]
+
+    doc = history.document([history.operation_view(operation(), STEPS)], history.Filters())
+    (chain,) = doc["operations"]
+    assert undocumented(doc, "| `{}`") == []
+    assert undocumented(chain, "`.{}`") == []
+    assert undocumented(chain["steps"][0], "`.{}`", step_fields) == []
+    assert undocumented(chain["event"], "`{}`") == []
+    assert "`.decision` | `{verdict, reason}`" in page
