@@ -18,6 +18,9 @@ while the consumers and the operation workers really work
 
 With ``[metrics] enabled`` it serves ``/metrics``, ``/healthz``, ``/readyz``
 and ``/status`` (:meth:`Daemon.status`, one section per part) over HTTP.
+
+Every second the main loop also ends the held operations (queued, awaiting
+approval) whose time is over.
 """
 
 from __future__ import annotations
@@ -141,6 +144,8 @@ class Daemon:
             clock=clock,
             reporter=BusReporter(self.bus),
             global_dry_run=bool(conf.guards.dry_run),
+            global_approval=bool(conf.guards.require_approval),
+            approval_timeout_s=float(conf.guards.approval_timeout),
         )
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -329,6 +334,7 @@ class Daemon:
             self._wake.clear()
             if self._stop.is_set():
                 break
+            self.engine.expire_due()
             if self._reload.is_set():
                 self._reload.clear()
                 self.service.reloading()

@@ -252,6 +252,20 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
             help="Global dry run: matched operations are journaled and logged but no "
             "Nova write call is made.",
         ),
+        cfg.BoolOpt(
+            "require_approval",
+            default=False,
+            help="Every decision that would act on Nova awaits an operator's approval "
+            "first, as under a policy's 'mode: approve': it is journaled in phase "
+            "awaiting_approval and announced, and runs only when an operation.approve "
+            "request names it (docs/requests.md).",
+        ),
+        _seconds(
+            "approval_timeout",
+            3600,
+            "Seconds an operation awaits approval; without an answer by then it ends "
+            "'expired' and never runs.",
+        ),
         cfg.IntOpt(
             "max_concurrent_operations",
             default=10,

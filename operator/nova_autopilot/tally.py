@@ -64,7 +64,7 @@ class TallySnapshot:
     received: Mapping[tuple[str, str], int] = field(default_factory=dict)
     #: (source, event type) of the events at least one policy matched.
     matched: Mapping[tuple[str, str], int] = field(default_factory=dict)
-    #: (policy, decision): run, dry_run, refused.
+    #: (policy, decision): run, dry_run, refused, queue, await_approval.
     decisions: Mapping[tuple[str, str], int] = field(default_factory=dict)
     #: guard name -> refusals (busy, cooldown, budget, parameters...).
     refusals: Mapping[str, int] = field(default_factory=dict)

@@ -146,6 +146,19 @@ def test_a_request_may_name_its_server_by_name_or_by_a_bare_id() -> None:
     assert by_id.instance_id == SAMPLE_INSTANCE
 
 
+def test_an_approval_names_an_operation_and_may_leave_out_the_server() -> None:
+    body = request(type="operation.approve", operation_id="op-1", server=None, flavor=None)
+    event = parse_message(json.dumps({**body, "approved_by": "carol"}))
+    assert (event.source, event.event_type, event.instance_id) == (
+        "request",
+        "operation.approve",
+        None,
+    )
+    assert event.get(("payload", "operation_id")) == "op-1"
+    named = parse_message(request(type="operation.reject", operation_id="op-1", flavor=None))
+    assert named.instance_id == SAMPLE_INSTANCE
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
@@ -158,6 +171,9 @@ def test_a_request_may_name_its_server_by_name_or_by_a_bare_id() -> None:
         (request(timestamp="yesterday"), "bad_timestamp"),
         (request(parameters={"Bad-Key": 1}), "bad_request"),
         (request(parameters={"nested": {"a": 1}}), "bad_request"),
+        (request(operation_id="op-1"), "bad_request"),
+        (request(type="operation.approve", flavor=None), "missing_field"),
+        (request(type="operation.reject", operation_id="op 1"), "bad_request"),
     ],
 )
 def test_an_invalid_request_is_refused_with_a_precise_reason(

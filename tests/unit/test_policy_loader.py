@@ -86,7 +86,7 @@ def test_every_mistake_is_reported_at_once_with_file_line_policy_and_field() -> 
     )
     rendered = [str(p) for p in found]
     assert rendered == [
-        "p.yaml:4: policy 'first': mode: must be one of enforce, dry-run; got 'sometimes'",
+        "p.yaml:4: policy 'first': mode: must be one of enforce, dry-run, approve; got 'sometimes'",
         "p.yaml:6: policy 'first': when.source: must be one of nova, request, autopilot, any; "
         "got 'neutron'",
         "p.yaml:10: policy 'first': do.params: action 'resize' needs parameter 'flavor'",
@@ -108,6 +108,9 @@ def test_every_mistake_is_reported_at_once_with_file_line_policy_and_field() -> 
         ("    confirm: {gate: [{ping: {}}]}\n", "confirm.gate[0]", "tcp, console"),
         ("    confirm: {gate: [{tcp: {timeout: 5}}]}\n", "confirm.gate[0].tcp", "needs a port"),
         ("    limits: {budget: {max: 0, per: 1h}}\n", "limits.budget.max", "at least 1"),
+        ("    limits: {when_busy: queue}\n", "limits.when_busy", "refuse, wait"),
+        ("    limits: {max_wait: 5m}\n", "limits.max_wait", "only with when_busy: wait"),
+        ("    limits: {when_busy: wait, max_wait: later}\n", "limits.max_wait", "duration"),
     ],
 )
 def test_each_section_is_validated(snippet: str, field: str, message: str) -> None:
@@ -264,3 +267,13 @@ def test_random_text_loads_or_fails_with_problems_never_a_crash(text: str) -> No
         load_texts([("fuzz.yaml", text)])
     except PolicyError as exc:
         assert exc.problems
+
+
+def test_busy_servers_and_approvals_are_policy_settings() -> None:
+    text = VALID.replace("name: resize-approved", "name: resize-approved\n    mode: approve")
+    limits = "    limits: {when_busy: wait, max_wait: 30m}\n"
+    (policy,) = load_texts([("p.yaml", text + limits)]).policies
+    assert policy.mode == "approve"
+    assert (policy.limits.when_busy, policy.limits.max_wait_s) == ("wait", 1800.0)
+    (default,) = load_texts([("p.yaml", VALID)]).policies
+    assert (default.mode, default.limits.when_busy) == ("enforce", "refuse")

@@ -17,6 +17,9 @@ changes what a request means::
       "reason": "ticket OPS-1234",
       "parameters": {"rescue_image": "rescue-2026.11"}
     }
+
+``operation.approve`` and ``operation.reject`` name an ``operation_id`` (a
+decision awaiting approval) instead of a server.
 """
 
 from __future__ import annotations
@@ -99,8 +102,14 @@ _FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "approved_by": _text(255),
     "reason": _text(1024),
     "parameters": _parameters,
+    "operation_id": _pattern(_ID_RE, "an operation id (1-128 letters, digits and ._:@/-)"),
 }
 REQUIRED_FIELDS = ("type", "id", "timestamp", "server")
+#: Request types the engine answers itself, before any policy: an operator's
+#: decision on an operation awaiting approval. They name ``operation_id``
+#: instead of a server (``server`` is optional and must then match).
+OPERATION_TYPES = ("operation.approve", "operation.reject")
+OPERATION_REQUIRED_FIELDS = ("type", "id", "timestamp", "operation_id")
 
 
 def is_request(message: dict[str, Any]) -> bool:
@@ -112,12 +121,18 @@ def parse_request(message: dict[str, Any]) -> Event:
     unknown = sorted(set(message) - set(_FIELDS))
     if unknown:
         raise BadMessage("unknown_field", f"request has unknown field(s): {', '.join(unknown)}")
-    missing = [name for name in REQUIRED_FIELDS if name not in message]
+    on_operation = message.get("type") in OPERATION_TYPES
+    required = OPERATION_REQUIRED_FIELDS if on_operation else REQUIRED_FIELDS
+    missing = [name for name in required if name not in message]
     if missing:
         raise BadMessage("missing_field", f"request lacks required field(s): {', '.join(missing)}")
+    if "operation_id" in message and not on_operation:
+        raise BadMessage(
+            "bad_request", f"operation_id belongs to {' and '.join(OPERATION_TYPES)} requests only"
+        )
     body = {name: _FIELDS[name](name, value) for name, value in message.items()}
     body.setdefault("version", REQUEST_SCHEMA_VERSION)
-    server = body["server"]
+    server = body.get("server", {})
     server_id = server.get("id")
     return Event(
         source="request",

@@ -42,6 +42,8 @@ Outcome = Literal[
     "dry_run",
     "boot_ok",
     "boot_failed",
+    "rejected",
+    "expired",
 ]
 
 MODES: Final[tuple[Mode, ...]] = ("enforce", "dry-run")
@@ -120,6 +122,10 @@ class NewOperation:
     correlation_id: str | None = None
     reply_to: str | None = None
     deadline_at: datetime | None = None
+    #: Where it starts: ``start`` for the state machine's first phase, or a phase in
+    #: which the operation is held before it runs (queued, awaiting approval).
+    phase: str = INITIAL_PHASE
+    state: Mapping[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=_new_id)
 
     def __post_init__(self) -> None:
@@ -131,7 +137,7 @@ class NewOperation:
             raise ValueError("an operation needs an action")
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
-        for name in _LIMITED:
+        for name in (*_LIMITED, "phase"):
             check_length(name, getattr(self, name))
         if self.deadline_at is not None:
             object.__setattr__(self, "deadline_at", aware_utc(self.deadline_at, "deadline_at"))

@@ -12,7 +12,6 @@ from typing import Any, cast
 from sqlalchemy import Row
 
 from nova_autopilot.journal.records import (
-    INITIAL_PHASE,
     JSONDict,
     Mode,
     NewOperation,
@@ -73,8 +72,8 @@ class RowCodec:
             "reply_to": new.reply_to,
             "deadline_at": new.deadline_at,
             "status": "pending",
-            "phase": INITIAL_PHASE,
-            "state": self.document({}),
+            "phase": new.phase,
+            "state": self.document(new.state),
             "outcome": None,
             "reason": None,
             "nova_requests": 0,

@@ -37,6 +37,8 @@ _DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)([smhd]))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _COMBINATORS = ("all", "any", "not")
+MODES = ("enforce", "dry-run", "approve")
+WHEN_BUSY = ("refuse", "wait")
 
 
 class _Invalid(Exception):
@@ -227,7 +229,7 @@ def _confirm(r: _Reader, value: Any, action: str | None) -> Confirm:
 
 
 def _limits(r: _Reader, value: Any) -> Limits:
-    lim = r.mapping(value, ("limits",), ("cooldown", "budget"))
+    lim = r.mapping(value, ("limits",), ("cooldown", "budget", "when_busy", "max_wait"))
     cooldown = r.duration(lim["cooldown"], ("limits", "cooldown")) if "cooldown" in lim else None
     budget = None
     if "budget" in lim:
@@ -236,7 +238,11 @@ def _limits(r: _Reader, value: Any) -> Limits:
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise r.problem(("limits", "budget", "max"), "must be a whole number of at least 1")
         budget = Budget(count, r.duration(spec.get("per"), ("limits", "budget", "per")))
-    return Limits(cooldown, budget)
+    when_busy = r.one_of(lim.get("when_busy", "refuse"), ("limits", "when_busy"), WHEN_BUSY)
+    max_wait = r.duration(lim.get("max_wait", 900), ("limits", "max_wait"))
+    if "max_wait" in lim and when_busy != "wait":
+        raise r.problem(("limits", "max_wait"), "applies only with when_busy: wait")
+    return Limits(cooldown, budget, when_busy, max_wait)  # type: ignore[arg-type]
 
 
 _POLICY_KEYS = ("name", "description", "enabled", "mode", "when", "do", "confirm", "limits")
@@ -257,7 +263,7 @@ def _policy(r: _Reader, value: Any, order: int) -> Policy | None:
     enabled = value.get("enabled", True)
     if not isinstance(enabled, bool):
         r.problem(("enabled",), "must be true or false")
-    mode = r.section(r.one_of, value.get("mode", "enforce"), ("mode",), ("enforce", "dry-run"))
+    mode = r.section(r.one_of, value.get("mode", "enforce"), ("mode",), MODES)
     for required in ("when", "do"):
         if required not in value:
             r.problem((), f"needs a {required!r} section")

@@ -8,7 +8,8 @@ from typing import Any, Literal
 from nova_autopilot.policies.conditions import Condition
 
 SourceFilter = Literal["nova", "request", "autopilot", "any"]
-Mode = Literal["enforce", "dry-run"]
+Mode = Literal["enforce", "dry-run", "approve"]
+WhenBusy = Literal["refuse", "wait"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,10 @@ class Budget:
 class Limits:
     cooldown_s: float | None = None
     budget: Budget | None = None
+    #: A decision for a server with an operation in flight: refused, or queued
+    #: behind it (first come, first served) for at most ``max_wait_s``.
+    when_busy: WhenBusy = "refuse"
+    max_wait_s: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)
