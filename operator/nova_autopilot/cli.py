@@ -8,6 +8,7 @@ input.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
@@ -15,7 +16,7 @@ import re
 import sys
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     status.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer")
+
+    for verb, what in (("approve", "let it run"), ("reject", "end it, rejected")):
+        decide = commands.add_parser(
+            verb, help=f"answer an operation awaiting approval: {what} (a signed request)"
+        )
+        decide.add_argument("operation_id", metavar="OPERATION_ID", help="see `pending`")
+        decide.add_argument("--reason", help="why; recorded with the operation")
+        decide.add_argument("--by", default=getpass.getuser(), help="who decides (approved_by)")
+        decide.add_argument("--id", help="request id (default: a new one)")
+        decide.add_argument("--wait", action="store_true", help="wait for the answer, print it")
+        decide.add_argument("--timeout", type=float, default=60.0, help="seconds --wait waits")
+        decide.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+    pending = commands.add_parser(
+        "pending", help="list the operations awaiting approval, from the journal"
+    )
+    pending.add_argument("--json", action="store_true", help="print JSON for scripts")
     return parser
 
 
@@ -257,8 +275,40 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
+def decision_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The request ``approve`` or ``reject`` publishes."""
+    body: dict[str, Any] = {
+        "version": 1,
+        "type": f"operation.{args.command}",
+        "id": args.id or f"{args.command}-{uuid.uuid4().hex}",
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "operation_id": args.operation_id,
+        "approved_by": args.by,
+    }
+    if args.reason:
+        body["reason"] = args.reason
+    return body
+
+
 def _send(args: argparse.Namespace) -> int:
-    body = request_body(args)
+    return _publish(args, request_body(args))
+
+
+def _decide(args: argparse.Namespace) -> int:
+    return _publish(args, decision_body(args))
+
+
+def _succeeded(result: dict[str, Any]) -> bool:
+    outcome = result.get("outcome")
+    if result.get("decision") == "reject":
+        return outcome == "rejected"
+    if result.get("decision") == "approve":
+        return outcome is None or outcome in SUCCESS  # running, or already done
+    return outcome in SUCCESS or outcome == "awaiting_approval"
+
+
+def _publish(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    """Check, sign and publish one request; with ``--wait``, print its answer."""
     try:
         parse_message(body, expect="request")  # refuse here what the daemon would refuse
     except BadMessage as exc:
@@ -284,17 +334,72 @@ def _send(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        print(f"{result.get('action')} {result.get('outcome')}: {result.get('reason') or 'ok'}")
+        outcome = result.get("outcome") or "running"
+        print(f"{result.get('action')} {outcome}: {result.get('reason') or 'ok'}")
         for key in ("operation_id", "server_id", "nova_requests"):
             print(f"  {key}: {result.get(key)}")
+        for key in ("decision", "by", "approval_until"):
+            if key in result:
+                print(f"  {key}: {result[key]}")
         for key, value in (result.get("secrets") or {}).items():
             print(f"  {key}: {value}")
-    return EXIT_OK if result.get("outcome") in SUCCESS else EXIT_INVALID
+        if result.get("outcome") == "awaiting_approval":
+            print(f"  answer with: nova-autopilot approve|reject {result.get('operation_id')}")
+    return EXIT_OK if _succeeded(result) else EXIT_INVALID
+
+
+@contextlib.contextmanager
+def _journal(args: argparse.Namespace) -> Iterator[Any]:
+    """The configured journal for reading, or None when its SQLite file does not
+    exist yet (nothing happened, and a reader must not create it)."""
+    from nova_autopilot.journal import Journal, default_url, missing_sqlite_file
+
+    conf = _conf(args)
+    url = conf.journal.connection or default_url(conf.state_dir)
+    if missing_sqlite_file(url) is not None:
+        yield None
+        return
+    with Journal.open(url, redact=logs.redact, migrate_schema=False) as journal:
+        yield journal
+
+
+def _pending(args: argparse.Namespace) -> int:
+    from nova_autopilot import holds
+
+    with _journal(args) as journal:
+        waiting = holds.awaiting(journal) if journal is not None else []
+    found = [
+        {
+            "operation_id": op.id,
+            "policy": op.policy,
+            "action": op.action,
+            "server_id": op.server_id,
+            "server_name": op.server_name,
+            "params": op.params,
+            "why": op.why,
+            "request_id": op.request_id,
+            "created_at": op.created_at.isoformat(),
+            "approval_until": op.state.get(holds.UNTIL),
+        }
+        for op in waiting
+    ]
+    if args.json:
+        _print_json(found)
+        return EXIT_OK
+    if not found:
+        print("no operation awaits approval")
+    for item in found:
+        server = item["server_id"] or item["server_name"]
+        print(f"{item['operation_id']}  {item['action']} {server}  policy {item['policy']}")
+        print(f"  params: {json.dumps(item['params'], sort_keys=True)}")
+        print(f"  since {item['created_at']}, expires {item['approval_until']}")
+        print(f"  why: {item['why']}")
+    return EXIT_OK
 
 
 def _history(args: argparse.Namespace) -> int:
     from nova_autopilot import history
-    from nova_autopilot.journal import OUTCOMES, Journal, default_url, missing_sqlite_file
+    from nova_autopilot.journal import OUTCOMES
 
     now = datetime.now(timezone.utc)
     moments = {}
@@ -317,11 +422,9 @@ def _history(args: argparse.Namespace) -> int:
         operation_id=args.operation,
         limit=args.limit,
     )
-    conf = _conf(args)
-    url = conf.journal.connection or default_url(conf.state_dir)
     views = []
-    if missing_sqlite_file(url) is None:  # no file yet: nothing happened, and nothing to create
-        with Journal.open(url, redact=logs.redact, migrate_schema=False) as journal:
+    with _journal(args) as journal:
+        if journal is not None:
             for operation in journal.history(
                 server_id=filters.server_id,
                 policy=filters.policy,
@@ -449,6 +552,9 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "send": _send,
     "history": _history,
     "status": _status,
+    "approve": _decide,
+    "reject": _decide,
+    "pending": _pending,
 }
 
 

@@ -381,7 +381,8 @@ class Engine:
             operation.id, name=holds.AWAITING_APPROVAL, detail=holds.plan(operation), now=now
         )
         log.info(
-            f"{operation.action}.{holds.AWAITING_APPROVAL}",
+            "operation.awaiting_approval",
+            action=operation.action,
             operation_id=operation.id,
             policy=operation.policy,
             server_id=operation.server_id,
@@ -590,7 +591,10 @@ class Engine:
         detail = {"by": who, "reason": reason, "request_id": event.request_id}
         name = "approved" if verb == "approve" else "rejected"
         with bound(operation_id=operation.id, policy=operation.policy):
-            log.info(f"operation.{name}", by=who, reason=reason)
+            if verb == "approve":
+                log.info("operation.approved", by=who, reason=reason)
+            else:
+                log.info("operation.rejected", by=who, reason=reason)
             if verb == "reject":
                 self._journal.finish(
                     operation.id,

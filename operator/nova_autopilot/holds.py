@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, Final
 
-from nova_autopilot.journal import Operation
+from nova_autopilot.journal import Journal, Operation
 
 QUEUED: Final = "queued"
 AWAITING_APPROVAL: Final = "awaiting_approval"
@@ -107,3 +107,8 @@ class ServerLocks:
             for index in indexes:
                 stack.enter_context(self._locks[index])
             yield
+
+
+def awaiting(journal: Journal) -> list[Operation]:
+    """The operations awaiting an operator's approval, oldest first."""
+    return [o for o in journal.unfinished() if o.phase == AWAITING_APPROVAL]

@@ -210,3 +210,61 @@ def test_the_daemon_refuses_to_start_without_its_signing_keys(
     assert code == 1
     assert "signing keys file" in err
     assert "missing.yaml" in err
+
+
+# --- approve, reject, pending ---------------------------------------------------------
+
+
+def test_approve_and_reject_build_a_valid_request_naming_the_operation() -> None:
+    import argparse
+
+    from nova_autopilot.cli import decision_body
+    from nova_autopilot.events import parse_message
+
+    for verb in ("approve", "reject"):
+        args = argparse.Namespace(
+            command=verb, operation_id="op-1", by="carol", reason="OPS-7", id=None
+        )
+        body = decision_body(args)
+        event = parse_message(body, expect="request")
+        assert event.event_type == f"operation.{verb}"
+        assert body["operation_id"] == "op-1"
+        assert (body["approved_by"], body["reason"]) == ("carol", "OPS-7")
+        assert body["id"].startswith(f"{verb}-")
+
+
+def test_pending_lists_the_operations_awaiting_approval_from_the_journal(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from datetime import datetime, timezone
+
+    from nova_autopilot.holds import AWAITING_APPROVAL, QUEUED, hold_state
+    from nova_autopilot.journal import Journal, NewOperation
+
+    conf = tmp_path / "nova-autopilot.conf"
+    conf.write_text(f"[journal]\nconnection = sqlite:///{tmp_path / 'journal.sqlite'}\n")
+    code, out, _ = run(capsys, "--config-file", str(conf), "pending")
+    assert (code, out.strip()) == (0, "no operation awaits approval")
+    assert not (tmp_path / "journal.sqlite").exists()  # a reader creates nothing
+
+    now = datetime.now(timezone.utc)
+    held = hold_state(now)
+    with Journal.open(f"sqlite:///{tmp_path / 'journal.sqlite'}") as journal:
+        news = [
+            NewOperation(
+                policy="grow", action="resize", server_id="s-1", params={"flavor": "m1.large"},
+                phase=AWAITING_APPROVAL, state=held, why="quota.request.approved matched",
+            ),
+            NewOperation(policy="grow", action="resize", server_id="s-2", phase=QUEUED, state=held),
+            NewOperation(policy="grow", action="resize", server_id="s-3"),
+        ]  # fmt: skip
+        journal.accept(message_key="request:r-1", operations=news, now=now)
+    code, out, _ = run(capsys, "--config-file", str(conf), "pending")
+    assert code == 0
+    assert f"{news[0].id}  resize s-1  policy grow" in out
+    assert '"flavor": "m1.large"' in out
+    assert news[1].id not in out
+    assert news[2].id not in out
+    code, out, _ = run(capsys, "--config-file", str(conf), "pending", "--json")
+    (listed,) = json.loads(out)
+    assert (listed["operation_id"], listed["approval_until"]) == (news[0].id, now.isoformat())
