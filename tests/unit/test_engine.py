@@ -109,6 +109,8 @@ def finish_resize(world: World, op_id: str) -> None:
     world.cloud.nova_finishes(SID)
     world.nova("instance.resize_confirm.end")
     until(lambda: world.journal.get(op_id).finished)
+    # Reported once journaled: the results exchange first, then the requester.
+    until(lambda: any(r["operation_id"] == op_id for r in world.results.to("answers")))
 
 
 def test_an_approved_request_is_journaled_carried_out_and_answered(world: World) -> None:
