@@ -9,7 +9,6 @@ catches broadly: a failing operation ends in the journal, never in the bus.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -22,16 +21,13 @@ from nova_autopilot.actions.runner import Done, Runner, Work
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event
 from nova_autopilot.events.request import OPERATION_TYPES
+from nova_autopilot.holding import Holding
 from nova_autopilot.journal import (
     INITIAL_PHASE,
     Duplicate,
     Journal,
-    JournalError,
     NewOperation,
     Operation,
-    OperationFinished,
-    StaleOperation,
-    UnknownOperation,
 )
 from nova_autopilot.logs import bound, get_logger
 from nova_autopilot.policies import Match, PolicySet
@@ -138,9 +134,21 @@ class Engine:
         self._global_dry_run = global_dry_run
         self.tally = Tally()
         self._global_approval = global_approval
-        self._approval_timeout = timedelta(seconds=approval_timeout_s)
-        self._servers = holds.ServerLocks()
-        self._deadlines = holds.Deadlines()
+        self._holding = Holding(
+            journal=journal,
+            policies=policies,
+            submit=runner.submit,
+            facts=self._facts,
+            report=lambda operation: self._report(operation, {}, ran=False),
+            publish=lambda result, correlation_id, reply_to: self._reporter.publish(
+                result, correlation_id=correlation_id, reply_to=reply_to
+            ),
+            result=result_of,
+            duplicate=self.tally.duplicate,
+            global_dry_run=global_dry_run,
+            global_approval=global_approval,
+            approval_timeout_s=approval_timeout_s,
+        )
 
     # -- intake -----------------------------------------------------------
 
@@ -150,7 +158,8 @@ class Engine:
         """Decide on one event; the ids of the operations it created."""
         now = self._clock()
         if event.source == "request" and event.event_type in OPERATION_TYPES:
-            return self._on_operation_request(event, now, correlation_id, reply_to)
+            self.tally.received(event.source, event.event_type, matched=True)
+            return self._holding.answer(event, now, correlation_id, reply_to)
         self._runner.notify(event)
         matches = self._policies().match(event)
         self.tally.received(event.source, event.event_type, matched=bool(matches))
@@ -160,7 +169,7 @@ class Engine:
             )
         if not matches:
             return []  # nothing decided, nothing to record: a duplicate would change nothing
-        with self._servers.held(_server_ref(m, event)[0] for m in matches):
+        with self._holding.locked(_server_ref(m, event)[0] for m in matches):
             return self._decide(matches, event, now, correlation_id, reply_to)
 
     def _decide(
@@ -225,7 +234,7 @@ class Engine:
             reply_to=reply_to,
             deadline_at=now + timedelta(seconds=policy.confirm.timeout_s),
         )
-        return self._held_new(new, verdict, policy, now), verdict, match
+        return self._holding.record_as(new, verdict, policy, now), verdict, match
 
     def _facts(self, policy: Policy, server_id: str | None, now: datetime) -> guards.Facts:
         if server_id is None:
@@ -259,7 +268,7 @@ class Engine:
                 self._runner.submit(Work(new.id, new.action, new.params, match.policy.confirm, now))
                 return
             if verdict.decision in ("queue", "await_approval"):
-                self._hold(self._journal.get(new.id), now)
+                self._holding.hold(self._journal.get(new.id), now)
                 return
             outcome = "dry_run" if verdict.decision == "dry_run" else "refused"
             self._journal.finish(new.id, outcome=outcome, reason=verdict.reason, now=now)
@@ -281,7 +290,7 @@ class Engine:
         """The runner's callback when an operation ends."""
         operation = self._journal.get(done.op_id)
         self._report(operation, done.secrets, ran=True)
-        self._release_next(operation.server_id, self._clock())
+        self._holding.release_next(operation.server_id, self._clock())
         verdict = (
             VERDICTS.get(operation.outcome or "") if operation.action == "verify_boot" else None
         )
@@ -325,10 +334,7 @@ class Engine:
         works = []
         held: set[str | None] = set()
         for operation in self._journal.unfinished():
-            if operation.phase in holds.HELD_PHASES:
-                until = holds.held_until(operation)
-                if until is not None:
-                    self._deadlines.add(operation.id, until)
+            if self._holding.track(operation):
                 held.add(operation.server_id)
                 continue
             policy = self._policies().by_name(operation.policy)
@@ -346,274 +352,13 @@ class Engine:
                 )
             )
         count = self._runner.resume(works)
-        log.info("operations.resumed", count=count, held=len(self._deadlines))
+        log.info("operations.resumed", count=count, held=len(self._holding))
         now = self._clock()
         for server_id in held:
-            self._release_next(server_id, now)
+            self._holding.release_next(server_id, now)
         return count
-
-    # -- held operations: queued behind the server, awaiting approval ------
-
-    def _held_new(
-        self, new: NewOperation, verdict: guards.Verdict, policy: Policy, now: datetime
-    ) -> NewOperation:
-        """A decision that waits is recorded in its waiting phase, in the same
-        transaction as the decision: a crash can never let it run unheld."""
-        if verdict.decision == "queue":
-            until = now + timedelta(seconds=policy.limits.max_wait_s)
-            return dataclasses.replace(new, phase=holds.QUEUED, state=holds.hold_state(until))
-        if verdict.decision == "await_approval":
-            until = now + self._approval_timeout
-            state = holds.hold_state(until)
-            return dataclasses.replace(new, phase=holds.AWAITING_APPROVAL, state=state)
-        return new
-
-    def _hold(self, operation: Operation, now: datetime) -> None:
-        """Keep track of a held operation; announce one awaiting approval."""
-        until = holds.held_until(operation)
-        if until is not None:
-            self._deadlines.add(operation.id, until)
-        if operation.phase == holds.QUEUED:
-            log.info("operation.queued", action=operation.action, until=str(until))
-            self._release_next(operation.server_id, now)  # its predecessor may be gone already
-            return
-        self._journal.record_step(
-            operation.id, name=holds.AWAITING_APPROVAL, detail=holds.plan(operation), now=now
-        )
-        log.info(
-            "operation.awaiting_approval",
-            action=operation.action,
-            operation_id=operation.id,
-            policy=operation.policy,
-            server_id=operation.server_id,
-            until=str(until),
-        )
-        result = result_of(operation) | {
-            "outcome": holds.AWAITING_APPROVAL,
-            "approval_until": until.isoformat() if until else None,
-            "plan": holds.plan(operation),
-        }
-        self._reporter.publish(result, correlation_id=operation.correlation_id, reply_to=None)
-        if operation.reply_to:
-            self._reporter.publish(
-                result, correlation_id=operation.correlation_id, reply_to=operation.reply_to
-            )
-
-    def _recheck(self, operation: Operation, now: datetime) -> guards.Verdict:
-        """The guards again, for a held operation about to run: the server must be
-        free of others (queued ones wait behind it), the cooldown past; its budget
-        share was taken when it was decided (a held operation counts)."""
-        policy = self._policies().by_name(operation.policy)
-        if policy is None:
-            return guards.Verdict("refuse", f"policy {operation.policy!r} is no longer loaded")
-        facts = self._facts(policy, operation.server_id, now)
-        others = [
-            o
-            for o in self._journal.in_flight(operation.server_id or "")
-            if o.id != operation.id and holds.occupies(o)
-        ]
-        facts = dataclasses.replace(facts, server_busy=bool(others), used_budget=0)
-        verdict = guards.decide(policy, facts, now=now, global_dry_run=self._global_dry_run)
-        if operation.phase == holds.QUEUED:
-            verdict = guards.approval(policy, verdict, global_approval=self._global_approval)
-        return verdict
-
-    def _release(self, operation: Operation, now: datetime) -> bool:
-        """Let a held operation go on: run it, have it await approval, or end it
-        as the guards now say. True when it occupies its server afterwards."""
-        verdict = self._recheck(operation, now)
-        with bound(operation_id=operation.id, policy=operation.policy):
-            if verdict.decision == "await_approval":
-                until = now + self._approval_timeout
-                held = self._journal.advance(
-                    operation.id,
-                    phase=holds.AWAITING_APPROVAL,
-                    state=holds.hold_state(until),
-                    expect_version=operation.version,
-                    now=now,
-                )
-                self._hold(held, now)
-                return True
-            if verdict.decision == "run":
-                self._run_held(operation, now)
-                return True
-            outcome = "dry_run" if verdict.decision == "dry_run" else "refused"
-            self._end_held(operation, outcome, verdict.reason, now)
-            return False
-
-    def _run_held(self, operation: Operation, now: datetime) -> None:
-        policy = self._policies().by_name(operation.policy)
-        confirm = policy.confirm if policy else Confirm()
-        state = {holds.RELEASED_AT: now.isoformat()}
-        started = self._journal.advance(
-            operation.id,
-            phase=INITIAL_PHASE,
-            state=state,
-            expect_version=operation.version,
-            now=now,
-        )
-        log.info("operation.started", action=operation.action, held=operation.phase)
-        self._runner.submit(
-            Work(
-                operation.id,
-                operation.action,
-                operation.params,
-                confirm,
-                now,
-                None,
-                state,
-                started.version,
-            )
-        )
-
-    def _end_held(
-        self, operation: Operation, outcome: str, reason: str | None, now: datetime
-    ) -> None:
-        self._journal.finish(
-            operation.id, outcome=outcome, reason=reason, expect_version=operation.version, now=now
-        )
-        self._report(self._journal.get(operation.id), {}, ran=False)
-
-    def _release_next(self, server_id: str | None, now: datetime) -> None:
-        """Once nothing occupies the server, start its oldest queued operation
-        (first come, first served); ones whose wait is over end expired."""
-        if server_id is None:
-            return
-        with self._servers.held([server_id]):
-            waiting = self._journal.in_flight(server_id)
-            if any(holds.occupies(o) for o in waiting):
-                return
-            for operation in waiting:
-                until = holds.held_until(operation)
-                if until is not None and until <= now:
-                    self._expire(operation, now)
-                elif self._release(operation, now):
-                    return
-
-    def _expire(self, operation: Operation, now: datetime) -> None:
-        if operation.phase == holds.QUEUED:
-            reason = "expired: the server was still busy at the end of the policy's max_wait"
-        else:
-            reason = "expired: no approval in time"
-        self._journal.record_step(operation.id, name="expired", detail={}, now=now)
-        self._end_held(operation, "expired", reason, now)
 
     def expire_due(self, now: datetime | None = None) -> int:
         """End the held operations whose time is over; how many. The daemon calls
         it every second."""
-        now = now or self._clock()
-        ended = 0
-        for op_id in self._deadlines.due(now):
-            try:
-                ended += self._expire_one(op_id, now)
-            except UnknownOperation:
-                continue  # pruned meanwhile
-            except JournalError as exc:  # the database is away: try again at the next turn
-                log.warning("operation.expiry_failed", operation_id=op_id, error=str(exc))
-                self._deadlines.add(op_id, now)
-        return ended
-
-    def _expire_one(self, op_id: str, now: datetime) -> int:
-        operation = self._journal.get(op_id)
-        with self._servers.held([operation.server_id]):
-            operation = self._journal.get(op_id)
-            until = holds.held_until(operation)
-            if operation.phase not in holds.HELD_PHASES or operation.finished:
-                return 0  # released or ended meanwhile
-            if until is None or until > now:
-                return 0  # held again since: its new moment has its own entry
-            occupied = holds.occupies(operation)
-            self._expire(operation, now)
-            if occupied:
-                self._release_next(operation.server_id, now)
-            return 1
-
-    # -- an operator's decision: operation.approve, operation.reject -------
-
-    def _on_operation_request(
-        self, event: Event, now: datetime, correlation_id: str | None, reply_to: str | None
-    ) -> list[str]:
-        self.tally.received(event.source, event.event_type, matched=True)
-        op_id = str(event.payload["operation_id"])
-        key = event.dedupe_key or f"request:unkeyed:{uuid.uuid4().hex}"
-        if self._journal.is_processed(key):
-            self.tally.duplicate(event.source)
-            log.info("intake.duplicate", message_key=key)
-            return []
-        try:
-            operation = self._journal.get(op_id)
-        except UnknownOperation:
-            raise BadMessage("unknown_operation", f"there is no operation {op_id}") from None
-        with self._servers.held([operation.server_id]):
-            operation = self._journal.get(op_id)
-            self._check_awaiting(operation, event)
-            if isinstance(self._journal.accept(message_key=key, now=now), Duplicate):
-                self.tally.duplicate(event.source)
-                return []
-            try:
-                decision = self._apply_decision(operation, event, now)
-            except (OperationFinished, StaleOperation):
-                # Ended (expired) between the check and the change: say so, like any late answer.
-                current = self._journal.get(op_id)
-                raise BadMessage(
-                    "operation_finished",
-                    f"operation {op_id} is no longer awaiting approval ({current.outcome})",
-                ) from None
-        if reply_to is not None:
-            answer = result_of(self._journal.get(op_id)) | decision
-            self._reporter.publish(answer, correlation_id=correlation_id, reply_to=reply_to)
-        return []
-
-    @staticmethod
-    def _check_awaiting(operation: Operation, event: Event) -> None:
-        if operation.finished:
-            raise BadMessage(
-                "operation_finished",
-                f"operation {operation.id} already ended: {operation.outcome}",
-            )
-        if operation.phase != holds.AWAITING_APPROVAL:
-            raise BadMessage(
-                "not_awaiting_approval",
-                f"operation {operation.id} is not awaiting approval (phase {operation.phase})",
-            )
-        named = event.payload.get("server", {}).get("id")
-        if named is not None and named != operation.server_id:
-            raise BadMessage(
-                "server_mismatch",
-                f"operation {operation.id} is for server {operation.server_id}, not {named}",
-            )
-
-    def _apply_decision(self, operation: Operation, event: Event, now: datetime) -> dict[str, Any]:
-        payload = event.payload
-        verb = "approve" if event.event_type == "operation.approve" else "reject"
-        who = str(payload.get("approved_by") or payload.get("requested_by") or "unknown")
-        reason = payload.get("reason")
-        detail = {"by": who, "reason": reason, "request_id": event.request_id}
-        name = "approved" if verb == "approve" else "rejected"
-        with bound(operation_id=operation.id, policy=operation.policy):
-            if verb == "approve":
-                log.info("operation.approved", by=who, reason=reason)
-            else:
-                log.info("operation.rejected", by=who, reason=reason)
-            if verb == "reject":
-                self._journal.finish(
-                    operation.id,
-                    outcome="rejected",
-                    reason=f"rejected by {who}" + (f": {reason}" if reason else ""),
-                    expect_version=operation.version,
-                    now=now,
-                )
-                self._journal.record_step(operation.id, name=name, detail=detail, now=now)
-                self._report(self._journal.get(operation.id), {}, ran=False)
-                self._release_next(operation.server_id, now)
-                return {"decision": verb, "by": who}
-            verdict = self._recheck(operation, now)
-            if verdict.decision == "run":
-                self._journal.record_step(operation.id, name=name, detail=detail, now=now)
-                self._run_held(operation, now)
-                return {"decision": verb, "by": who}
-            outcome = "dry_run" if verdict.decision == "dry_run" else "refused"
-            self._journal.record_step(operation.id, name=name, detail=detail, now=now)
-            self._end_held(operation, outcome, verdict.reason, now)
-            self._release_next(operation.server_id, now)
-            return {"decision": verb, "by": who}
+        return self._holding.expire_due(now or self._clock())

@@ -3,11 +3,11 @@ flight, or awaiting an operator's approval.
 
 A held operation is an unfinished operation of the journal in a phase of its
 own (:data:`QUEUED`, :data:`AWAITING_APPROVAL`) that no state machine knows:
-the runner never sees it until the engine releases it. Its state says until
-when it may wait (``hold_until``); past that moment it ends ``expired``. Both
-kinds count as in flight on their server, so nothing else starts there
-meanwhile. This module holds the vocabulary and the small thread-safe parts
-the engine uses for them; the decisions are the engine's.
+the runner never sees it until the engine releases it (``holding``). Its
+state says until when it may wait (``hold_until``); past that moment it ends
+``expired``. Both kinds count as in flight on their server, so nothing else
+starts there meanwhile. This module holds their vocabulary and the small
+thread-safe parts used for them.
 """
 
 from __future__ import annotations

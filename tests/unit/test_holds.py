@@ -16,6 +16,7 @@ from nova_autopilot.engine import Engine
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event, parse_message
 from nova_autopilot.holds import AWAITING_APPROVAL, QUEUED
+from nova_autopilot.journal import JournalError
 from nova_autopilot.policies import PolicySet
 from tests.unit.policy_helpers import policies
 from tests.unit.test_engine import SID, World, now
@@ -404,3 +405,20 @@ def test_a_global_dry_run_wins_over_approval(tmp_path: Path) -> None:
         assert world.journal.get(world.rescue()).outcome == "dry_run"
     finally:
         world.journal.close()
+
+
+def test_an_expiry_the_database_refuses_is_tried_again_at_the_next_turn(
+    held: Held, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    op_id = held.rescue()
+    later = now() + timedelta(hours=2)
+    with monkeypatch.context() as patched:
+
+        def away(op: str) -> None:
+            raise JournalError("the database is away")
+
+        patched.setattr(held.journal, "get", away)
+        assert held.engine.expire_due(later) == 0
+    assert held.journal.get(op_id).phase == AWAITING_APPROVAL
+    assert held.engine.expire_due(later) == 1
+    assert held.journal.get(op_id).outcome == "expired"
