@@ -108,6 +108,8 @@ def test_the_reference_has_an_example_of_every_part() -> None:
         "budget",
         "cooldown",
         "default(",
+        "mode: approve",
+        "when_busy",
     ):
         assert word in text, f"no policy example in {REFERENCE} shows {word!r}"
 
