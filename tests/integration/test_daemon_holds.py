@@ -163,3 +163,32 @@ def test_two_requests_for_one_server_run_in_turn_never_overlapping(world: World)
     assert [a.action for a in actions] == ["resize", "confirmResize", "resize", "confirmResize"]
     first_done = max(e.finish_time for e in actions[1].events if e.finish_time is not None)
     assert actions[2].start_time >= first_done  # the second began after the first was over
+
+
+def test_a_restarted_daemon_keeps_a_decision_awaiting_approval(world: World) -> None:
+    sandbox, conf, env = world
+    (conf.parent / "policies.yaml").write_text(APPROVE)
+    web = sandbox.add_server("web-1", "m1.small")
+    daemon = start_daemon(conf, env)
+    try:
+        code, awaiting = send(
+            conf, env, "--type", "quota.request.approved", "--server", web.id,
+            "--flavor", "m1.large",
+        )  # fmt: skip
+        assert (code, awaiting["outcome"]) == (0, "awaiting_approval")
+    finally:
+        stop(daemon)
+    op_id = awaiting["operation_id"]
+    daemon = start_daemon(conf, env)
+    try:
+        assert daemon.logged("operations.resumed")[0]["held"] == 1
+        code, listed = command(conf, env, "pending", "--json")
+        assert [p["operation_id"] for p in json.loads(listed)] == [op_id]
+        assert writes_on(sandbox, web.id) == []
+        code, answer = command(conf, env, "approve", op_id, "--wait", "--json")
+        assert code == 0, answer
+        until(lambda: outcome_of(daemon, op_id), 60, "the approved resize to end")
+        assert outcome_of(daemon, op_id) == "confirmed"
+        assert writes_on(sandbox, web.id) == ["resize", "confirmResize"]
+    finally:
+        stop(daemon)
