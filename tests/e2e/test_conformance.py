@@ -14,6 +14,9 @@ its own. Both are observed the same way and must agree on
 - the versioned notifications about the server: event types in order
   (``instance.update`` aside) and the (vm_state, task_state) transitions the
   ``instance.update`` notifications report (repeats removed),
+- once the server goes to ERROR, both interleaved (a failed reboot reports
+  ERROR while its task is still set, clears the task with a second
+  ``instance.update``, and sends ``compute.exception`` after it),
 - where the server ends: status, vm_state, power_state, flavor, launched or not.
 """
 
@@ -118,6 +121,7 @@ class Observation:
     events: list[str] = field(default_factory=list)
     states: list[tuple[str | None, str | None]] = field(default_factory=list)
     trail: list[str] = field(default_factory=list)
+    sequence: list[tuple[str, ...]] = field(default_factory=list)
     shapes: list[tuple[Any, ...]] = field(default_factory=list)
     end: dict[str, Any] = field(default_factory=dict)
 
@@ -218,6 +222,7 @@ class Run:
         self.seen.events = log.event_types(self.server_id)
         self.seen.states = log.states(self.server_id)
         self.seen.trail = _trail(self.seen.states)
+        self.seen.sequence = _sequence(log, self.server_id)
         self.seen.shapes = [
             (
                 n.event_type,
@@ -264,6 +269,22 @@ def _trail(transitions: list[tuple[str | None, str | None]]) -> list[str]:
         if not trail or trail[-1] != status:
             trail.append(status)
     return trail
+
+
+def _sequence(log: NotificationLog, server_id: str) -> list[tuple[str, ...]]:
+    """Every notification about the server from the first ``instance.update`` to
+    ERROR on: event types, and (vm_state, task_state) for ``instance.update``
+    (repeats removed). Empty when the server never went to ERROR."""
+    sequence: list[tuple[str, ...]] = []
+    for n in log.for_instance(server_id):
+        item: tuple[str, ...] = (n.event_type,)
+        if n.event_type == "instance.update":
+            item = (n.event_type, str(n.state), str(n.task_state))
+        if not sequence and item[1:2] != ("error",):
+            continue
+        if not sequence or sequence[-1] != item:
+            sequence.append(item)
+    return sequence
 
 
 Last = str | tuple[str, str | None, str | None]
@@ -487,5 +508,6 @@ def test_the_sandbox_behaves_as_nova(
     assert sandbox.events == nova.events
     assert sandbox.states == nova.states
     assert sandbox.trail == nova.trail
+    assert sandbox.sequence == nova.sequence
     assert sandbox.shapes == nova.shapes
     assert sandbox.end == nova.end

@@ -24,7 +24,15 @@ import pytest
 from openstack.connection import Connection
 
 from nova_autopilot.events import parse_message
-from nova_autopilot.sandbox import IMAGE_ID, Durations, Flavor, ManualClock, Sandbox, Settings
+from nova_autopilot.sandbox import (
+    IMAGE_ID,
+    Durations,
+    Flavor,
+    ManualClock,
+    Sandbox,
+    ServerFaults,
+    Settings,
+)
 from tests.samples import sample, sample_names
 
 SCHEDULED = ["scheduler.select_destinations.start", "scheduler.select_destinations.end"]
@@ -244,6 +252,26 @@ def test_rescue_unrescue_and_a_failed_reboot_say_what_nova_says(
     ]
     exceptions = [n for n in nova.notifications.all() if n.event_type == "compute.exception"]
     assert [n.priority for n in exceptions] == ["ERROR"]
+
+
+def test_a_failed_reboot_reports_error_before_nova_clears_its_task(
+    nova: Sandbox, clock: ManualClock, small: Flavor
+) -> None:
+    sid = nova.add_server("web-1", small).id
+    nova.fail(sid, "reboot")
+    nova.faults.add_server(sid, ServerFaults(delays={"reboot_error": 60}))
+    connect(nova.url).compute.reboot_server(sid, "HARD")
+    clock.advance(1)
+
+    busy = nova.wait_for(lambda s: s.vm_state == "error", sid)
+    assert busy.task_state == "reboot_started_hard"
+    assert busy.fault is None  # recorded just before the task is cleared
+    clock.advance(60)
+    nova.wait_for(lambda s: s.task_state is None, sid)
+
+    assert states(nova, sid)[-2:] == [("error", "reboot_started_hard"), ("error", None)]
+    last = [n.event_type for n in nova.notifications.all()][-2:]
+    assert last == ["instance.update", "compute.exception"]
 
 
 def test_an_automatic_confirm_says_what_a_confirm_says(clock: ManualClock) -> None:

@@ -32,6 +32,8 @@ class Durations:
     power_off: float = 0.05
     power_on: float = 0.05
     reboot: float = 0.1
+    reboot_error: float = 0.05
+    """A failed reboot: from ERROR with the reboot task still set to Nova clearing the task."""
     delete: float = 0.05
 
     def scaled(self, factor: float) -> Durations:

@@ -57,10 +57,18 @@ def _select_destinations(cell: Cell, server: Server, flavor: Flavor, *, boot: bo
         )
 
 
-def _fail(cell: Cell, server: Server, action: InstanceAction, event: str, fault: Fault) -> None:
-    """What ``wrap_instance_fault`` and ``wrap_exception`` do: record the fault, tell the bus."""
+def _record_fault(
+    cell: Cell, server: Server, action: InstanceAction, event: str, fault: Fault
+) -> None:
+    """What ``wrap_instance_fault`` and ``wrap_instance_event`` do: record the fault
+    and the failed event of the instance action."""
     server.fault = fault
     action.finish_event(event, cell.notify.now(), error=fault.details or fault.message)
+
+
+def _fail(cell: Cell, server: Server, action: InstanceAction, event: str, fault: Fault) -> None:
+    """Record the fault, then what ``wrap_exception`` does: tell the bus."""
+    _record_fault(cell, server, action, event, fault)
     cell.notify.compute_exception(server)
 
 
@@ -328,13 +336,17 @@ def reboot(cell: Cell, server: Server, action: InstanceAction, *, hard: bool) ->
     notify.save(server, task_state=states.REBOOT_STARTED_HARD if hard else states.REBOOT_STARTED)
     yield cell.delay(server, "reboot") / 2
     if cell.plan(server).fails("reboot"):
-        # The guest crashed: Nova puts the server in ERROR; it had launched, so it is rescuable.
+        # The guest crashed: Nova puts the server in ERROR; it had launched, so it is
+        # rescuable. The reboot task is still set: Nova's decorators record the fault
+        # and the failed event first, and only then clear it (reverts_task_state),
+        # with a second instance.update; wrap_exception tells the bus last.
         server.guest_failed = True
         notify.save(server, vm_state=states.ERROR)
+        yield cell.delay(server, "reboot_error")
+        fault = injected_fault(cell, server, "reboot")
+        _record_fault(cell, server, action, "compute_reboot_instance", fault)
         notify.save(server, task_state=None)
-        _fail(
-            cell, server, action, "compute_reboot_instance", injected_fault(cell, server, "reboot")
-        )
+        notify.compute_exception(server)
         return
     server.guest_failed = False
     vm_state = states.RESCUED if server.vm_state == states.RESCUED else states.ACTIVE
