@@ -18,11 +18,15 @@ from nova_autopilot.events import parse_message
 from nova_autopilot.journal import Journal, Operation
 from nova_autopilot.logs import redact
 from nova_autopilot.policies import PolicySet
+from nova_autopilot.policies import load_policies as load_policy_file
 from tests.integration.stack import assemble, load_policies, until, utc_now
+from tests.novabox import faults
 from tests.novabox.client import NovaBox
 from tests.novabox.notifications import NotificationLog
 
 pytestmark = pytest.mark.e2e
+
+SHIPPED = Path(__file__).resolve().parents[2] / "config" / "policies.yaml"
 
 
 class Daemon:
@@ -177,5 +181,51 @@ def test_a_guest_that_panics_after_a_power_on_is_rescued_on_the_real_nova(
         verified = [o for o in daemon.journal.history() if o.action == "verify_boot"]
         assert [o.outcome for o in verified] == ["boot_failed"]
         assert compute.get_server(server.id).status == "RESCUE"
+    finally:
+        novabox.delete(server)
+
+
+def test_the_shipped_policy_rescues_a_failed_hard_reboot_on_the_real_nova(
+    novabox: NovaBox, daemon: Daemon, flavors: tuple[Flavor, Flavor]
+) -> None:
+    daemon.policies = load_policy_file(SHIPPED)
+    server = novabox.boot("op-reboot-fails", flavors[0])
+    try:
+        compute = novabox.conn.compute
+        compute.set_server_metadata(server, **faults.FaultPlan.failing({"reboot"}).metadata())
+        compute.reboot_server(server, "HARD")
+        (op,) = until(
+            lambda: [o for o in daemon.journal.history() if o.action == "rescue" and o.finished],
+            90,
+            "the rescue of the failed reboot",
+        )
+        # The policy fired on Nova's first instance.update, sent while the reboot
+        # task was still set; the rescue waited for Nova to clear it if it had to.
+        assert op.event["payload"]["task_state"] == "reboot_started_hard"
+        assert (op.policy, op.outcome, op.reason) == ("rescue-failed-boot", "rescued", None)
+        names = [step.name for step in daemon.journal.steps(op.id)]
+        assert ("waiting_for_task" in names) == ("task_ended" in names)
+        assert names.count("rescue_requested") == 1
+        assert op.nova_requests <= 4
+        assert compute.get_server(server.id).status == "RESCUE"
+    finally:
+        novabox.delete(server)
+
+
+def test_a_rescue_asked_during_a_resize_waits_and_is_refused_with_novas_state_on_the_real_nova(
+    novabox: NovaBox, daemon: Daemon, flavors: tuple[Flavor, Flavor]
+) -> None:
+    small, large = flavors
+    server = novabox.boot("op-busy", small, metadata={faults.RESIZE_DELAY_KEY: "5"})
+    try:
+        novabox.conn.compute.resize_server(server, large.id)  # someone else's resize
+        op = daemon.outcome(daemon.request("server.rescue.requested", server.id))
+        assert (op.outcome, op.reason) == (
+            "refused",
+            "the server is VERIFY_RESIZE (vm_state resized)",
+        )
+        names = [step.name for step in daemon.journal.steps(op.id)]
+        assert names == ["waiting_for_task", "task_ended"]
+        assert op.nova_requests <= 2  # a look at the start and one at the end; no write
     finally:
         novabox.delete(server)

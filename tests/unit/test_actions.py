@@ -146,7 +146,6 @@ def test_a_resize_nova_rejects_ends_failed_with_novas_reason() -> None:
     ("server", "flavor", "reason"),
     [
         ({"vm_state": "error"}, "m1.large", "the server is ERROR (vm_state error)"),
-        ({"task_state": "rebooting"}, "m1.large", "task rebooting is in progress"),
         ({}, "m1.small", "the server already has flavor m1.small"),
         ({}, "m9.huge", "flavor 'm9.huge' does not exist"),
         ({"vm_state": "resized"}, "m1.large", "another resize is waiting for confirmation"),
@@ -308,6 +307,124 @@ def test_unrescue_brings_a_rescued_server_back_to_active() -> None:
     assert isinstance(drive.run(), Wait)
     cloud.nova_finishes(SID)
     assert finished(drive.run()) == ("unrescued", None)
+
+
+# -- Nova busy with the server -------------------------------------------------
+
+WRITES = ("rescue", "unrescue", "resize", "lock")
+
+
+def writes(cloud: FakeCloud) -> int:
+    return sum(cloud.calls[call] for call in WRITES)
+
+
+def test_a_failed_reboot_still_clearing_its_task_is_waited_for_then_rescued() -> None:
+    cloud = cloud_with(vm_state="error", task_state="reboot_started_hard")
+    drive = rescue(cloud)
+    parked = drive.run()
+    assert isinstance(parked, Wait)
+    assert parked.phase == "check"
+    assert "error" in parked.states
+    assert parked.retry_after_s == 120.0
+    assert drive.steps == ["waiting_for_task"]
+    assert writes(cloud) == 0
+    drive.later(3)
+    cloud.servers[SID].task_state = None  # Nova has cleared the task
+    assert isinstance(drive.run(), Wait)  # now waiting for RESCUE
+    assert cloud.calls["rescue"] == 1
+    assert drive.steps[:3] == ["waiting_for_task", "task_ended", "checked"]
+
+
+def test_a_task_that_ends_in_a_state_that_cannot_be_rescued_is_refused_with_novas_state() -> None:
+    cloud = cloud_with(task_state="unrescuing", vm_state="rescued")
+    drive = rescue(cloud)
+    assert isinstance(drive.run(), Wait)
+    cloud.servers[SID].vm_state, cloud.servers[SID].task_state = "resized", None
+    assert finished(drive.run()) == ("refused", "the server is VERIFY_RESIZE (vm_state resized)")
+    assert writes(cloud) == 0
+
+
+def test_a_task_that_never_ends_within_task_timeout_is_refused_saying_so() -> None:
+    cloud = cloud_with(vm_state="error", task_state="reboot_started_hard")
+    drive = Drive(cloud, "rescue", {"server": {"id": SID}}, Confirm(task_timeout_s=30))
+    parked = drive.run()
+    assert isinstance(parked, Wait)
+    assert parked.retry_after_s == 30.0
+    drive.later(10)
+    again = drive.run()  # woken by something else: still busy, the bound stays
+    assert isinstance(again, Wait)
+    assert again.retry_after_s == 20.0
+    drive.later(20)
+    assert finished(drive.run()) == (
+        "refused",
+        "task reboot_started_hard is still in progress after 30s",
+    )
+    assert writes(cloud) == 0
+
+
+def test_the_wait_for_a_task_never_outlasts_the_operations_deadline() -> None:
+    cloud = cloud_with(vm_state="error", task_state="rebooting")
+    drive = Drive(cloud, "rescue", {"server": {"id": SID}}, Confirm(timeout_s=45))
+    parked = drive.run()
+    assert isinstance(parked, Wait)
+    assert parked.retry_after_s == 45.0
+
+
+def test_task_timeout_zero_refuses_at_once_as_nova_would() -> None:
+    cloud = cloud_with(vm_state="error", task_state="rebooting")
+    drive = Drive(cloud, "rescue", {"server": {"id": SID}}, Confirm(task_timeout_s=0))
+    assert finished(drive.run()) == ("refused", "task rebooting is still in progress after 0s")
+
+
+def test_a_never_launched_server_is_refused_without_waiting_for_its_task() -> None:
+    cloud = cloud_with(vm_state="error", task_state="deleting", launched=False)
+    outcome, _ = finished(rescue(cloud).run())
+    assert outcome == "not_rescuable"
+
+
+def test_a_restarted_daemon_keeps_the_bound_of_the_wait_it_had_begun() -> None:
+    cloud = cloud_with(vm_state="error", task_state="reboot_started_hard")
+    drive = Drive(cloud, "rescue", {"server": {"id": SID}}, Confirm(task_timeout_s=60))
+    drive.run()
+    drive.later(50)
+    again = drive.restarted()  # the journal kept phase check and the busy state
+    parked = again.run()
+    assert isinstance(parked, Wait)
+    assert parked.retry_after_s == 10.0
+    assert again.steps == []  # the wait was already recorded
+    cloud.servers[SID].task_state = None
+    assert isinstance(again.run(), Wait)
+    assert cloud.calls["rescue"] == 1
+
+
+def test_unrescue_asked_while_the_rescue_still_runs_waits_then_unrescues() -> None:
+    cloud = cloud_with(vm_state="error", task_state="rescuing")
+    drive = Drive(cloud, "unrescue", {"server": {"id": SID}})
+    assert isinstance(drive.run(), Wait)
+    assert cloud.calls["unrescue"] == 0
+    cloud.servers[SID].vm_state, cloud.servers[SID].task_state = "rescued", None
+    assert isinstance(drive.run(), Wait)
+    assert cloud.calls["unrescue"] == 1
+
+
+def test_a_resize_waits_for_a_reboot_to_end_then_resizes() -> None:
+    cloud = cloud_with(task_state="rebooting")
+    drive = resize(cloud)
+    assert isinstance(drive.run(), Wait)
+    assert cloud.calls["resize"] == 0
+    assert cloud.calls["flavor"] == 0
+    cloud.servers[SID].task_state = None
+    drive.run()
+    assert cloud.calls["resize"] == 1
+
+
+def test_a_resize_whose_waited_task_leaves_the_server_in_error_is_refused() -> None:
+    cloud = cloud_with(task_state="reboot_started_hard")
+    drive = resize(cloud)
+    drive.run()
+    cloud.servers[SID].vm_state, cloud.servers[SID].task_state = "error", None
+    assert finished(drive.run()) == ("refused", "the server is ERROR (vm_state error)")
+    assert cloud.calls["resize"] == 0
 
 
 def test_unrescue_of_a_server_not_in_rescue_is_refused() -> None:

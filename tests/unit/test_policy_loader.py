@@ -55,8 +55,14 @@ def test_defaults_fill_what_a_policy_leaves_out() -> None:
     assert policy.mode == "enforce"
     assert policy.confirm.on_failure == "revert"
     assert policy.confirm.timeout_s == 900
+    assert policy.confirm.task_timeout_s == 120
     assert policy.limits.cooldown_s is None
     assert policy.line == 3
+
+
+def test_a_policy_sets_how_long_its_action_waits_for_novas_task() -> None:
+    policy = policies(VALID + "    confirm: {task_timeout: 5m}\n").policies[0]
+    assert policy.confirm.task_timeout_s == 300
 
 
 def test_every_mistake_is_reported_at_once_with_file_line_policy_and_field() -> None:
@@ -111,6 +117,7 @@ def test_every_mistake_is_reported_at_once_with_file_line_policy_and_field() -> 
         ("    limits: {when_busy: queue}\n", "limits.when_busy", "refuse, wait"),
         ("    limits: {max_wait: 5m}\n", "limits.max_wait", "only with when_busy: wait"),
         ("    limits: {when_busy: wait, max_wait: later}\n", "limits.max_wait", "duration"),
+        ("    confirm: {task_timeout: later}\n", "confirm.task_timeout", "a duration"),
     ],
 )
 def test_each_section_is_validated(snippet: str, field: str, message: str) -> None:

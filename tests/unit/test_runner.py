@@ -364,3 +364,72 @@ def test_a_step_with_more_calls_than_kept_says_how_many_are_left_out(
     ]
     assert steps["quota_raised"]["calls_omitted"] == 1
     assert sum(n for _, n in h.store.steps["op-1"]) == cloud.requests.for_operation("op-1")
+
+
+def rescue_work(task_timeout_s: float = 120.0) -> Work:
+    return Work(
+        "op-1",
+        "rescue",
+        {"server": {"id": SID}},
+        Confirm(timeout_s=30, task_timeout_s=task_timeout_s, on_failure="leave"),
+        now(),
+    )
+
+
+def failed_reboot(cloud: FakeCloud) -> None:
+    """Nova has put the server in ERROR and not yet cleared its reboot task."""
+    server = cloud.servers[SID]
+    server.vm_state, server.task_state = "error", "reboot_started_hard"
+
+
+def test_a_rescue_parked_on_a_busy_server_wakes_when_nova_clears_the_task(
+    harness: Harness, cloud: FakeCloud
+) -> None:
+    failed_reboot(cloud)
+    harness.runner.submit(rescue_work())
+    until(lambda: harness.runner.waiting() == 1)
+    still = nova_event("instance.update", uuid=SID, state="error", task_state="reboot_started_hard")
+    assert harness.runner.notify(still) == 0
+    cloud.servers[SID].task_state = None
+    cleared = nova_event("instance.update", uuid=SID, state="error", task_state=None)
+    assert harness.runner.notify(cleared) == 1
+    until(lambda: cloud.calls["rescue"] == 1 and harness.runner.waiting() == 1)
+    cloud.nova_finishes(SID)
+    harness.runner.notify(nova_event("instance.rescue.end", uuid=SID))
+    assert harness.outcome() == ("rescued", None)
+    # GET (busy), GET (task ended), POST rescue, GET (rescued): no polling of the busy server
+    assert harness.done["op-1"].nova_requests == 4
+    assert [name for name, _ in harness.store.steps["op-1"]][:3] == [
+        "waiting_for_task",
+        "task_ended",
+        "checked",
+    ]
+
+
+def test_a_busy_server_whose_task_never_ends_is_refused_at_the_bound(
+    harness: Harness, cloud: FakeCloud
+) -> None:
+    failed_reboot(cloud)
+    harness.runner.submit(rescue_work(task_timeout_s=0.2))
+    assert harness.outcome() == (
+        "refused",
+        "task reboot_started_hard is still in progress after 0s",
+    )
+    assert cloud.calls["rescue"] == 0
+    assert cloud.calls["server"] == 2  # the first look, and one at the bound
+
+
+def test_the_batched_poll_wakes_a_busy_wait_whose_notification_was_lost(
+    cloud: FakeCloud,
+) -> None:
+    h = Harness(cloud, poll_interval_s=0.05)
+    h.runner.start()
+    try:
+        failed_reboot(cloud)
+        h.runner.submit(rescue_work())
+        until(lambda: h.runner.waiting() == 1)
+        cloud.servers[SID].task_state = None  # ... and the instance.update is lost
+        until(lambda: cloud.calls["rescue"] == 1)
+        assert cloud.calls["server"] == 1  # the poll's snapshot did the second look
+    finally:
+        h.runner.stop(timeout=5)

@@ -1,10 +1,12 @@
-"""Steps every action shares: finding the server, and saying why Nova failed."""
+"""Steps every action shares: finding the server, waiting while Nova is busy
+with it, and saying why Nova failed."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from nova_autopilot.actions.machine import Finish, Next, StepContext, Transition, describe
+from nova_autopilot.actions.machine import Finish, Next, StepContext, Transition, Wait, describe
 from nova_autopilot.cloud import ServerState
 from nova_autopilot.errors import CloudError, NotFound
 
@@ -38,6 +40,61 @@ def begin(
         ctx.record("resumed", {**describe(server), "note": "the request had reached Nova"})
         return Next(resume)
     return server
+
+
+#: Every vm_state Nova knows: once the task ends, any of them is news.
+VM_STATES = (
+    "active",
+    "building",
+    "paused",
+    "suspended",
+    "stopped",
+    "rescued",
+    "resized",
+    "soft-delete",
+    "deleted",
+    "error",
+    "shelved",
+    "shelved_offloaded",
+)
+
+
+def wait_while_busy(ctx: StepContext, server: ServerState, *, phase: str) -> Transition | None:
+    """Nova refuses an operation while a task is in progress on the server (a
+    failed reboot, say, reports ERROR before it clears its task). Then wait,
+    without any Nova call, for the task to end: the server's ``instance.update``
+    without a task, or the batched poll, wakes ``phase`` again, which reads the
+    server and decides afresh. ``confirm.task_timeout`` bounds the wait (and
+    the operation's deadline does); past it, the operation is refused.
+    ``None``: no task is in progress, go on."""
+    busy = ctx.state.get("task_wait")
+    if server.task_state is None:
+        if busy is not None and not busy.get("ended"):
+            busy["ended"] = True
+            ctx.record("task_ended", describe(server))
+        return None
+    now = ctx.now()
+    if busy is None:
+        until = min(now + timedelta(seconds=ctx.confirm.task_timeout_s), ctx.deadline)
+        busy = {"task": server.task_state, "since": now.isoformat(), "until": until.isoformat()}
+        ctx.state["task_wait"] = busy
+        ctx.record(
+            "waiting_for_task",
+            {**describe(server), "wait_s": round((until - now).total_seconds(), 3)},
+        )
+    until = datetime.fromisoformat(busy["until"])
+    if now >= until:
+        waited = (now - datetime.fromisoformat(busy["since"])).total_seconds()
+        ctx.record("task_still_running", describe(server))
+        return Finish(
+            "refused", f"task {server.task_state} is still in progress after {waited:.0f}s"
+        )
+    return Wait(
+        phase,
+        events=("instance.delete.end",),
+        states=VM_STATES,
+        retry_after_s=(until - now).total_seconds(),
+    )
 
 
 def current_server(ctx: StepContext) -> ServerState:

@@ -1,11 +1,13 @@
 """Rescue and unrescue.
 
-Rescue: check (launched once? a state Nova accepts? no task?) -> ask Nova
-with the rescue image and a fresh admin password -> wait until vm_state is
-``rescued`` with no task. While rescuing, the status can stay ERROR, so the
-wait looks at ``task_state`` and ``vm_state``, never at the status alone.
+Rescue: check (launched once? a task in progress: wait for its end; then a
+state Nova accepts?) -> ask Nova with the rescue image and a fresh admin
+password -> wait until vm_state is ``rescued`` with no task. While rescuing,
+the status can stay ERROR, so the wait looks at ``task_state`` and
+``vm_state``, never at the status alone.
 
-Unrescue: check (in RESCUE) -> ask -> wait for ACTIVE with no task.
+Unrescue: check (a task in progress: wait for its end; then in RESCUE?) ->
+ask -> wait for ACTIVE with no task.
 
 The admin password travels only in ``ctx.secrets``: to the requester's
 result, never to the journal or the logs.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
-from nova_autopilot.actions.common import begin, failure_reason, take_lock
+from nova_autopilot.actions.common import begin, failure_reason, take_lock, wait_while_busy
 from nova_autopilot.actions.machine import (
     Finish,
     Machine,
@@ -43,14 +45,15 @@ def rescue_check(ctx: StepContext) -> Transition:
     server = begin(ctx, resume="wait", task="rescuing", done="rescued")
     if not isinstance(server, ServerState):
         return server
-    if server.vm_state == "rescued":
-        return Finish("refused", "the server is already in RESCUE")
     if not server.launched:
         return Finish("not_rescuable", NEVER_LAUNCHED)
+    busy = wait_while_busy(ctx, server, phase="check")
+    if busy is not None:
+        return busy
+    if server.vm_state == "rescued":
+        return Finish("refused", "the server is already in RESCUE")
     if server.vm_state not in RESCUABLE_STATES:
         return Finish("refused", f"the server is {server.status} (vm_state {server.vm_state})")
-    if server.task_state is not None:
-        return Finish("refused", f"task {server.task_state} is in progress")
     ctx.record("checked", describe(server))
     refused = take_lock(ctx, server)
     return Finish("refused", refused) if refused else Next("request")
@@ -112,10 +115,11 @@ def unrescue_check(ctx: StepContext) -> Transition:
     server = begin(ctx, resume="wait", task="unrescuing", done="active")
     if not isinstance(server, ServerState):
         return server
+    busy = wait_while_busy(ctx, server, phase="check")
+    if busy is not None:
+        return busy
     if server.vm_state != "rescued":
         return Finish("refused", f"the server is not in RESCUE (status {server.status})")
-    if server.task_state is not None:
-        return Finish("refused", f"task {server.task_state} is in progress")
     ctx.record("checked", describe(server))
     refused = take_lock(ctx, server)
     return Finish("refused", refused) if refused else Next("request")

@@ -1,5 +1,6 @@
-"""Resize: check -> request -> wait for VERIFY_RESIZE -> health gate ->
-confirm (or revert) -> verify the final state and flavor.
+"""Resize: check (a task in progress: wait for its end first) -> request ->
+wait for VERIFY_RESIZE -> health gate -> confirm (or revert) -> verify the
+final state and flavor.
 
 Every phase reads the server first and acts idempotently, so a daemon that
 restarts in any phase resumes without asking Nova twice for the same thing.
@@ -9,7 +10,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from nova_autopilot.actions.common import begin, failure_reason, raise_quota, take_lock
+from nova_autopilot.actions.common import (
+    begin,
+    failure_reason,
+    raise_quota,
+    take_lock,
+    wait_while_busy,
+)
 from nova_autopilot.actions.gate import (
     Target,
     hopeless,
@@ -65,6 +72,9 @@ def check(ctx: StepContext) -> Transition:
     state = ctx.state
     if state.get("requesting_at"):
         return _after_crash(ctx, server)
+    busy = wait_while_busy(ctx, server, phase="check")
+    if busy is not None:
+        return busy
     try:
         target = ctx.cloud.flavor(str(ctx.params["flavor"]))
     except NotFound as exc:
@@ -73,8 +83,6 @@ def check(ctx: StepContext) -> Transition:
         return Finish("refused", "another resize is waiting for confirmation")
     if server.vm_state not in ("active", "stopped"):
         return Finish("refused", f"the server is {server.status} (vm_state {server.vm_state})")
-    if server.task_state is not None:
-        return Finish("refused", f"task {server.task_state} is in progress")
     if server.flavor_name in (target.name, target.id):
         return Finish("refused", f"the server already has flavor {target.name}")
     state.update(

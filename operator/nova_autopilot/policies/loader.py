@@ -198,7 +198,9 @@ def _do(r: _Reader, value: Any) -> Do:
 
 
 def _confirm(r: _Reader, value: Any, action: str | None) -> Confirm:
-    conf = r.mapping(value, ("confirm",), ("timeout", "gate", "gate_timeout", "on_failure"))
+    conf = r.mapping(
+        value, ("confirm",), ("timeout", "gate", "gate_timeout", "on_failure", "task_timeout")
+    )
     spec = ACTIONS.get(action or "")
     on_failure = spec.default_on_failure if spec else "leave"
     if "on_failure" in conf and spec:
@@ -225,6 +227,7 @@ def _confirm(r: _Reader, value: Any, action: str | None) -> Confirm:
         gate=tuple(gate),
         gate_timeout_s=r.duration(conf.get("gate_timeout", 300), ("confirm", "gate_timeout")),
         on_failure=on_failure,
+        task_timeout_s=r.duration(conf.get("task_timeout", 120), ("confirm", "task_timeout")),
     )
 
 

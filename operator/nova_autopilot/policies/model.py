@@ -14,12 +14,15 @@ WhenBusy = Literal["refuse", "wait"]
 
 @dataclass(frozen=True, slots=True)
 class ActionSpec:
-    """The vocabulary of one action: its parameters and its failure handling."""
+    """The vocabulary of one action: its parameters and its failure handling.
+    ``waits_for_task``: it waits (``confirm.task_timeout``) for a task Nova is
+    running on the server to end before it starts."""
 
     required: tuple[str, ...]
     optional: tuple[str, ...]
     on_failure: tuple[str, ...]
     default_on_failure: str
+    waits_for_task: bool = True
 
 
 #: Every action a policy can name. The executor implements each one.
@@ -47,6 +50,7 @@ ACTIONS: dict[str, ActionSpec] = {
         optional=("success", "failure", "interval"),
         on_failure=("leave",),
         default_on_failure="leave",
+        waits_for_task=False,
     ),
 }
 
@@ -66,12 +70,15 @@ class GateCheck:
 @dataclass(frozen=True, slots=True)
 class Confirm:
     """How the outcome is checked: a deadline, a health gate, and what to do
-    when the gate fails or the deadline passes."""
+    when the gate fails or the deadline passes. ``task_timeout_s``: how long an
+    action waits for a task Nova is already running on the server to end
+    before it starts (within ``timeout_s``)."""
 
     timeout_s: float = 900.0
     gate: tuple[GateCheck, ...] = ()
     gate_timeout_s: float = 300.0
     on_failure: str = "revert"
+    task_timeout_s: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
