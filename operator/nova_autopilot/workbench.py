@@ -16,9 +16,24 @@ from typing import Any
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event, parse_message
 from nova_autopilot.policies import Match, PolicySet
+from nova_autopilot.policies.model import ACTIONS
 
 
-def _match_dict(match: Match) -> dict[str, Any]:
+def _task_in_progress(event: Event) -> str | None:
+    """The task Nova was still running on the server when it sent this event."""
+    payload = event.payload
+    update = payload.get("state_update")
+    for value in (
+        payload.get("task_state"),
+        update.get("new_task_state") if isinstance(update, dict) else None,
+        payload.get("new_task_state"),  # legacy compute.instance.update
+    ):
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _match_dict(match: Match, event: Event) -> dict[str, Any]:
     out: dict[str, Any] = {
         "policy": match.policy.name,
         "action": match.action,
@@ -27,6 +42,14 @@ def _match_dict(match: Match) -> dict[str, Any]:
     }
     if match.error:
         out["error"] = match.error
+    task = _task_in_progress(event)
+    spec = ACTIONS.get(match.action)
+    if task and spec is not None and spec.waits_for_task:
+        out["note"] = (
+            f"Nova's task {task} is still in progress: the {match.action} first waits "
+            f"up to {match.policy.confirm.task_timeout_s:g}s for it to end, then decides "
+            "on the server's state"
+        )
     return out
 
 
@@ -38,7 +61,7 @@ def explain(policies: PolicySet, event: Event) -> dict[str, Any]:
         "policies": [
             {"name": v.policy, "matched": v.matched, "reason": v.reason} for v in verdicts
         ],
-        "actions": [_match_dict(v.match) for v in verdicts if v.match is not None],
+        "actions": [_match_dict(v.match, event) for v in verdicts if v.match is not None],
     }
 
 
@@ -58,7 +81,10 @@ def render_explain(result: dict[str, Any]) -> str:
     lines.append("")
     if result["actions"]:
         lines.append("actions")
-        lines.extend(f"  {_action_text(a)}" for a in result["actions"])
+        for action in result["actions"]:
+            lines.append(f"  {_action_text(action)}")
+            if "note" in action:
+                lines.append(f"    {action['note']}")
     else:
         lines.append("actions: none")
     return "\n".join(lines)
@@ -100,7 +126,7 @@ def decide(policies: PolicySet, stream: Iterable[tuple[int, str]]) -> dict[str, 
                     "line": line,
                     "event_type": event.event_type,
                     "instance_id": event.instance_id,
-                    **_match_dict(match),
+                    **_match_dict(match, event),
                 }
             )
     summary = Counter(d["policy"] for d in decisions)
@@ -143,6 +169,8 @@ def render_replay(result: dict[str, Any]) -> str:
         target = decision["instance_id"] or "-"
         lines.append(f"line {decision['line']:>5}  {decision['event_type']}  {target}")
         lines.append(f"            -> {_action_text(decision)}")
+        if "note" in decision:
+            lines.append(f"               {decision['note']}")
     for rejection in result["rejected"]:
         lines.append(f"line {rejection['line']:>5}  rejected: {rejection['detail']}")
     lines.append("")

@@ -91,6 +91,35 @@ def test_explain_says_why_the_rescue_did_not_fire_for_a_never_launched_server(
     assert "actions: none" in out
 
 
+def test_explain_says_the_rescue_of_a_failed_reboot_waits_for_novas_task_to_end(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    notification = sample("instance-update")
+    data = notification["payload"]["nova_object.data"]
+    data.update(state="error", task_state="reboot_started_hard", launched_at="2026-11-25T10:00:00Z")
+    data["state_update"]["nova_object.data"].update(
+        old_state="active",
+        state="error",
+        old_task_state="reboot_started_hard",
+        new_task_state="reboot_started_hard",
+    )
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(notification))
+    code, out, _ = run(capsys, "explain", "--policies", SEED, "--event", str(event_file))
+    assert code == 0
+    assert "MATCH  rescue-failed-boot" in out
+    assert (
+        "Nova's task reboot_started_hard is still in progress: the rescue first waits "
+        "up to 120s for it to end, then decides on the server's state"
+    ) in out
+    data.update(task_state=None)
+    data["state_update"]["nova_object.data"].update(new_task_state=None)
+    event_file.write_text(json.dumps(notification))
+    code, out, _ = run(capsys, "explain", "--policies", SEED, "--event", str(event_file), "--json")
+    (action,) = json.loads(out)["actions"]
+    assert "note" not in action
+
+
 def test_explain_json_lists_the_actions_of_a_matching_request(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
