@@ -110,6 +110,9 @@ def test_the_reference_has_an_example_of_every_part() -> None:
         "default(",
         "mode: approve",
         "when_busy",
+        "task_timeout",
+        "gate_timeout",
+        "on_failure",
     ):
         assert word in text, f"no policy example in {REFERENCE} shows {word!r}"
 
