@@ -170,6 +170,11 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--server", required=True, help="server id or name")
     send.add_argument("--flavor", help="the wanted flavor")
     send.add_argument("--id", help="request id (default: a new one); the de-duplication key")
+    send.add_argument(
+        "--timestamp",
+        help="the request's creation time, ISO-8601 (default: now); resending a request "
+        "unchanged (same --id, --timestamp and fields) gets the first answer",
+    )
     send.add_argument("--project", help="the server's project id")
     send.add_argument("--requested-by", default=getpass.getuser(), help="who asks")
     send.add_argument("--approved-by", help="who approved")
@@ -253,7 +258,7 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
         "version": 1,
         "type": args.type,
         "id": args.id or f"req-{uuid.uuid4().hex}",
-        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "timestamp": args.timestamp or datetime.now(timezone.utc).isoformat(),
         "server": server,
         "requested_by": args.requested_by,
     }

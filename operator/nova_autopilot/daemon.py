@@ -7,9 +7,9 @@ resumes the journal's unfinished operations, and waits for a signal:
 * SIGTERM / SIGINT: stop taking messages (the broker keeps what was not
   handled), let running phases end, leave waiting operations in the journal
   (they resume at the next start), exit within ``[DEFAULT] stop_timeout``;
-* SIGHUP: reload the policies, the signing keys and the log level, all or
-  nothing (:mod:`.reloading`); a broken file keeps the running set of all
-  three and logs every problem.
+* SIGHUP: reload the policies, the signing keys, the authorisation table
+  and the log level, all or nothing (:mod:`.reloading`); a broken file keeps
+  the running set of all of them and logs every problem.
 
 Under systemd (:mod:`.service`) it sends READY=1 once the journal is open and
 the consumers are attached, a STATUS line with live counts, WATCHDOG=1 only
@@ -38,6 +38,7 @@ from oslo_config import cfg
 
 from nova_autopilot import __version__, health
 from nova_autopilot.actions.runner import Runner
+from nova_autopilot.authorization import Authorization, AuthorizationError
 from nova_autopilot.bus import Bus, Delivery, accept_all
 from nova_autopilot.cloud import Cloud, WriteLimiter
 from nova_autopilot.endpoints import Endpoints
@@ -49,6 +50,7 @@ from nova_autopilot.liveness import Liveness
 from nova_autopilot.logs import get_logger, redact
 from nova_autopilot.metrics import Metrics, Sources
 from nova_autopilot.policies import PolicySet, load_policies
+from nova_autopilot.refusals import RefusalRecorder
 from nova_autopilot.reloading import Reloader
 from nova_autopilot.sdnotify import Notifier
 from nova_autopilot.service import Counts, ServiceLink
@@ -113,6 +115,7 @@ class Daemon:
         journal: Journal,
         cloud: Cloud,
         verifier: Verifier | None = None,
+        authorization: Authorization | None = None,
         clock: Callable[[], datetime] = utc_now,
         notifier: Notifier | None = None,
     ) -> None:
@@ -121,6 +124,7 @@ class Daemon:
         self.journal = journal
         self.cloud = cloud
         self.clock = clock
+        self.authorization = authorization or Authorization(None)
         self.engine: Engine
         self.runner = Runner(
             cloud=cloud,
@@ -136,6 +140,12 @@ class Daemon:
             notification_handler=self.handle,
             request_handler=self.handle,
             verify=verifier or accept_all,
+            check_request=self.authorization.check_request,
+            on_refused=RefusalRecorder(
+                journal,
+                max_bytes=conf.requests.max_message_bytes,
+                max_depth=conf.intake.max_json_depth,
+            ),
         )
         self.engine = Engine(
             policies=policies,
@@ -146,6 +156,7 @@ class Daemon:
             global_dry_run=bool(conf.guards.dry_run),
             global_approval=bool(conf.guards.require_approval),
             approval_timeout_s=float(conf.guards.approval_timeout),
+            authorizer=self.authorization,
         )
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -179,7 +190,9 @@ class Daemon:
         self._started_at: datetime | None = None
         self._looping = False
         self._turned_at = time.monotonic()
-        self.reloader = Reloader(conf=conf, policies=policies, verifier=verifier)
+        self.reloader = Reloader(
+            conf=conf, policies=policies, verifier=verifier, authorization=self.authorization
+        )
         self.service = ServiceLink(
             notifier=notifier or Notifier.from_environment(),
             liveness=Liveness(
@@ -196,9 +209,20 @@ class Daemon:
         verifier = None
         if conf.requests.require_signatures:
             keys = load_keys(conf.requests.signing_keys_file)
-            verifier = Verifier(keys, max_age_s=float(conf.requests.max_age))
+            verifier = Verifier(
+                keys,
+                max_age_s=float(conf.requests.max_age),
+                max_skew_s=float(conf.requests.max_clock_skew),
+                max_bytes=conf.requests.max_message_bytes,
+                max_depth=conf.intake.max_json_depth,
+            )
         else:
             log.warning("requests.unauthenticated", note="require_signatures is off")
+            if conf.requests.authorization_file:
+                raise AuthorizationError(
+                    "[requests] authorization_file needs require_signatures: without a "
+                    "signature no request has a key to authorise"
+                )
         url = conf.journal.connection or default_url(conf.state_dir)
         journal = Journal.open(url, redact=redact)
         cloud = Cloud.connect(
@@ -207,7 +231,20 @@ class Daemon:
             api_timeout=float(conf.cloud.api_timeout),
             writes=write_limiter(conf),
         )
-        return cls(conf=conf, policies=policies, journal=journal, cloud=cloud, verifier=verifier)
+        authorization = Authorization.from_file(conf.requests.authorization_file, cloud=cloud)
+        if conf.requests.require_signatures and not authorization.enforced:
+            log.warning(
+                "requests.unrestricted_keys",
+                note="no [requests] authorization_file: every valid signature may ask for anything",
+            )
+        return cls(
+            conf=conf,
+            policies=policies,
+            journal=journal,
+            cloud=cloud,
+            verifier=verifier,
+            authorization=authorization,
+        )
 
     def handle(self, event: Event, delivery: Delivery) -> None:
         """What the bus calls for every message."""
@@ -364,8 +401,9 @@ class Daemon:
         cutoff = self.clock() - timedelta(days=days)
         removed = self.journal.prune(finished_before=cutoff)
         keys = self.journal.prune_processed(older_than=cutoff)
-        if removed or keys:
-            log.info("journal.pruned", operations=removed, message_keys=keys)
+        refusals = self.journal.prune_refusals(older_than=cutoff)
+        if removed or keys or refusals:
+            log.info("journal.pruned", operations=removed, message_keys=keys, refusals=refusals)
 
     def _install_signals(self) -> None:
         def on_stop(signum: int, frame: FrameType | None) -> None:

@@ -3,12 +3,15 @@
 :meth:`Engine.handle` is what the bus calls for every message. When it
 returns, the message's decisions are in the journal and the bus may
 acknowledge it; a duplicate (same message id, same request id) writes
-nothing and is answered with the first copy's outcome. Only the engine
-catches broadly: a failing operation ends in the journal, never in the bus.
+nothing and is answered with the first copy's outcome, while a request id
+used again for another request (another body or key) is refused as
+``replayed``. Only the engine catches broadly: a failing operation ends in
+the journal, never in the bus.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -43,6 +46,20 @@ class Reporter(Protocol):
     def publish(
         self, result: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
     ) -> None: ...
+
+
+class Authorizer(Protocol):
+    """May the key that signed a request have this done? (``authorization.py``)"""
+
+    def check_operation(
+        self,
+        event: Event,
+        *,
+        action: str,
+        params: Mapping[str, Any],
+        server_id: str | None,
+        server_name: str | None,
+    ) -> str | None: ...
 
 
 class NoReporter:
@@ -125,6 +142,7 @@ class Engine:
         global_dry_run: bool = False,
         global_approval: bool = False,
         approval_timeout_s: float = 3600.0,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self._policies = policies
         self._journal = journal
@@ -132,6 +150,7 @@ class Engine:
         self._clock = clock
         self._reporter = reporter or NoReporter()
         self._global_dry_run = global_dry_run
+        self._authorizer = authorizer
         self.tally = Tally()
         self._global_approval = global_approval
         self._holding = Holding(
@@ -159,7 +178,9 @@ class Engine:
         now = self._clock()
         if event.source == "request" and event.event_type in OPERATION_TYPES:
             self.tally.received(event.source, event.event_type, matched=True)
-            return self._holding.answer(event, now, correlation_id, reply_to)
+            return self._holding.answer(
+                event, now, correlation_id, reply_to, check=self._check_approver
+            )
         self._runner.notify(event)
         matches = self._policies().match(event)
         self.tally.received(event.source, event.event_type, matched=bool(matches))
@@ -182,11 +203,21 @@ class Engine:
     ) -> list[str]:
         """Plan, record and start the decisions of one event (its servers locked)."""
         plans = [self._plan(m, event, now, correlation_id, reply_to) for m in matches]
+        plans = [self._authorized(plan, event) for plan in plans]
         key = event.dedupe_key or f"{event.source}:unkeyed:{uuid.uuid4().hex}"
         accepted = self._journal.accept(
-            message_key=key, operations=[new for new, _, _ in plans], now=now
+            message_key=key,
+            operations=[new for new, _, _ in plans],
+            now=now,
+            fingerprint=event.fingerprint,
         )
         if isinstance(accepted, Duplicate):
+            if accepted.fingerprint not in (None, event.fingerprint):
+                raise BadMessage(
+                    "replayed",
+                    f"request id {event.request_id} was used at "
+                    f"{accepted.first_seen_at.isoformat()} for another request",
+                )
             self.tally.duplicate(event.source)
             log.info("intake.duplicate", message_key=key, first_seen_at=str(accepted.first_seen_at))
             self._answer_duplicate(accepted, correlation_id, reply_to)
@@ -235,6 +266,39 @@ class Engine:
             deadline_at=now + timedelta(seconds=policy.confirm.timeout_s),
         )
         return self._holding.record_as(new, verdict, policy, now), verdict, match
+
+    def _authorized(
+        self, plan: tuple[NewOperation, guards.Verdict, Match], event: Event
+    ) -> tuple[NewOperation, guards.Verdict, Match]:
+        """A request's decision, refused when its key may not have it done."""
+        new, verdict, match = plan
+        if self._authorizer is None or event.source != "request" or verdict.decision == "refuse":
+            return plan
+        refusal = self._authorizer.check_operation(
+            event,
+            action=new.action,
+            params=new.params,
+            server_id=new.server_id,
+            server_name=new.server_name,
+        )
+        if refusal is None:
+            return plan
+        unheld = dataclasses.replace(new, phase=INITIAL_PHASE, state={})
+        return unheld, guards.Verdict("refuse", f"not authorised: {refusal}"), match
+
+    def _check_approver(self, operation: Operation, event: Event) -> None:
+        """A key may approve or reject only what it could have asked for."""
+        if self._authorizer is None:
+            return
+        refusal = self._authorizer.check_operation(
+            event,
+            action=operation.action,
+            params=operation.params,
+            server_id=operation.server_id,
+            server_name=operation.server_name,
+        )
+        if refusal is not None:
+            raise BadMessage("not_authorized", refusal)
 
     def _facts(self, policy: Policy, server_id: str | None, now: datetime) -> guards.Facts:
         if server_id is None:

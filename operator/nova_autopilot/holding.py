@@ -287,8 +287,16 @@ class Holding:
     # -- an operator's decision: operation.approve, operation.reject -------
 
     def answer(
-        self, event: Event, now: datetime, correlation_id: str | None, reply_to: str | None
+        self,
+        event: Event,
+        now: datetime,
+        correlation_id: str | None,
+        reply_to: str | None,
+        *,
+        check: Callable[[Operation, Event], None] | None = None,
     ) -> list[str]:
+        """Apply an operator's decision; ``check`` may refuse it (raises
+        ``BadMessage``) once the operation is known to await approval."""
         op_id = str(event.payload["operation_id"])
         key = event.dedupe_key or f"request:unkeyed:{uuid.uuid4().hex}"
         if self._journal.is_processed(key):
@@ -302,6 +310,8 @@ class Holding:
         with self._servers.held([operation.server_id]):
             operation = self._journal.get(op_id)
             self._check_awaiting(operation, event)
+            if check is not None:
+                check(operation, event)
             if isinstance(self._journal.accept(message_key=key, now=now), Duplicate):
                 self._duplicate(event.source)
                 return []

@@ -1,11 +1,12 @@
-"""SIGHUP: the policies, the signing keys and the log level, all or nothing.
+"""SIGHUP: the policies, the signing keys, the authorisation table and the
+log level, all or nothing.
 
-A reload reads everything first: the policy files, the signing keys file and
-the configuration files (for ``[logging] level``, the one option that changes
-without a restart). If anything is broken, every problem is logged and the
-running set of all three stays as it was; only when all of them load are they
-put in force together. Options that only a restart applies are named in a
-warning when the files changed them.
+A reload reads everything first: the policy files, the signing keys file, the
+authorisation file and the configuration files (for ``[logging] level``, the
+one option that changes without a restart). If anything is broken, every
+problem is logged and the running set of all of them stays as it was; only
+when all of them load are they put in force together. Options that only a
+restart applies are named in a warning when the files changed them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 from oslo_config import cfg
 
 from nova_autopilot import settings
+from nova_autopilot.authorization import Authorization, AuthorizationError, Grant, load_grants
 from nova_autopilot.errors import PolicyError
 from nova_autopilot.logs import get_logger, set_level
 from nova_autopilot.policies import PolicySet, load_policies
@@ -43,6 +45,8 @@ class Fresh:
     keys: dict[str, str] | None
     level: str
     conf: cfg.ConfigOpts
+    #: The authorisation table (None: the daemon has none).
+    grants: dict[str, Grant] | None = None
 
 
 class Reloader:
@@ -52,11 +56,13 @@ class Reloader:
         conf: cfg.ConfigOpts,
         policies: Policies,
         verifier: Verifier | None,
+        authorization: Authorization | None = None,
         apply_level: Callable[[str], None] = set_level,
     ) -> None:
         self._conf = conf
         self._policies = policies
         self._verifier = verifier
+        self._authorization = authorization
         self._apply_level = apply_level
         self._level = str(conf.logging.level).upper()
 
@@ -69,13 +75,15 @@ class Reloader:
             log.error(
                 "daemon.reload_refused",
                 problems=len(problems),
-                kept="the running policies, signing keys and log level",
+                kept="the running policies, signing keys, authorisation table and log level",
             )
             return False
         self._warn_restart_needed(fresh.conf)
         self._policies.replace(fresh.policies)
         if self._verifier is not None and fresh.keys is not None:
             self._verifier.use_keys(fresh.keys)
+        if self._authorization is not None and fresh.grants is not None:
+            self._authorization.use_grants(fresh.grants)
         if fresh.level != self._level:
             self._apply_level(fresh.level)
             self._level = fresh.level
@@ -88,9 +96,9 @@ class Reloader:
         return True
 
     def load(self) -> tuple[Fresh | None, list[tuple[str, str]]]:
-        """Read all three; ``(Fresh, [])``, or ``(None, [(what, problem)...])``."""
+        """Read them all; ``(Fresh, [])``, or ``(None, [(what, problem)...])``."""
         problems: list[tuple[str, str]] = []
-        policies = keys = conf = None
+        policies = keys = conf = grants = None
         try:
             policies = load_policies(self._policies.path)
         except PolicyError as exc:
@@ -100,6 +108,12 @@ class Reloader:
                 keys = load_keys(self._conf.requests.signing_keys_file)
             except KeyFileError as exc:
                 problems.append(("signing_keys", str(exc)))
+        path = None if self._authorization is None else self._authorization.path
+        if path is not None:
+            try:
+                grants = load_grants(path)
+            except AuthorizationError as exc:
+                problems.append(("authorization", str(exc)))
         try:
             conf = settings.load(
                 config_files=list(self._conf.config_file or ()),
@@ -109,7 +123,7 @@ class Reloader:
             problems.append(("settings", str(exc)))
         if problems or policies is None or conf is None:
             return None, problems
-        return Fresh(policies, keys, str(conf.logging.level).upper(), conf), []
+        return Fresh(policies, keys, str(conf.logging.level).upper(), conf, grants), []
 
     def _warn_restart_needed(self, fresh: cfg.ConfigOpts) -> None:
         changed = list(_changed_options(self._conf, fresh))

@@ -179,6 +179,20 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
             "Seconds after its creation time during which a request is accepted; "
             "older requests are rejected as expired.",
         ),
+        _seconds(
+            "max_clock_skew",
+            60,
+            "Seconds by which a request's creation time may be ahead of this daemon's "
+            "clock; requests dated further in the future are rejected (reason future).",
+        ),
+        cfg.StrOpt(
+            "authorization_file",
+            default="",
+            help="YAML file saying, per signing key, which request types it may send, for "
+            "which projects, which actions and which flavors (docs/security.md). Keep it "
+            "readable only by the service user. Empty: every valid signature may ask for "
+            "everything. Needs require_signatures. Reloaded on SIGHUP.",
+        ),
         cfg.BoolOpt(
             "require_signatures",
             default=True,

@@ -157,18 +157,17 @@ def test_the_daemon_resizes_on_request_answers_once_rescues_on_nova_events_and_s
     web = sandbox.add_server("web-1", "m1.small")
     db = sandbox.add_server("db-1", "m1.small")
     daemon = start_daemon(conf, env)
+    request = (
+        "--type", "quota.request.approved", "--server", web.id, "--flavor", "m1.large",
+        "--id", "quota-1", "--approved-by", "bob",
+        "--timestamp", datetime.now(timezone.utc).isoformat(),
+    )  # fmt: skip
     try:
-        code, result = send(
-            conf, env, "--type", "quota.request.approved", "--server", web.id,
-            "--flavor", "m1.large", "--id", "quota-1", "--approved-by", "bob",
-        )  # fmt: skip
+        code, result = send(conf, env, *request)
         assert (code, result["outcome"]) == (0, "confirmed")
         assert sandbox.server(web.id).flavor.name == "m1.large"
 
-        code, again = send(
-            conf, env, "--type", "quota.request.approved", "--server", web.id,
-            "--flavor", "m1.large", "--id", "quota-1",
-        )  # fmt: skip
+        code, again = send(conf, env, *request)  # sent again unchanged: the first answer
         assert (again["outcome"], again["duplicate"]) == ("confirmed", True)
         resizes = sum(n for k, n in sandbox.request_counts().items() if k.endswith(" resize"))
         assert resizes == 1
@@ -194,6 +193,17 @@ def test_the_daemon_resizes_on_request_answers_once_rescues_on_nova_events_and_s
             )  # fmt: skip
         dead = f"{'nova-autopilot.requests'}.dead"
         until(lambda: rabbit_queues().get(dead) == 1, 30, "the forged request dead-lettered")
+        # The id of a processed request, reused for another request: refused as replayed.
+        signed = subprocess.run(
+            [str(BIN / "nova-autopilot"), "--config-file", str(conf), "send", "--type",
+             "quota.request.approved", "--server", web.id, "--flavor", "m1.small",
+             "--id", "quota-1"],
+            env=env, capture_output=True, text=True, check=True, timeout=60,
+        )  # fmt: skip
+        assert signed.returncode == 0
+        until(lambda: rabbit_queues().get(dead) == 2, 30, "the replayed request dead-lettered")
+        assert daemon.logged("intake.dead_lettered")[-1]["reason"] == "replayed"
+        assert sandbox.server(web.id).flavor.name == "m1.large"
         assert sandbox.server(db.id).vm_state == "rescued"
     finally:
         daemon.process.send_signal(signal.SIGTERM)

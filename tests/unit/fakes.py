@@ -46,6 +46,7 @@ class FakeServer:
     console: str = "login: "
     power: str | None = None
     locked: str | None = None
+    project: str = "project-1"
 
     def state(self) -> ServerState:
         by_task = STATUS[self.vm_state]
@@ -61,7 +62,7 @@ class FakeServer:
             flavor_name=self.flavor,
             addresses=self.addresses,
             fault=self.fault,
-            project_id="project-1",
+            project_id=self.project,
             locked=self.locked is not None,
         )
 

@@ -66,7 +66,7 @@ from nova_autopilot.logs import REDACTED, redact
 T = TypeVar("T")
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 SECRET = "s3cr3t-Pa55w0rd-never-stored"
-JOURNAL_TABLES = {"operations", "steps", "processed_messages"}
+JOURNAL_TABLES = {"operations", "steps", "processed_messages", "refusals"}
 
 
 class Clock:

@@ -15,7 +15,15 @@ dead-letter queue. Only this package imports oslo.messaging and kombu.
 from nova_autopilot.bus.client import Reply, RequestClient
 from nova_autopilot.bus.connection import BrokerSettings, notification_broker, request_broker
 from nova_autopilot.bus.counters import Counters, CounterSnapshot
-from nova_autopilot.bus.delivery import Delivery, Handler, Verifier, accept_all
+from nova_autopilot.bus.delivery import (
+    Delivery,
+    Handler,
+    RefusalSink,
+    Refused,
+    RequestCheck,
+    Verifier,
+    accept_all,
+)
 from nova_autopilot.bus.facade import Bus, BusHealth
 from nova_autopilot.bus.intake import Intake, IntakeHealth
 from nova_autopilot.bus.notifications import notification_intake
@@ -34,7 +42,10 @@ __all__ = [
     "Handler",
     "Intake",
     "IntakeHealth",
+    "RefusalSink",
+    "Refused",
     "Reply",
+    "RequestCheck",
     "RequestClient",
     "ResultPublisher",
     "Verifier",

@@ -26,7 +26,15 @@ from typing import Any, Protocol
 
 from nova_autopilot.events import Event, Source
 
-__all__ = ["Delivery", "Handler", "Verifier", "accept_all"]
+__all__ = [
+    "Delivery",
+    "Handler",
+    "RefusalSink",
+    "Refused",
+    "RequestCheck",
+    "Verifier",
+    "accept_all",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +69,40 @@ class Handler(Protocol):
 
 
 #: Checks a request before it is parsed: ``verify(body, headers)`` returns
-#: when the request may be processed, or raises ``BadMessage("unsigned", ...)``
-#: / ``BadMessage("bad_signature", ...)`` (the message is then dead-lettered).
-Verifier = Callable[[bytes, Mapping[str, Any]], None]
+#: the id of the key that vouches for it (None when nothing was checked), or
+#: raises ``BadMessage("unsigned", ...)`` / ``BadMessage("bad_signature", ...)``
+#: (the message is then dead-lettered).
+Verifier = Callable[[bytes, Mapping[str, Any]], str | None]
+
+#: Checks a parsed, verified request (may its key send it?): returns, or raises
+#: ``BadMessage("not_authorized", ...)`` (the message is then dead-lettered).
+RequestCheck = Callable[[Event], None]
 
 
 def accept_all(body: bytes, headers: Mapping[str, Any]) -> None:
-    """The default :data:`Verifier`: every request is accepted."""
+    """The default :data:`Verifier`: every request is accepted, signed by nobody."""
     del body, headers
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A message the bus dead-lettered, as told to a :data:`RefusalSink`.
+
+    ``event`` is the parsed message when it could be parsed (a refusal by the
+    handler), else None; ``body`` and ``headers`` are as received."""
+
+    source: Source
+    queue: str
+    reason: str
+    detail: str
+    body: bytes
+    headers: Mapping[str, Any]
+    event: Event | None
+    message_id: str | None
+    correlation_id: str | None
+    at: datetime
+
+
+#: Told of every message dead-lettered, after its copy is in the dead-letter
+#: queue (to record it); what it raises is logged, never changes the outcome.
+RefusalSink = Callable[[Refused], None]

@@ -29,7 +29,7 @@ from oslo_config import cfg
 from nova_autopilot.bus.client import RequestClient
 from nova_autopilot.bus.connection import notification_broker, request_broker
 from nova_autopilot.bus.counters import CounterSnapshot
-from nova_autopilot.bus.delivery import Handler, Verifier, accept_all
+from nova_autopilot.bus.delivery import Handler, RefusalSink, RequestCheck, Verifier, accept_all
 from nova_autopilot.bus.intake import Intake, IntakeHealth
 from nova_autopilot.bus.notifications import notification_intake
 from nova_autopilot.bus.requests import request_intake
@@ -65,8 +65,12 @@ class Bus:
         notification_handler: Handler | None = None,
         request_handler: Handler | None = None,
         verify: Verifier = accept_all,
+        check_request: RequestCheck | None = None,
+        on_refused: RefusalSink | None = None,
         retry_delays: Sequence[float] | None = None,
     ) -> None:
+        """``verify`` checks each request's signature, ``check_request`` whether
+        its key may send it; ``on_refused`` is told of every request dead-lettered."""
         self._conf = conf
         self._request_broker = request_broker(conf)
         self.notifications: Intake | None = None
@@ -83,6 +87,8 @@ class Bus:
                 conf,
                 handler=request_handler,
                 verify=verify,
+                check=check_request,
+                on_dead_letter=on_refused,
                 broker=self._request_broker,
                 retry_delays=retry_delays,
             )

@@ -32,7 +32,7 @@ from kombu.messaging import Consumer, Producer
 
 from nova_autopilot.bus.connection import Backoff, BrokerSettings, connect
 from nova_autopilot.bus.counters import Counters
-from nova_autopilot.bus.delivery import Handler
+from nova_autopilot.bus.delivery import Handler, RefusalSink
 from nova_autopilot.bus.reception import Decoder, receive
 from nova_autopilot.bus.retry import RetryPlan
 from nova_autopilot.bus.settlement import Settlement
@@ -84,6 +84,7 @@ class Intake:
         threads: int,
         retry: RetryPlan,
         counters: Counters | None = None,
+        on_dead_letter: RefusalSink | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = _utcnow,
         liveness: float = 30.0,
@@ -110,6 +111,7 @@ class Intake:
             now=now,
             in_memory=broker.in_memory,
             publish_timeout=None if broker.in_memory else publish_timeout,
+            on_dead_letter=on_dead_letter,
         )
         self._completions: queue.SimpleQueue[list[Job]] = queue.SimpleQueue()
         self._workers = Workers(

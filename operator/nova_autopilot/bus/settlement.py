@@ -24,6 +24,7 @@ from kombu.messaging import Producer
 
 from nova_autopilot.bus.counters import Counters
 from nova_autopilot.bus.deadletter import dead_letter_headers, kept_properties, retry_headers
+from nova_autopilot.bus.delivery import RefusalSink, Refused
 from nova_autopilot.bus.outcome import RETRIES_EXHAUSTED, Abandoned, DeadLetter, Handled, Retry
 from nova_autopilot.bus.retry import LocalDelayer, RetryPlan
 from nova_autopilot.bus.topology import IntakeTopology
@@ -57,8 +58,10 @@ class Settlement:
         now: Callable[[], datetime],
         in_memory: bool,
         publish_timeout: float | None,
+        on_dead_letter: RefusalSink | None = None,
     ) -> None:
         self._topology = topology
+        self._on_dead_letter = on_dead_letter
         self._retry = retry
         self._counters = counters
         self._clock = clock
@@ -230,3 +233,32 @@ class Settlement:
             dead_letter_exchange=exchange,
             routing_key=routing_key,
         )
+        if self._on_dead_letter is not None:
+            self._tell(job, outcome)
+
+    def _tell(self, job: Job, outcome: DeadLetter) -> None:
+        """Tell the sink (the journal's record of refusals); its failure is logged:
+        the copy is already in the dead-letter queue."""
+        assert self._on_dead_letter is not None
+        refused = Refused(
+            source=self._source,
+            queue=self._queue,
+            reason=outcome.reason,
+            detail=outcome.detail,
+            body=job.body,
+            headers=job.delivery.headers,
+            event=job.event,
+            message_id=job.delivery.message_id,
+            correlation_id=job.delivery.correlation_id,
+            at=self._now(),
+        )
+        try:
+            self._on_dead_letter(refused)
+        except Exception as exc:  # noqa: BLE001 - recording must not stop the intake
+            log.error(
+                "intake.refusal_not_recorded",
+                source=self._source,
+                reason=outcome.reason,
+                message_id=job.delivery.message_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )

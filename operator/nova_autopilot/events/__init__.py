@@ -56,9 +56,9 @@ def parse_message(
         decoded: Any = (
             dict(message)
             if isinstance(message, Mapping)
-            else decode_json(message, max_bytes=max_bytes)
+            else decode_json(message, max_bytes=max_bytes, max_depth=max_depth)
         )
-        decoded = unwrap_envelope(decoded, max_bytes=max_bytes)
+        decoded = unwrap_envelope(decoded, max_bytes=max_bytes, max_depth=max_depth)
         if not isinstance(decoded, dict):
             raise BadMessage(
                 "not_an_object", f"message must be a JSON object, got {type(decoded).__name__}"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
+
+from nova_autopilot.events.wire import canonical
 
 Source = Literal["nova", "request", "autopilot"]
 Format = Literal["versioned", "legacy", "request", "verdict"]
@@ -43,6 +46,7 @@ TOP_LEVEL_FIELDS: Final = (
     "priority",
     "publisher_id",
     "request_id",
+    "key_id",
 )
 
 
@@ -67,6 +71,8 @@ class Event:
     priority: str | None = None
     publisher_id: str | None = None
     request_id: str | None = None
+    #: The signing key that vouched for an operator request (None: unsigned).
+    key_id: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def get(self, path: tuple[str, ...]) -> Any:
@@ -99,6 +105,16 @@ class Event:
             out["timestamp"] = self.timestamp.isoformat()
         out["payload"] = self.payload
         return out
+
+    @property
+    def fingerprint(self) -> str | None:
+        """What a request says and who signed it, as one SHA-256 (hex): two
+        deliveries with the same request id and the same fingerprint are copies
+        of one request; a different fingerprint is another request reusing the id."""
+        if self.source != "request":
+            return None
+        digest = hashlib.sha256((self.key_id or "").encode() + b"\n" + canonical(dict(self.raw)))
+        return digest.hexdigest()
 
     @property
     def dedupe_key(self) -> str | None:

@@ -7,6 +7,8 @@ depth budget, unwraps the oslo.messaging envelope and parses timestamps.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,12 +23,48 @@ DEFAULT_MAX_BYTES = 1024 * 1024
 DEFAULT_MAX_DEPTH = 32
 
 
+# A JSON string (to its closing quote, or to the end of an unterminated one) or a bracket:
+# brackets inside strings are skipped whole. Linear: the alternatives never overlap.
+_NESTING_BYTES = re.compile(rb'"(?:[^"\\]+|\\.)*"?|[\[\]{}]', re.DOTALL)
+_NESTING_TEXT = re.compile(r'"(?:[^"\\]+|\\.)*"?|[\[\]{}]', re.DOTALL)
+_OPENING = frozenset((ord("["), ord("{"), "[", "{"))
+
+
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def decode_json(data: bytes | bytearray | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
-    """Decode one JSON document no larger than ``max_bytes``.
+def check_nesting(data: bytes | bytearray | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+    """Refuse a JSON text that opens more than ``max_depth`` nested arrays or
+    objects, by scanning it before it is decoded (a decoder that meets deep
+    nesting recurses and can exhaust the stack first)."""
+    if isinstance(data, str):
+        if data.count("[") + data.count("{") <= max_depth:
+            return
+        tokens: Iterator[re.Match[Any]] = _NESTING_TEXT.finditer(data)
+    else:
+        if data.count(b"[") + data.count(b"{") <= max_depth:
+            return
+        tokens = _NESTING_BYTES.finditer(data)
+    depth = 0
+    for token in tokens:
+        first = token.group()[0]
+        if first in _OPENING:
+            depth += 1
+            if depth > max_depth:
+                raise BadMessage("too_deep", f"message is nested deeper than {max_depth} levels")
+        elif first not in (34, '"'):
+            depth -= 1
+
+
+def decode_json(
+    data: bytes | bytearray | str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> Any:
+    """Decode one JSON document no larger than ``max_bytes`` and nested no
+    deeper than ``max_depth``, both checked before decoding.
 
     NaN and Infinity are refused (they are not JSON and would poison
     comparisons). Every failure is a :class:`BadMessage`.
@@ -36,6 +74,7 @@ def decode_json(data: bytes | bytearray | str, *, max_bytes: int = DEFAULT_MAX_B
         raise BadMessage("too_large", f"message has {size} bytes, the limit is {max_bytes}")
     if size == 0:
         raise BadMessage("empty", "message body is empty")
+    check_nesting(data, max_depth=max_depth)
     try:
         text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
         return json.loads(text, parse_constant=_reject_constant)
@@ -63,7 +102,15 @@ def check_depth(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         stack.extend((child, depth + 1) for child in children)
 
 
-def unwrap_envelope(message: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+def canonical(body: Any) -> bytes:
+    """The one byte form of a JSON value: keys sorted, no spaces, UTF-8. What
+    request signatures and request fingerprints are computed over."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def unwrap_envelope(
+    message: Any, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH
+) -> Any:
     """Return the inner message of an oslo.messaging 2.0 envelope, or the
     message itself when it carries no envelope."""
     if not isinstance(message, dict) or ENVELOPE_MESSAGE_KEY not in message:
@@ -74,7 +121,7 @@ def unwrap_envelope(message: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
     inner = message[ENVELOPE_MESSAGE_KEY]
     if not isinstance(inner, str):
         raise BadMessage("bad_envelope", "oslo.message must be a JSON string")
-    return decode_json(inner, max_bytes=max_bytes)
+    return decode_json(inner, max_bytes=max_bytes, max_depth=max_depth)
 
 
 def parse_timestamp(value: Any, *, field: str) -> datetime:

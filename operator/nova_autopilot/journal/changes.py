@@ -18,7 +18,7 @@ from nova_autopilot.journal.errors import OperationFinished, StaleOperation, Unk
 from nova_autopilot.journal.records import JSONDict, Operation
 from nova_autopilot.journal.schema import operations as ops
 from nova_autopilot.journal.schema import processed_messages as messages
-from nova_autopilot.journal.schema import steps
+from nova_autopilot.journal.schema import refusals, steps
 
 __all__ = [
     "accept",
@@ -27,6 +27,8 @@ __all__ = [
     "finish",
     "prune_messages",
     "prune_operations",
+    "prune_refusals",
+    "record_refusal",
     "record_step",
     "release",
     "renew",
@@ -34,11 +36,22 @@ __all__ = [
 
 
 def accept(
-    conn: Connection, *, key: str, ids: tuple[str, ...], rows: Sequence[JSONDict], at: datetime
+    conn: Connection,
+    *,
+    key: str,
+    ids: tuple[str, ...],
+    rows: Sequence[JSONDict],
+    at: datetime,
+    fingerprint: str | None = None,
 ) -> None:
     """Insert the message first: its unique key makes a second copy fail right there."""
     conn.execute(
-        insert(messages).values(message_key=key, first_seen_at=at, operation_ids=json.dumps(ids))
+        insert(messages).values(
+            message_key=key,
+            first_seen_at=at,
+            operation_ids=json.dumps(ids),
+            fingerprint=fingerprint,
+        )
     )
     if rows:
         conn.execute(insert(ops), list(rows))
@@ -189,6 +202,18 @@ def prune_operations(conn: Connection, *, cutoff: datetime, size: int) -> tuple[
         return 0, 0
     conn.execute(delete(steps).where(steps.c.operation_id.in_(ids)))
     return len(ids), conn.execute(delete(ops).where(ops.c.id.in_(ids))).rowcount
+
+
+def record_refusal(conn: Connection, row: JSONDict) -> None:
+    conn.execute(insert(refusals).values(**row))
+
+
+def prune_refusals(conn: Connection, *, cutoff: datetime, size: int) -> tuple[int, int]:
+    """Delete up to ``size`` refusals recorded before ``cutoff``; (found, deleted)."""
+    ids = list(conn.execute(queries.refusals_before(cutoff).limit(size)).scalars())
+    if not ids:
+        return 0, 0
+    return len(ids), conn.execute(delete(refusals).where(refusals.c.id.in_(ids))).rowcount
 
 
 def prune_messages(conn: Connection, *, cutoff: datetime, size: int) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from nova_autopilot.journal.errors import DuplicateOperation, UnknownOperation
 from nova_autopilot.journal.records import Duplicate, Operation, Step
 from nova_autopilot.journal.schema import operations as ops
 from nova_autopilot.journal.schema import processed_messages as messages
-from nova_autopilot.journal.schema import steps
+from nova_autopilot.journal.schema import refusals, steps
 
 __all__ = [
     "Query",
@@ -26,6 +26,8 @@ __all__ = [
     "last_finished",
     "listed",
     "messages_before",
+    "refusals_before",
+    "refused",
     "steps_of",
     "unfinished",
 ]
@@ -71,6 +73,7 @@ def duplicate(conn: Connection, key: str, ids: tuple[str, ...]) -> Duplicate:
             message_key=key,
             first_seen_at=first.first_seen_at,
             operation_ids=rows.operation_ids(first.operation_ids),
+            fingerprint=first.fingerprint,
         )
     taken = conn.execute(select(ops.c.id).where(ops.c.id.in_(ids))).scalars()
     raise DuplicateOperation(next(iter(taken), ids[0] if ids else "?"))
@@ -142,6 +145,28 @@ def finished_before(cutoff: datetime) -> Select[Any]:
 
 def messages_before(cutoff: datetime) -> Select[Any]:
     return select(messages.c.id).where(messages.c.first_seen_at < cutoff)
+
+
+def refusals_before(cutoff: datetime) -> Select[Any]:
+    return select(refusals.c.id).where(refusals.c.at < cutoff)
+
+
+def refused(
+    *,
+    since: datetime | None,
+    reason: str | None,
+    key_id: str | None,
+    request_id: str | None,
+    limit: int,
+) -> Select[Any]:
+    """Refused requests, newest first."""
+    query = select(refusals)
+    if since is not None:
+        query = query.where(refusals.c.at >= since)
+    for column, value in (("reason", reason), ("key_id", key_id), ("request_id", request_id)):
+        if value is not None:
+            query = query.where(refusals.c[column] == value)
+    return query.order_by(refusals.c.at.desc(), refusals.c.id.desc()).limit(limit)
 
 
 def _equal(**values: str | None) -> list[Any]:

@@ -19,8 +19,10 @@ __all__ = [
     "JSONDict",
     "Mode",
     "NewOperation",
+    "NewRefusal",
     "Operation",
     "Outcome",
+    "Refusal",
     "Status",
     "Step",
     "aware_utc",
@@ -220,3 +222,43 @@ class Duplicate:
     message_key: str
     first_seen_at: datetime
     operation_ids: tuple[str, ...]
+    #: What the first copy's fingerprint was (None when it had none).
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewRefusal:
+    """A request refused before any decision, as the bus dead-lettered it.
+
+    ``body`` is the request as received, decoded when it was JSON (else its text);
+    it passes through the journal's redaction hook before being stored."""
+
+    at: datetime
+    source: str
+    queue: str
+    reason: str
+    detail: str
+    body: Any
+    request_type: str | None = None
+    request_id: str | None = None
+    key_id: str | None = None
+    message_id: str | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refusal:
+    """A refused request as the journal holds it (``body`` redacted)."""
+
+    id: int
+    at: datetime
+    source: str
+    queue: str
+    reason: str
+    detail: str
+    body: Any
+    request_type: str | None
+    request_id: str | None
+    key_id: str | None
+    message_id: str | None
+    correlation_id: str | None

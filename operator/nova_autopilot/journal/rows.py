@@ -15,14 +15,24 @@ from nova_autopilot.journal.records import (
     JSONDict,
     Mode,
     NewOperation,
+    NewRefusal,
     Operation,
     Outcome,
+    Refusal,
     Status,
     Step,
 )
 from nova_autopilot.journal.schema import KEY_LENGTH
 
-__all__ = ["Redact", "RowCodec", "operation", "operation_ids", "step", "storable_key"]
+__all__ = [
+    "Redact",
+    "RowCodec",
+    "operation",
+    "operation_ids",
+    "refusal",
+    "step",
+    "storable_key",
+]
 
 Redact = Callable[[object], object]
 
@@ -86,6 +96,26 @@ class RowCodec:
             "version": 0,
         }
 
+    def refusal_row(self, new: NewRefusal) -> JSONDict:
+        """Untrusted text is cut to its column, never refused: a refusal is always kept."""
+        return {
+            "at": new.at,
+            "source": _clip(new.source, 16),
+            "queue": _clip(new.queue, 255),
+            "reason": _clip(new.reason, 64),
+            "detail": self.text(new.detail) or "",
+            "request_type": _clip(self.text(new.request_type), 255),
+            "request_id": _clip(self.text(new.request_id), 255),
+            "key_id": _clip(self.text(new.key_id), 255),
+            "message_id": _clip(self.text(new.message_id), 255),
+            "correlation_id": _clip(self.text(new.correlation_id), 255),
+            "body": json.dumps(self._redact(new.body), sort_keys=True, default=str),
+        }
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return value if value is None or len(value) <= limit else value[: limit - 3] + "..."
+
 
 def operation(row: Row[Any]) -> Operation:
     m = row._mapping
@@ -130,6 +160,24 @@ def step(row: Row[Any]) -> Step:
         detail=_loads(m["detail"]),
         nova_requests=m["nova_requests"],
         at=m["at"],
+    )
+
+
+def refusal(row: Row[Any]) -> Refusal:
+    m = row._mapping
+    return Refusal(
+        id=m["id"],
+        at=m["at"],
+        source=m["source"],
+        queue=m["queue"],
+        reason=m["reason"],
+        detail=m["detail"],
+        body=json.loads(m["body"]),
+        request_type=m["request_type"],
+        request_id=m["request_id"],
+        key_id=m["key_id"],
+        message_id=m["message_id"],
+        correlation_id=m["correlation_id"],
     )
 
 

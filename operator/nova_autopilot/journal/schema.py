@@ -37,6 +37,7 @@ __all__ = [
     "metadata",
     "operations",
     "processed_messages",
+    "refusals",
     "steps",
 ]
 
@@ -174,6 +175,27 @@ processed_messages = Table(
     Column("message_key", String(KEY_LENGTH), nullable=False),
     Column("first_seen_at", UTCDateTime(), nullable=False, index=True),
     Column("operation_ids", Text(), nullable=False),
+    #: SHA-256 (hex) of a request and its signing key: a reused request id shows here.
+    Column("fingerprint", String(64), nullable=True),
     UniqueConstraint("message_key"),
+    **MYSQL_TABLE,
+)
+
+#: Every request refused before a decision (dead-lettered), with why and its body (redacted).
+refusals = Table(
+    "refusals",
+    metadata,
+    Column("id", _bigint_id(), primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False, index=True),
+    Column("source", String(16), nullable=False),
+    Column("queue", String(255), nullable=False),
+    Column("reason", String(64), nullable=False, index=True),
+    Column("detail", Text(), nullable=False),
+    Column("request_type", String(255), nullable=True),
+    Column("request_id", String(255), nullable=True, index=True),
+    Column("key_id", String(255), nullable=True, index=True),
+    Column("message_id", String(255), nullable=True),
+    Column("correlation_id", String(255), nullable=True),
+    Column("body", _json(), nullable=False),
     **MYSQL_TABLE,
 )

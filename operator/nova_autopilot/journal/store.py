@@ -9,6 +9,7 @@ Times are aware UTC; each method takes ``now`` or asks the journal's clock.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -26,12 +27,15 @@ from nova_autopilot.journal.records import (
     Duplicate,
     JSONDict,
     NewOperation,
+    NewRefusal,
     Operation,
+    Refusal,
     Step,
     aware_utc,
     check_length,
 )
 from nova_autopilot.journal.rows import Redact, RowCodec, storable_key
+from nova_autopilot.journal.rows import refusal as rows_refusal
 
 __all__ = ["Clock", "Journal", "utc_now"]
 
@@ -115,10 +119,13 @@ class Journal:
         message_key: str,
         operations: Sequence[NewOperation] = (),
         now: datetime | None = None,
+        fingerprint: str | None = None,
     ) -> Accepted | Duplicate:
         """Record that the message ``message_key`` was processed, and the operations it
         led to (maybe none), in one transaction. If it was processed before, write
-        nothing and return what the first copy led to."""
+        nothing and return what the first copy led to (with the first copy's
+        ``fingerprint``, so the caller can tell a copy from another message reusing
+        the key)."""
         at = self._now(now)
         key = storable_key(message_key)
         ids = tuple(new.id for new in operations)
@@ -126,7 +133,11 @@ class Journal:
             raise ValueError(f"operation ids repeat within one message: {ids}")
         rows = [self._codec.operation_row(new, message_key=key, at=at) for new in operations]
         try:
-            self._db.write(functools.partial(changes.accept, key=key, ids=ids, rows=rows, at=at))
+            self._db.write(
+                functools.partial(
+                    changes.accept, key=key, ids=ids, rows=rows, at=at, fingerprint=fingerprint
+                )
+            )
         except IntegrityError:
             return self._db.read(lambda conn: queries.duplicate(conn, key, ids))
         return Accepted(message_key=key, operation_ids=ids, at=at)
@@ -147,6 +158,39 @@ class Journal:
         arriving after that is no longer recognized as a duplicate."""
         cutoff = aware_utc(older_than, "older_than")
         return self._prune(functools.partial(changes.prune_messages, cutoff=cutoff))
+
+    # --- refused requests ---------------------------------------------------------------
+
+    def record_refusal(self, refusal: NewRefusal) -> None:
+        """Keep a refused request: when, why, which key, its body (redacted)."""
+        row = self._codec.refusal_row(dataclasses.replace(refusal, at=self._now(refusal.at)))
+        self._db.write(lambda conn: changes.record_refusal(conn, row))
+
+    def refusals(
+        self,
+        *,
+        since: datetime | None = None,
+        reason: str | None = None,
+        key_id: str | None = None,
+        request_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Refusal]:
+        """Refused requests, newest first, at most ``limit``."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        query = queries.refused(
+            since=None if since is None else aware_utc(since, "since"),
+            reason=reason,
+            key_id=key_id,
+            request_id=request_id,
+            limit=limit,
+        )
+        return self._db.read(lambda conn: [rows_refusal(row) for row in conn.execute(query)])
+
+    def prune_refusals(self, *, older_than: datetime) -> int:
+        """Forget refusals recorded before ``older_than``; returns how many."""
+        cutoff = aware_utc(older_than, "older_than")
+        return self._prune(functools.partial(changes.prune_refusals, cutoff=cutoff))
 
     # --- the state machine --------------------------------------------------------------
 
