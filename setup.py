@@ -47,6 +47,7 @@ setup(
             "psycopg[binary]>=3.1,<4",
             "pytest>=8,<10",
             "hypothesis>=6.100,<7",
+            "atheris>=3.0,<4",
             "ruff>=0.6,<1",
             "mypy>=1.10,<3",
             "types-PyYAML",
