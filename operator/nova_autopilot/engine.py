@@ -284,7 +284,7 @@ class Engine:
         if refusal is None:
             return plan
         unheld = dataclasses.replace(new, phase=INITIAL_PHASE, state={})
-        return unheld, guards.Verdict("refuse", f"not authorised: {refusal}"), match
+        return unheld, guards.Verdict("refuse", f"not_authorized: {refusal}"), match
 
     def _check_approver(self, operation: Operation, event: Event) -> None:
         """A key may approve or reject only what it could have asked for."""

@@ -236,13 +236,13 @@ def test_refused_requests_never_reach_nova_and_no_secret_is_written_anywhere(
 
             # Understood, then refused by the table before any decision: answered as refused.
             refused_operations = {
-                "not authorised: key team-a may not unrescue": request(
+                "not_authorized: key team-a may not unrescue": request(
                     "server.repair.done", broken.id
                 ),
-                "not authorised: key team-a: flavor m1.huge has vcpus 8, more than max_vcpus 2": (
+                "not_authorized: key team-a: flavor m1.huge has vcpus 8, more than max_vcpus 2": (
                     request("quota.request.approved", ours.id, flavor="m1.huge")
                 ),
-                f"not authorised: key team-a may not act on project project-b "
+                f"not_authorized: key team-a may not act on project project-b "
                 f"(server {theirs.id})": request(
                     "quota.request.approved", theirs.id, flavor="m1.large"
                 ),

@@ -111,7 +111,7 @@ def test_a_request_for_a_server_of_another_project_is_refused_before_nova_is_ask
     operation = world.journal.get(op_id)
     assert operation.outcome == "refused"
     assert operation.reason == (
-        f"not authorised: the request claims project project-a, server {SID} is in project-b"
+        f"not_authorized: the request claims project project-a, server {SID} is in project-b"
     )
     assert operation.event["key_id"] == "team-a"
     assert world.results.to("answers")[0]["outcome"] == "refused"
@@ -121,11 +121,12 @@ def test_a_request_for_a_server_of_another_project_is_refused_before_nova_is_ask
 def test_an_action_the_key_may_not_have_done_is_refused_with_the_reason(world: World) -> None:
     world.cloud.servers[SID].project = "project-a"
     (op_id,) = world.handle(by("team-a", "server.rescue.requested"))
-    assert world.journal.get(op_id).reason == "not authorised: key team-a may not rescue"
+    assert world.journal.get(op_id).reason == "not_authorized: key team-a may not rescue"
     (op_id,) = world.handle(by("team-a", id="r-2", flavor="m1.small"))
     assert world.journal.get(op_id).reason == (
-        "not authorised: key team-a: flavor m1.small is not among m1.large"
+        "not_authorized: key team-a: flavor m1.small is not among m1.large"
     )
+    assert world.engine.tally.snapshot().refusals == {"not_authorized": 2}
     assert writes(world.cloud) == 0
 
 
