@@ -235,7 +235,8 @@ def test_metrics_show_exactly_what_a_resize_and_its_duplicate_did(world: World) 
         world.sandbox.reset_request_counts()
         before = scrape(base)
 
-        args = ("--type", "quota.request.approved", "--server", web.id, "--flavor", "m1.large")
+        args = ("--type", "quota.request.approved", "--server", web.id, "--flavor", "m1.large",
+                "--timestamp", datetime.now(timezone.utc).isoformat())  # fmt: skip
         code, result = send(conf, env, *args, "--id", "quota-1")
         assert (code, result["outcome"]) == (0, "confirmed")
         code, again = send(conf, env, *args, "--id", "quota-1")
