@@ -7,7 +7,8 @@ its own. Both are observed the same way and must agree on
 
 - the status a client polling the server sees each step settle in (what it
   passes through on the way may last a few milliseconds, in Nova too, so
-  that is compared through the notifications instead),
+  that is compared through the notifications instead; a failed reboot made
+  slow to clear its task is also seen in ERROR with the task still set),
 - the whole status sequence, as the ``instance.update`` notifications
   report it (each (vm_state, task_state) turned into a status as Nova does),
 - the errors the API answers (status code and message, ids masked),
@@ -37,7 +38,7 @@ from openstack.compute.v2.flavor import Flavor
 from openstack.compute.v2.server import Server
 from openstack.connection import Connection
 
-from nova_autopilot.sandbox import Sandbox
+from nova_autopilot.sandbox import Sandbox, ServerFaults
 from nova_autopilot.sandbox.states import status_from_state
 from tests.novabox import faults
 from tests.novabox.broker import Broker
@@ -59,8 +60,9 @@ class Target(Protocol):
 
     def notifications(self) -> AbstractContextManager[NotificationLog]: ...
 
-    def break_boot(self, server: Server) -> None:
-        """From now on, the server's reboots and power-ons fail (its guest crashed)."""
+    def break_boot(self, server: Server, *, error_delay: float = 0.0) -> None:
+        """From now on, the server's reboots and power-ons fail (its guest crashed);
+        Nova clears a failed reboot's task ``error_delay`` seconds after ERROR."""
 
     def break_resize(self, server: Server) -> None:
         """From now on, moving the server's disk fails (the hypervisor errs)."""
@@ -79,8 +81,9 @@ class RealNova:
     def notifications(self) -> AbstractContextManager[NotificationLog]:
         return self.box.notifications()
 
-    def break_boot(self, server: Server) -> None:
-        self.conn.compute.set_server_metadata(server, **faults.FAILED_BOOT.metadata())
+    def break_boot(self, server: Server, *, error_delay: float = 0.0) -> None:
+        plan = faults.FaultPlan(fail=faults.FAILED_BOOT.fail, error_delay=error_delay)
+        self.conn.compute.set_server_metadata(server, **plan.metadata())
 
     def break_resize(self, server: Server) -> None:
         plan = faults.FaultPlan.failing({"resize"})
@@ -101,8 +104,11 @@ class SandboxNova:
     def notifications(self) -> AbstractContextManager[NotificationLog]:
         return listening(self.amqp_url)
 
-    def break_boot(self, server: Server) -> None:
+    def break_boot(self, server: Server, *, error_delay: float = 0.0) -> None:
         self.sandbox.fail(server.id, "reboot", "power_on")
+        if error_delay:
+            delays = {"reboot_error": error_delay}
+            self.sandbox.faults.add_server(server.id, ServerFaults(delays=delays))
 
     def break_resize(self, server: Server) -> None:
         self.sandbox.fail(server.id, "resize")
@@ -175,6 +181,23 @@ class Run:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.target.name}: never {status}, saw {seen}")
+            time.sleep(POLL)
+
+    def busy(self, status: str, timeout: float = 60.0) -> None:
+        """Poll until the server shows ``status`` while a task is still in
+        progress; record both. Fails if the task ended before it was seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.compute.get(f"/servers/{self.server_id}", microversion="2.100").json()
+            server = body["server"]
+            task = server["OS-EXT-STS:task_state"]
+            if server["status"] == status:
+                if task is None:
+                    raise AssertionError(f"{self.target.name}: {status} with no task left")
+                self.seen.statuses.append(f"{status}/{task}")
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.target.name}: never {status} with a task")
             time.sleep(POLL)
 
     def gone(self, act: Callable[[], object]) -> None:
@@ -394,6 +417,17 @@ def failed_reboot_then_rescue(run: Run) -> Last:
     return "instance.unrescue.end"
 
 
+def failed_reboot_seen_before_its_task_ends(run: Run) -> Last:
+    server = run.boot()
+    run.target.break_boot(server, error_delay=2.0)
+    run.compute.reboot_server(server, "HARD")
+    run.busy("ERROR")
+    run.refused(lambda: run.compute.rescue_server(server))
+    run.poll("ERROR")
+    run.step(lambda: run.compute.rescue_server(server), "RESCUE")
+    return "instance.rescue.end"
+
+
 def failed_start_then_rescue(run: Run) -> Last:
     server = run.boot()
     run.step(lambda: run.compute.stop_server(server), "SHUTOFF")
@@ -439,6 +473,7 @@ SCENARIOS = [
     rescue_never_launched,
     confirm_not_resized,
     failed_reboot_then_rescue,
+    failed_reboot_seen_before_its_task_ends,
     failed_start_then_rescue,
     stop_start_reboot_lock,
     delete_launched,

@@ -25,7 +25,13 @@ def test_a_name_prefix_asks_for_a_fault_and_metadata_overrides_it() -> None:
 def test_metadata_round_trips_a_plan_and_ignores_what_it_does_not_know() -> None:
     plan = faults.FaultPlan.failing({"rescue", "resize"}, console="emergency")
     assert faults.FaultPlan.for_server("web", plan.metadata()) == plan
-    odd = {faults.FAIL_KEY: "spawn, nonsense", faults.RESIZE_DELAY_KEY: "soon"}
+    slow = faults.FaultPlan(fail=frozenset({"reboot"}), resize_delay=2.0, error_delay=3.0)
+    assert faults.FaultPlan.for_server("web", slow.metadata()) == slow
+    odd = {
+        faults.FAIL_KEY: "spawn, nonsense",
+        faults.RESIZE_DELAY_KEY: "soon",
+        faults.ERROR_DELAY_KEY: "later",
+    }
     assert faults.FaultPlan.for_server("web", odd) == faults.FaultPlan.failing({"spawn"})
     with pytest.raises(ValueError, match="unknown operations"):
         faults.FaultPlan.failing({"explode"})

@@ -168,7 +168,8 @@ class NovaBox:
         """
         self.conn.compute.set_server_metadata(server, **{faults.FAIL_KEY: ""})
         current = self.conn.compute.fetch_server_metadata(server).metadata or {}
-        others = [key for key in (faults.CONSOLE_KEY, faults.RESIZE_DELAY_KEY) if key in current]
+        delays = (faults.RESIZE_DELAY_KEY, faults.ERROR_DELAY_KEY)
+        others = [key for key in (faults.CONSOLE_KEY, *delays) if key in current]
         if others:
             self.conn.compute.delete_server_metadata(server, others)
 

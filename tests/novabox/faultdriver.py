@@ -13,6 +13,9 @@ turn a fault on or off on a running server by changing its metadata.
 - The console shows a kernel panic after such a failure (or whatever the
   metadata asks for), a rescue boot while rescued, a good boot otherwise.
 - A slow resize waits while "moving the disk".
+- An error delay slows down Nova's recording of the fault: it asks for the
+  fault's message (``format_message``) after putting the server in ERROR and
+  before clearing its task, so the server stays in ERROR with its task set.
 """
 
 import threading
@@ -31,6 +34,18 @@ LOG = logging.getLogger(__name__)
 
 class InjectedFault(exception.NovaException):
     msg_fmt = "novabox: injected %(operation)s failure for server %(name)s"
+
+    def __init__(self, *, error_delay: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._error_delay = error_delay
+
+    def format_message(self) -> str:
+        delay, self._error_delay = self._error_delay, 0.0
+        if delay:
+            LOG.info("novabox: recording the fault %.1fs late", delay)
+            # A simulated duration, not a wait for something.
+            time.sleep(delay)
+        return str(super().format_message())
 
 
 class FaultInjectingDriver(fake.FakeDriver):
@@ -100,7 +115,9 @@ class FaultInjectingDriver(fake.FakeDriver):
         plan = plan or self._plan(instance)
         if plan.fails(operation):
             LOG.warning("novabox: injecting a %s failure", operation, instance=instance)
-            raise InjectedFault(operation=operation, name=instance.display_name)
+            raise InjectedFault(
+                operation=operation, name=instance.display_name, error_delay=plan.error_delay
+            )
 
     def _fail_boot_if_planned(self, operation: str, instance: Any) -> None:
         if not self._plan(instance).fails(operation):

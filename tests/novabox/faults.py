@@ -19,6 +19,10 @@ Metadata keys:
     boot otherwise. A rescued server always shows its rescue boot.
 ``novabox:resize_delay``
     Seconds the resize spends moving the disk (a slow resize).
+``novabox:error_delay``
+    Seconds Nova takes, after an injected failure, to record the fault: a
+    failed reboot's server then stays that long in ERROR with its reboot task
+    still set, before Nova clears the task.
 
 Name prefixes: ``fail-spawn-`` (the boot never launches), ``fail-boot-`` (the
 server launches, but every later reboot and power-on fails: the rescuable
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 FAIL_KEY = "novabox:fail"
 CONSOLE_KEY = "novabox:console"
 RESIZE_DELAY_KEY = "novabox:resize_delay"
+ERROR_DELAY_KEY = "novabox:error_delay"
 
 OPERATIONS = frozenset({"spawn", "reboot", "power_on", "rescue", "unrescue", "resize"})
 CONSOLES = ("ok", "panic", "emergency")
@@ -45,6 +50,7 @@ class FaultPlan:
     fail: frozenset[str] = frozenset()
     console: str | None = None
     resize_delay: float = 0.0
+    error_delay: float = 0.0
 
     def fails(self, operation: str) -> bool:
         return operation in self.fail
@@ -58,6 +64,8 @@ class FaultPlan:
             items[CONSOLE_KEY] = self.console
         if self.resize_delay:
             items[RESIZE_DELAY_KEY] = f"{self.resize_delay:g}"
+        if self.error_delay:
+            items[ERROR_DELAY_KEY] = f"{self.error_delay:g}"
         return items
 
     @classmethod
@@ -86,7 +94,11 @@ class FaultPlan:
         if RESIZE_DELAY_KEY in metadata:
             with contextlib.suppress(ValueError):
                 resize_delay = max(0.0, float(metadata[RESIZE_DELAY_KEY]))
-        return cls(fail=fail, console=console, resize_delay=resize_delay)
+        error_delay = plan.error_delay
+        if ERROR_DELAY_KEY in metadata:
+            with contextlib.suppress(ValueError):
+                error_delay = max(0.0, float(metadata[ERROR_DELAY_KEY]))
+        return cls(fail=fail, console=console, resize_delay=resize_delay, error_delay=error_delay)
 
 
 FAILED_SPAWN = FaultPlan.failing({"spawn"})
