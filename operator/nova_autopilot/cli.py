@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import getpass
 import json
 import os
@@ -164,6 +165,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     history.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (20)")
     history.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    breaker = commands.add_parser(
+        "breaker", help="show or reset the circuit breakers (docs/guards.md)"
+    )
+    breaker_commands = breaker.add_subparsers(dest="breaker_command", required=True)
+    listing = breaker_commands.add_parser("list", help="every breaker that ever opened")
+    listing.add_argument("--json", action="store_true", help="print JSON for scripts")
+    reset = breaker_commands.add_parser(
+        "reset", help="close breakers now; the daemons see it at their next decision"
+    )
+    which = reset.add_mutually_exclusive_group(required=True)
+    which.add_argument("--policy", metavar="NAME", help="the breaker of one policy")
+    which.add_argument("--global", dest="global_", action="store_true", help="the global one")
+    which.add_argument("--all", action="store_true", help="every breaker")
 
     send = commands.add_parser("send", help="publish an operator request (docs/requests.md)")
     send.add_argument("--type", required=True, help="request type, e.g. quota.request.approved")
@@ -480,6 +495,52 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _when(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else "-"
+
+
+def _breaker(args: argparse.Namespace) -> int:
+    from nova_autopilot.guards import GLOBAL, policy_scope
+
+    scopes = None if args.breaker_command == "list" or args.all else [GLOBAL]
+    if args.breaker_command == "reset" and args.policy:
+        scopes = [policy_scope(args.policy)]
+    found: list[Any] = []
+    was_open: list[str] = []
+    with _journal(args) as journal:
+        if journal is None:
+            pass  # no daemon ever ran here: every breaker is closed
+        elif args.breaker_command == "list":
+            found = list(journal.breakers().values())
+        else:
+            was_open = journal.reset_breakers(scopes)
+    if args.breaker_command == "list":
+        _print_breakers(found, as_json=args.json)
+    elif was_open:
+        for scope in was_open:
+            print(f"reset {scope}: closed")
+    else:
+        which = "no breaker is open" if scopes is None else f"{scopes[0]} is not open"
+        print(f"nothing to reset: {which}")
+    return EXIT_OK
+
+
+def _print_breakers(found: list[Any], *, as_json: bool) -> None:
+    if as_json:
+        _print_json([dataclasses.asdict(b) for b in found])
+        return
+    if not found:
+        print("no breaker ever opened: all closed")
+    for b in found:
+        print(f"{b.scope}: {b.state}")
+        if b.state != "closed":
+            print(f"  opened_at: {_when(b.opened_at)} after {b.failures} failures")
+            print(f"  last failure: {b.reason or '-'}")
+        if b.trial_operation_id:
+            print(f"  trial operation: {b.trial_operation_id}")
+        print(f"  last closed: {_when(b.closed_at)}")
+
+
 def _check(args: argparse.Namespace) -> int:
     path = _policies_path(args)
     policies = _load(path)
@@ -560,6 +621,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "approve": _decide,
     "reject": _decide,
     "pending": _pending,
+    "breaker": _breaker,
 }
 
 

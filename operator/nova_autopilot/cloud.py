@@ -103,6 +103,7 @@ class ServerState:
     flavor_name: str | None
     project_id: str | None = None
     host: str | None = None
+    availability_zone: str | None = None
     locked: bool = False
     addresses: tuple[str, ...] = ()
     fault: str | None = None
@@ -311,6 +312,7 @@ def server_state(server: Any) -> ServerState:
         flavor_name=_flavor_name(server),
         project_id=server.project_id,
         host=server.compute_host,
+        availability_zone=server.availability_zone or None,
         locked=bool(server.is_locked),
         addresses=_addresses(server.addresses),
         fault=str(fault.get("message")) if isinstance(fault, Mapping) else None,

@@ -45,7 +45,8 @@ from nova_autopilot.endpoints import Endpoints
 from nova_autopilot.engine import Engine
 from nova_autopilot.errors import AutopilotError, CloudError
 from nova_autopilot.events import Event
-from nova_autopilot.journal import Journal, default_url
+from nova_autopilot.guards import GuardSettings
+from nova_autopilot.journal import Journal, JournalError, default_url
 from nova_autopilot.liveness import Liveness
 from nova_autopilot.logs import get_logger, redact
 from nova_autopilot.metrics import Metrics, Sources
@@ -131,7 +132,7 @@ class Daemon:
             store=journal,
             clock=clock,
             on_done=lambda done: self.engine.on_done(done),
-            workers=conf.guards.max_concurrent_operations,
+            workers=conf.cloud.workers,
             poll_interval_s=float(conf.cloud.poll_interval),
             rescue_image=conf.cloud.rescue_image or None,
         )
@@ -153,7 +154,7 @@ class Daemon:
             runner=self.runner,
             clock=clock,
             reporter=BusReporter(self.bus),
-            global_dry_run=bool(conf.guards.dry_run),
+            guard_settings=GuardSettings.from_conf(conf),
             global_approval=bool(conf.guards.require_approval),
             approval_timeout_s=float(conf.guards.approval_timeout),
             authorizer=self.authorization,
@@ -171,6 +172,7 @@ class Daemon:
                 intakes=lambda: [(i.health(), i.counters.snapshot()) for i in self.bus.intakes],
                 nova_calls=cloud.requests.call_counts,
                 in_flight=self.runner.in_flight_by_action,
+                breakers=self._breaker_states,
             )
         )
         #: The sections of :meth:`status`, one per part, in order.
@@ -180,6 +182,7 @@ class Daemon:
             "cloud": self.reachability.state,
             "operations": lambda: health.operations_section(self.runner.running(), now=clock()),
             "consumers": lambda: health.consumers_section(self.bus.health().intakes),
+            "breakers": self.engine.breaker_states,
             "counters": lambda: health.counters_section(
                 tally=self.engine.tally.snapshot(),
                 bus=self.bus.counters(),
@@ -274,6 +277,14 @@ class Daemon:
             except AutopilotError as exc:
                 document[name] = {"error": str(exc)}
         return document
+
+    def _breaker_states(self) -> dict[str, str]:
+        """For the metrics: a journal out of reach leaves the gauge out of this scrape."""
+        try:
+            return self.engine.breaker_states()
+        except JournalError as exc:
+            log.warning("metrics.breakers_unreadable", error=str(exc))
+            return {}
 
     def _about(self) -> dict[str, Any]:
         started = self._started_at

@@ -12,7 +12,7 @@ the journal, never in the bus.
 from __future__ import annotations
 
 import dataclasses
-import re
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -24,7 +24,9 @@ from nova_autopilot.actions.runner import Done, Runner, Work
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event
 from nova_autopilot.events.request import OPERATION_TYPES
+from nova_autopilot.guarding import BreakerKeeper, Change, JournalFacts
 from nova_autopilot.holding import Holding
+from nova_autopilot.holds import HELD_PHASES
 from nova_autopilot.journal import (
     INITIAL_PHASE,
     Duplicate,
@@ -69,18 +71,6 @@ class NoReporter:
         return None
 
 
-_GUARD_PREFIX = re.compile(r"^([a-z][a-z_]*):")
-
-
-def refusing_guard(reason: str | None) -> str:
-    """The guard a refusal's reason names: its ``name:`` prefix (cooldown,
-    budget, parameters...), ``busy`` for an operation already in flight."""
-    found = _GUARD_PREFIX.match(reason or "")
-    if found:
-        return found.group(1)
-    return "busy" if "in flight" in (reason or "") else "other"
-
-
 def _server_ref(match: Match, event: Event) -> tuple[str | None, str | None]:
     server = match.params.get("server")
     if isinstance(server, Mapping):
@@ -88,6 +78,19 @@ def _server_ref(match: Match, event: Event) -> tuple[str | None, str | None]:
     if isinstance(server, str):
         return (server, None) if server == event.instance_id else (None, server)
     return event.instance_id, None
+
+
+def _placement(event: Event) -> tuple[str | None, str | None]:
+    """The compute host and availability zone of the event's server, when it says them:
+    an instance notification's payload carries both (``host`` is None before scheduling)."""
+    if event.source != "nova":
+        return None, None
+    payload = event.payload
+    host, zone = payload.get("host"), payload.get("availability_zone")
+    return (
+        host if isinstance(host, str) and host else None,
+        zone if isinstance(zone, str) and zone else None,
+    )
 
 
 def _verdict_event(operation: Operation, event_type: str) -> Event:
@@ -139,7 +142,7 @@ class Engine:
         runner: Runner,
         clock: Callable[[], datetime],
         reporter: Reporter | None = None,
-        global_dry_run: bool = False,
+        guard_settings: guards.GuardSettings | None = None,
         global_approval: bool = False,
         approval_timeout_s: float = 3600.0,
         authorizer: Authorizer | None = None,
@@ -149,22 +152,28 @@ class Engine:
         self._runner = runner
         self._clock = clock
         self._reporter = reporter or NoReporter()
-        self._global_dry_run = global_dry_run
         self._authorizer = authorizer
+        self._guards = guard_settings or guards.GuardSettings()
+        self._breakers = BreakerKeeper(journal)
+        # Guards count what the journal holds: deciding and recording happen under one
+        # lock, so concurrent messages cannot both take the last unit of a budget.
+        self._deciding = threading.Lock()
         self.tally = Tally()
         self._global_approval = global_approval
         self._holding = Holding(
             journal=journal,
             policies=policies,
             submit=runner.submit,
-            facts=self._facts,
+            recheck=self._recheck,
+            take_trials=lambda scopes, op_id, now: self._breakers.take_trials(
+                scopes, op_id, now=now
+            ),
             report=lambda operation: self._report(operation, {}, ran=False),
             publish=lambda result, correlation_id, reply_to: self._reporter.publish(
                 result, correlation_id=correlation_id, reply_to=reply_to
             ),
             result=result_of,
             duplicate=self.tally.duplicate,
-            global_dry_run=global_dry_run,
             global_approval=global_approval,
             approval_timeout_s=approval_timeout_s,
         )
@@ -202,15 +211,16 @@ class Engine:
         reply_to: str | None,
     ) -> list[str]:
         """Plan, record and start the decisions of one event (its servers locked)."""
-        plans = [self._plan(m, event, now, correlation_id, reply_to) for m in matches]
-        plans = [self._authorized(plan, event) for plan in plans]
         key = event.dedupe_key or f"{event.source}:unkeyed:{uuid.uuid4().hex}"
-        accepted = self._journal.accept(
-            message_key=key,
-            operations=[new for new, _, _ in plans],
-            now=now,
-            fingerprint=event.fingerprint,
-        )
+        with self._deciding:
+            plans = [self._plan(m, event, now, correlation_id, reply_to) for m in matches]
+            plans = [self._authorized(plan, event) for plan in plans]
+            accepted = self._journal.accept(
+                message_key=key,
+                operations=[new for new, _, _ in plans],
+                now=now,
+                fingerprint=event.fingerprint,
+            )
         if isinstance(accepted, Duplicate):
             if accepted.fingerprint not in (None, event.fingerprint):
                 raise BadMessage(
@@ -236,17 +246,29 @@ class Engine:
     ) -> tuple[NewOperation, guards.Verdict, Match]:
         policy = match.policy
         server_id, server_name = _server_ref(match, event)
+        host, zone = _placement(event)
+        if server_id is not None and (host is None or zone is None):
+            known_host, known_zone = self._journal.placement(server_id)
+            host, zone = host or known_host, zone or known_zone
         if match.error:
-            verdict = guards.Verdict("refuse", f"parameters: {match.error}")
+            verdict = guards.Verdict("refuse", f"parameters: {match.error}", "parameters")
         else:
-            facts = self._facts(policy, server_id, now)
-            verdict = guards.decide(policy, facts, now=now, global_dry_run=self._global_dry_run)
+            facts = JournalFacts(
+                self._journal,
+                policy=policy.name,
+                server_id=server_id,
+                project_id=event.project_id,
+                host=host,
+                availability_zone=zone,
+                held_phases=HELD_PHASES,
+            )
             verdict = guards.hold(
                 policy,
+                guards.for_policy(policy, self._guards),
+                self._guards,
                 facts,
-                verdict,
                 now=now,
-                global_dry_run=self._global_dry_run,
+                has_server=server_id is not None,
                 global_approval=self._global_approval,
             )
         new = NewOperation(
@@ -255,6 +277,8 @@ class Engine:
             project_id=event.project_id,
             server_id=server_id,
             server_name=server_name,
+            host=host,
+            availability_zone=zone,
             params=dict(match.params),
             mode="dry-run" if verdict.decision == "dry_run" else "enforce",
             event=event.as_dict(),
@@ -284,7 +308,11 @@ class Engine:
         if refusal is None:
             return plan
         unheld = dataclasses.replace(new, phase=INITIAL_PHASE, state={})
-        return unheld, guards.Verdict("refuse", f"not_authorized: {refusal}"), match
+        return (
+            unheld,
+            guards.Verdict("refuse", f"not_authorized: {refusal}", "not_authorized"),
+            match,
+        )
 
     def _check_approver(self, operation: Operation, event: Event) -> None:
         """A key may approve or reject only what it could have asked for."""
@@ -300,43 +328,72 @@ class Engine:
         if refusal is not None:
             raise BadMessage("not_authorized", refusal)
 
-    def _facts(self, policy: Policy, server_id: str | None, now: datetime) -> guards.Facts:
-        if server_id is None:
-            return guards.Facts(server_busy=False, last_acted_at=None, used_budget=0)
-        last = None
-        if policy.limits.cooldown_s:
-            last = self._journal.last_finished(
-                server_id=server_id, policy=policy.name, exclude_outcomes=guards.NOT_ACTED
-            )
-        window = guards.budget_window_start(policy, now)
-        used = 0
-        if window is not None:
-            used = self._journal.count(
-                since=window, policy=policy.name, exclude_outcomes=guards.NOT_ACTED
-            )
-        return guards.Facts(
-            server_busy=bool(self._journal.in_flight(server_id)),
-            last_acted_at=(last.finished_at or last.created_at) if last else None,
-            used_budget=used,
+    def _recheck(
+        self, policy: Policy, operation: Operation, busy: bool, now: datetime
+    ) -> guards.Verdict:
+        """The guards again, for a held operation about to run: the breakers, its server
+        (``busy``: occupied by another), the cooldown, the concurrency cap; its share of
+        loops and budgets was taken when it was decided."""
+        facts = JournalFacts(
+            self._journal,
+            policy=policy.name,
+            server_id=operation.server_id,
+            project_id=operation.project_id,
+            host=operation.host,
+            availability_zone=operation.availability_zone,
+            held_phases=HELD_PHASES,
+            busy=busy,
         )
+        verdict = guards.decide(
+            policy,
+            guards.for_policy(policy, self._guards),
+            self._guards,
+            facts,
+            now=now,
+            has_server=operation.server_id is not None,
+            held=True,
+        )
+        if verdict.decision == "refuse":
+            self.tally.decided(policy.name, "refused", guard=verdict.guard or "other")
+            self._refused(operation.action, verdict)
+        return verdict
 
     def _start(
         self, new: NewOperation, verdict: guards.Verdict, match: Match, now: datetime
     ) -> None:
-        guard = refusing_guard(verdict.reason) if verdict.decision == "refuse" else None
-        outcome = "refused" if verdict.decision == "refuse" else verdict.decision
-        self.tally.decided(new.policy, outcome, guard=guard)
+        if verdict.trials and not self._breakers.take_trials(verdict.trials, new.id, now=now):
+            verdict = guards.Verdict(
+                "refuse", "breaker: half-open, another decision took the trial", "breaker"
+            )
+        refused = verdict.decision == "refuse"
+        self.tally.decided(
+            new.policy,
+            "refused" if refused else verdict.decision,
+            guard=(verdict.guard or "other") if refused else None,
+        )
         with bound(operation_id=new.id, policy=new.policy, server_id=new.server_id):
             if verdict.decision == "run":
+                if verdict.trials:
+                    log.warning("breaker.trial", scopes=list(verdict.trials), action=new.action)
                 log.info("operation.started", action=new.action)
                 self._runner.submit(Work(new.id, new.action, new.params, match.policy.confirm, now))
                 return
             if verdict.decision in ("queue", "await_approval"):
                 self._holding.hold(self._journal.get(new.id), now)
                 return
+            if refused:
+                self._refused(new.action, verdict)
             outcome = "dry_run" if verdict.decision == "dry_run" else "refused"
             self._journal.finish(new.id, outcome=outcome, reason=verdict.reason, now=now)
             self._report(self._journal.get(new.id), {}, ran=False)
+
+    @staticmethod
+    def _refused(action: str, verdict: guards.Verdict) -> None:
+        """Say it loudly when the guard is one that signals a problem."""
+        if verdict.guard == "loop":
+            log.error("guard.loop", action=action, reason=verdict.reason)
+        elif verdict.guard == "breaker":
+            log.warning("breaker.refused", action=action, reason=verdict.reason)
 
     def _answer_duplicate(
         self, duplicate: Duplicate, correlation_id: str | None, reply_to: str | None
@@ -354,6 +411,7 @@ class Engine:
         """The runner's callback when an operation ends."""
         operation = self._journal.get(done.op_id)
         self._report(operation, done.secrets, ran=True)
+        self._keep_breakers(operation)
         self._holding.release_next(operation.server_id, self._clock())
         verdict = (
             VERDICTS.get(operation.outcome or "") if operation.action == "verify_boot" else None
@@ -390,6 +448,48 @@ class Engine:
                 correlation_id=operation.correlation_id,
                 reply_to=operation.reply_to,
             )
+
+    def _keep_breakers(self, operation: Operation) -> None:
+        """Open a breaker on a run of failures; settle a half-open breaker's trial."""
+        policy = self._policies().by_name(operation.policy)
+        policy_limits = (
+            guards.for_policy(policy, self._guards).breaker
+            if policy is not None
+            else self._guards.policy_breaker
+        )
+        limits = {
+            guards.GLOBAL: self._guards.breaker,
+            guards.policy_scope(operation.policy): policy_limits,
+        }
+        for change in self._breakers.after(operation, limits, now=self._clock()):
+            self._announce(change, operation.policy, limits[change.breaker.scope])
+
+    def breaker_states(self) -> dict[str, str]:
+        """Every circuit breaker's state by scope (``closed``, ``open``, ``half_open``),
+        the global one always, as the journal holds them: for metrics and status."""
+        states = {guards.GLOBAL: "closed"}
+        states.update({scope: b.state for scope, b in self._journal.breakers().items()})
+        return states
+
+    def _announce(self, change: Change, policy: str, limits: guards.BreakerLimits) -> None:
+        breaker = change.breaker
+        policy_name = None if breaker.scope == guards.GLOBAL else policy
+        details = {
+            "scope": breaker.scope,
+            "failures": breaker.failures,
+            "window_s": limits.window_s,
+            "half_open_after_s": limits.half_open_after_s,
+            "reason": breaker.reason,
+        }
+        if change.outcome == "opened":
+            log.error("breaker.opened", **details)
+        elif change.outcome == "reopened":
+            log.error("breaker.reopened", **details)
+        else:
+            log.warning("breaker.closed", scope=breaker.scope)
+        self._reporter.publish(
+            change.result(policy_name, limits), correlation_id=None, reply_to=None
+        )
 
     # -- restart ----------------------------------------------------------
 

@@ -9,9 +9,10 @@ and answers an operator's ``operation.approve`` / ``operation.reject``
 request, before any policy. Deciding, releasing and approving on one server
 never interleave.
 
-When a held operation is released, the guards are asked again (the server
-free of others, the cooldown, dry-run, approval for a queued one); its budget
-share was taken when it was decided.
+When a held operation is released, the guards are asked again (the breakers,
+the server free of others, the cooldown, the concurrency cap, dry-run, approval
+for a queued one); its share of loops and budgets was taken when it was
+decided. It takes a half-open breaker's trial only then, when it would run.
 """
 
 from __future__ import annotations
@@ -69,29 +70,31 @@ class Holding:
         journal: Journal,
         policies: Callable[[], PolicySet],
         submit: Callable[[Work], None],
-        facts: Callable[[Policy, str | None, datetime], guards.Facts],
+        recheck: Callable[[Policy, Operation, bool, datetime], guards.Verdict],
+        take_trials: Callable[[tuple[str, ...], str, datetime], bool],
         report: Callable[[Operation], None],
         publish: Publish,
         result: Callable[[Operation], dict[str, Any]],
         duplicate: Callable[[str], None],
-        global_dry_run: bool,
         global_approval: bool,
         approval_timeout_s: float,
     ) -> None:
-        """``submit`` hands an operation to the runner; ``facts`` are the guards'
-        facts about a server; ``report`` reports an operation that ended held;
+        """``submit`` hands an operation to the runner; ``recheck`` asks the guards
+        again about a held operation (its policy, whether another operation occupies
+        its server); ``take_trials`` makes it the trial of half-open breakers;
+        ``report`` reports an operation that ended held;
         ``publish`` sends a result (to the results exchange, or to a ``reply_to``);
         ``result`` is an operation's result message; ``duplicate`` counts a
         repeated request."""
         self._journal = journal
         self._policies = policies
         self._submit = submit
-        self._facts = facts
+        self._recheck_guards = recheck
+        self._take_trials = take_trials
         self._report = report
         self._publish = publish
         self._result = result
         self._duplicate = duplicate
-        self._global_dry_run = global_dry_run
         self._global_approval = global_approval
         self._approval_timeout = timedelta(seconds=approval_timeout_s)
         self._servers = ServerLocks()
@@ -158,21 +161,24 @@ class Holding:
 
     def _recheck(self, operation: Operation, now: datetime) -> guards.Verdict:
         """The guards again, for a held operation about to run: the server must be
-        free of others (queued ones wait behind it), the cooldown past; its budget
-        share was taken when it was decided (a held operation counts)."""
+        free of others (queued ones wait behind it), and every guard but loops and
+        budgets (its share was taken when it was decided) must let it through."""
         policy = self._policies().by_name(operation.policy)
         if policy is None:
             return guards.Verdict("refuse", f"policy {operation.policy!r} is no longer loaded")
-        facts = self._facts(policy, operation.server_id, now)
         others = [
             o
             for o in self._journal.in_flight(operation.server_id or "")
             if o.id != operation.id and occupies(o)
         ]
-        facts = dataclasses.replace(facts, server_busy=bool(others), used_budget=0)
-        verdict = guards.decide(policy, facts, now=now, global_dry_run=self._global_dry_run)
+        verdict = self._recheck_guards(policy, operation, bool(others), now)
         if operation.phase == QUEUED:
             verdict = guards.approval(policy, verdict, global_approval=self._global_approval)
+        wants_trial = verdict.decision == "run" and verdict.trials
+        if wants_trial and not self._take_trials(verdict.trials, operation.id, now):
+            reason = "breaker: half-open, another decision took the trial"
+            log.warning("breaker.refused", action=operation.action, reason=reason)
+            return guards.Verdict("refuse", reason, "breaker")
         return verdict
 
     def _release(self, operation: Operation, now: datetime) -> bool:

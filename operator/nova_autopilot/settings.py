@@ -40,6 +40,27 @@ def _seconds(name: str, default: int, help_text: str, *, minimum: int = 1) -> cf
     return cfg.IntOpt(name, default=default, min=minimum, help=help_text)
 
 
+def _budget_opts() -> list[cfg.Opt]:
+    opts: list[cfg.Opt] = []
+    for name, where in (
+        ("budget_global", "in all"),
+        ("budget_per_project", "in one project"),
+        ("budget_per_host", "on one compute host"),
+        ("budget_per_zone", "in one availability zone"),
+    ):
+        opts.append(
+            cfg.IntOpt(
+                name,
+                default=0,
+                min=0,
+                help=f"Most operations, of all policies together, {where} within "
+                f"{name}_window; more is refused. 0 disables it.",
+            )
+        )
+        opts.append(_seconds(f"{name}_window", 3600, f"Seconds over which {name} counts."))
+    return opts
+
+
 def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
     """Build fresh option objects, so that no two ConfigOpts share state."""
     default: list[cfg.Opt] = [
@@ -223,6 +244,14 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
             60,
             "Seconds to wait for a response to one API call before it fails.",
         ),
+        cfg.IntOpt(
+            "workers",
+            default=10,
+            min=1,
+            help="Threads carrying out operation steps (each step makes Nova calls): how "
+            "many operations can make progress at the same moment. Waiting operations "
+            "hold none. How many may be unfinished is [guards] max_concurrent_operations.",
+        ),
         _seconds(
             "poll_interval",
             10,
@@ -284,8 +313,10 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
             "max_concurrent_operations",
             default=10,
             min=1,
-            help="Maximum number of operations in progress at the same time; further "
-            "operations wait for a free slot.",
+            help="Most operations unfinished at the same time, counted in the journal "
+            "(waiting ones included, and those of other daemons sharing it); a decision "
+            "beyond it is refused with the guard 'concurrency'. How many run a step at "
+            "the same moment is [cloud] workers.",
         ),
         cfg.FloatOpt(
             "nova_write_rate",
@@ -314,17 +345,40 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
         cfg.IntOpt(
             "breaker_failures",
             default=5,
-            min=1,
-            help="Failed operations within breaker_window that open the circuit "
-            "breaker, which then stops all operations.",
+            min=0,
+            help="Failed operations (outcome failed, timed_out or reverted) of all "
+            "policies within breaker_window that open the global circuit breaker, which "
+            "then refuses every decision. 0 disables it.",
         ),
-        _seconds("breaker_window", 600, "Seconds over which failures are counted."),
+        cfg.IntOpt(
+            "policy_breaker_failures",
+            default=3,
+            min=0,
+            help="Failed operations of one policy within breaker_window that open that "
+            "policy's circuit breaker, which then refuses the policy's decisions. A "
+            "policy's limits.breaker overrides it. 0 disables it.",
+        ),
+        _seconds(
+            "breaker_window",
+            600,
+            "Seconds over which failures are counted, for the global breaker and, unless "
+            "a policy sets its own, for each policy's.",
+        ),
         _seconds(
             "breaker_half_open_after",
             1800,
             "Seconds after which an open breaker lets one trial operation through; "
-            "its success closes the breaker again.",
+            "its success closes the breaker again, its failure opens it again.",
         ),
+        cfg.IntOpt(
+            "loop_max_per_server",
+            default=5,
+            min=0,
+            help="Most operations on one server, by any policy, within loop_window; "
+            "more is refused as a loop and logged as an error. 0 disables it.",
+        ),
+        _seconds("loop_window", 3600, "Seconds over which loop_max_per_server counts."),
+        *_budget_opts(),
     ]
     intake: list[cfg.Opt] = [
         cfg.IntOpt(

@@ -39,7 +39,8 @@ policies:
     when: {source: request, event: quota.request.approved}
     do: {action: resize, params: {server: "{{ payload.server }}", flavor: "{{ payload.flavor }}"}}
     confirm: {timeout: 60s}
-    limits: {when_busy: wait, max_wait: 5m}
+    # Two approved requests in a row are both wanted: no cooldown between them.
+    limits: {when_busy: wait, max_wait: 5m, cooldown: 0}
 """
 World = tuple[Sandbox, Path, dict[str, str]]
 

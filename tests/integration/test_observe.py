@@ -288,13 +288,15 @@ def test_metrics_show_exactly_what_a_resize_and_its_duplicate_did(world: World) 
             assert value(samples, "nova_autopilot_broker_reconnects_total", consumer=consumer) == 0
         assert total(samples, "nova_autopilot_dead_lettered_total") == 0
         assert total(samples, "nova_autopilot_build_info") == 1
+        assert value(samples, "nova_autopilot_breaker_state", scope="global") == 0
 
         # The same daemon through `status`.
         shown = world.status(conf, "--json")
         assert shown.returncode == 0, shown.stderr
         document = json.loads(shown.stdout)
-        sections = {"daemon", "readiness", "cloud", "operations", "consumers", "counters"}
-        assert set(document) == sections
+        sections = {"daemon", "readiness", "cloud", "operations", "consumers", "breakers"}
+        assert set(document) == sections | {"counters"}
+        assert document["breakers"] == {"global": "closed"}
         assert document["daemon"]["policies"] == 2
         assert document["cloud"]["reachable"] is True
         assert document["operations"] == []

@@ -292,6 +292,7 @@ class MemoryStore:
     details: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     outcomes: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
+    placements: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     finish_calls: int = 0
 
     def advance(
@@ -308,6 +309,11 @@ class MemoryStore:
     ) -> None:
         self.steps.setdefault(op_id, []).append((name, nova_requests))
         self.details.setdefault(op_id, []).append(detail)
+
+    def place(
+        self, op_id: str, *, host: str | None, availability_zone: str | None, now: datetime
+    ) -> None:
+        self.placements[op_id] = (host, availability_zone)
 
     def finish(self, op_id: str, *, outcome: str, reason: str | None, now: datetime) -> Any:
         self.finish_calls += 1

@@ -297,3 +297,65 @@ def test_pending_lists_the_operations_awaiting_approval_from_the_journal(
     code, out, _ = run(capsys, "--config-file", str(conf), "pending", "--json")
     (listed,) = json.loads(out)
     assert (listed["operation_id"], listed["approval_until"]) == (news[0].id, now.isoformat())
+
+
+def test_breaker_list_and_reset_work_on_the_journal_of_the_configuration(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from nova_autopilot.journal import Breaker, Journal
+
+    conf = tmp_path / "nova-autopilot.conf"
+    conf.write_text(f"[DEFAULT]\nstate_dir = {tmp_path}\n")
+    with Journal.open(f"sqlite:///{tmp_path}/journal.sqlite") as journal:
+        code, out, _ = run(capsys, "--config-file", str(conf), "breaker", "list")
+        assert (code, out) == (0, "no breaker ever opened: all closed\n")
+        for scope in ("global", "policy:grow"):
+            journal.save_breaker(
+                Breaker(scope=scope, state="open", failures=5, reason="resize failed: boom"),
+                expect_version=None,
+            )
+
+        code, out, _ = run(capsys, "--config-file", str(conf), "breaker", "list")
+        assert code == 0
+        assert "global: open\n" in out
+        assert "last failure: resize failed: boom" in out
+        code, out, _ = run(capsys, "--config-file", str(conf), "breaker", "list", "--json")
+        listed = json.loads(out)
+        assert [(b["scope"], b["state"]) for b in listed] == [
+            ("global", "open"),
+            ("policy:grow", "open"),
+        ]
+
+        code, out, _ = run(
+            capsys, "--config-file", str(conf), "breaker", "reset", "--policy", "grow"
+        )
+        assert (code, out) == (0, "reset policy:grow: closed\n")
+        code, out, _ = run(capsys, "--config-file", str(conf), "breaker", "reset", "--global")
+        assert (code, out) == (0, "reset global: closed\n")
+        code, out, _ = run(capsys, "--config-file", str(conf), "breaker", "reset", "--all")
+        assert (code, out) == (0, "nothing to reset: no breaker is open\n")
+        assert {b.state for b in journal.breakers().values()} == {"closed"}
+
+
+def test_breaker_reset_needs_to_be_told_which(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["breaker", "reset"])
+    assert caught.value.code == 2
+    assert "one of the arguments --policy --global --all is required" in capsys.readouterr().err
+
+
+def test_breaker_commands_never_create_nor_migrate_a_journal(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    conf = tmp_path / "nova-autopilot.conf"
+    conf.write_text(f"[DEFAULT]\nstate_dir = {tmp_path}\n")
+    code, out, _ = run(capsys, "--config-file", str(conf), "breaker", "list")
+    assert (code, out) == (0, "no breaker ever opened: all closed\n")
+    code, out, _ = run(capsys, "--config-file", str(conf), "breaker", "reset", "--global")
+    assert (code, out) == (0, "nothing to reset: global is not open\n")
+    assert not (tmp_path / "journal.sqlite").exists()
+
+    (tmp_path / "journal.sqlite").write_bytes(b"")  # a database no daemon migrated yet
+    code, _, err = run(capsys, "--config-file", str(conf), "breaker", "list")
+    assert code == 1
+    assert "migrating is off" in err

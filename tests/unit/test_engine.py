@@ -148,7 +148,7 @@ def test_a_second_operation_on_a_busy_server_is_refused_and_recorded(world: Worl
     (second,) = world.approve("r-2")
     operation = world.journal.get(second)
     assert operation.outcome == "refused"
-    assert operation.reason == "another operation is in flight on this server"
+    assert operation.reason == "busy: another operation is in flight on this server"
     assert world.results.to("answers")[0]["outcome"] == "refused"
     counted = world.engine.tally.snapshot()
     assert counted.refusals == {"busy": 1}

@@ -15,6 +15,7 @@ import pytest
 from nova_autopilot.engine import Engine
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event, parse_message
+from nova_autopilot.guards import GuardSettings
 from nova_autopilot.holds import AWAITING_APPROVAL, QUEUED
 from nova_autopilot.journal import JournalError
 from nova_autopilot.policies import PolicySet
@@ -286,7 +287,7 @@ def test_no_answer_before_the_approval_timeout_ends_it_expired(held: Held) -> No
 def test_an_operation_awaiting_approval_keeps_its_server_busy(held: Held) -> None:
     held.rescue()
     other = held.engine.handle(request("server.rescue.requested", "rescue-2"))[0]
-    assert held.journal.get(other).reason == "another operation is in flight on this server"
+    assert held.journal.get(other).reason == "busy: another operation is in flight on this server"
     queued = held.resize("r-1", "m1.large")  # a waiting policy queues behind it
     assert held.journal.get(queued).phase == QUEUED
 
@@ -400,7 +401,12 @@ def test_the_global_switch_makes_every_acting_decision_await_approval(tmp_path: 
 
 
 def test_a_global_dry_run_wins_over_approval(tmp_path: Path) -> None:
-    world = Held(tmp_path, policies(POLICIES), global_dry_run=True, global_approval=True)
+    world = Held(
+        tmp_path,
+        policies(POLICIES),
+        guard_settings=GuardSettings(dry_run=True),
+        global_approval=True,
+    )
     try:
         assert world.journal.get(world.rescue()).outcome == "dry_run"
     finally:

@@ -44,6 +44,7 @@ from nova_autopilot.journal import (
     INITIAL_PHASE,
     OUTCOMES,
     Accepted,
+    Breaker,
     Duplicate,
     DuplicateOperation,
     Journal,
@@ -66,7 +67,7 @@ from nova_autopilot.logs import REDACTED, redact
 T = TypeVar("T")
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 SECRET = "s3cr3t-Pa55w0rd-never-stored"
-JOURNAL_TABLES = {"operations", "steps", "processed_messages", "refusals"}
+JOURNAL_TABLES = {"operations", "steps", "processed_messages", "refusals", "breakers"}
 
 
 class Clock:
@@ -593,6 +594,93 @@ class JournalBehaviour:
         found = journal.last_finished(server_id="srv-1", policy="p1", exclude_outcomes=["refused"])
         assert found == latest
         assert journal.last_finished(server_id="srv-2") is None
+
+    def test_counting_by_host_and_zone_and_what_is_unfinished_or_failed(
+        self, journal: Journal, clock: Clock
+    ) -> None:
+        finished_op(journal, host="compute-1", availability_zone="az-1", outcome="failed")
+        clock.advance(minutes=1)
+        finished_op(journal, host="compute-1", availability_zone="az-1", outcome="reverted")
+        clock.advance(minutes=1)
+        accepted_op(journal, policy="p2", host="compute-2", availability_zone="az-1")
+        running = accepted_op(journal, policy="p2", server_id="srv-7")
+
+        assert journal.count(since=T0, host="compute-1") == 2
+        assert journal.count(since=T0, availability_zone="az-1") == 3
+        assert journal.count(since=T0, host="compute-2", availability_zone="az-1") == 1
+        assert journal.count_unfinished() == 2
+        assert journal.count_unfinished(policy="p2") == 2
+        assert journal.count_unfinished(policy="grow-on-approval") == 0
+        failures = ("failed", "timed_out", "reverted")
+        assert journal.count_finished(since=T0, outcomes=failures) == 2
+        assert journal.count_finished(since=T0 + timedelta(seconds=30), outcomes=failures) == 1
+        assert journal.count_finished(since=T0, outcomes=failures, policy="p2") == 0
+
+        assert journal.placement("srv-7") == (None, None)
+        journal.place(running.id, host="compute-3", availability_zone="az-2")
+        journal.place(running.id, host="other", availability_zone=None)  # known: kept
+        assert journal.placement("srv-7") == ("compute-3", "az-2")
+        assert journal.placement("srv-1") == ("compute-2", "az-1")  # the latest that knew
+        with pytest.raises(ValueError, match="host"):
+            journal.place(running.id, host="h" * 256, availability_zone=None)
+
+    # --- circuit breakers ---------------------------------------------------------------
+
+    def test_a_breaker_is_created_then_changed_only_from_the_version_read(
+        self, journal: Journal, clock: Clock
+    ) -> None:
+        assert journal.breakers() == {}
+        opened = Breaker(scope="policy:p1", state="open", failures=3, reason="x", opened_at=T0)
+
+        first = journal.save_breaker(opened, expect_version=None)
+
+        assert first is not None
+        assert (first.state, first.version, first.updated_at, first.opened_at) == (
+            "open",
+            0,
+            T0,
+            T0,
+        )
+        assert journal.save_breaker(opened, expect_version=None) is None  # already there
+        clock.advance(minutes=1)
+        trial = replace(first, state="half_open", trial_operation_id="op-1")
+        second = journal.save_breaker(trial, expect_version=0)
+        assert second is not None
+        assert (second.state, second.trial_operation_id, second.version) == ("half_open", "op-1", 1)
+        assert journal.save_breaker(trial, expect_version=0) is None  # stale
+        assert journal.breakers(["policy:p1", "global"]) == {"policy:p1": second}
+
+    def test_resetting_breakers_closes_them_and_says_which_were_open(
+        self, journal: Journal, clock: Clock
+    ) -> None:
+        for scope, state in (("global", "open"), ("policy:a", "half_open"), ("policy:b", "open")):
+            journal.save_breaker(
+                Breaker(scope=scope, state=state, opened_at=T0),
+                expect_version=None,  # type: ignore[arg-type]
+            )
+        clock.advance(minutes=5)
+
+        assert journal.reset_breakers(["policy:a", "policy:zzz"]) == ["policy:a"]
+        assert journal.reset_breakers() == ["global", "policy:b"]
+        assert journal.reset_breakers() == []
+        found = journal.breakers()
+        assert {b.state for b in found.values()} == {"closed"}
+        assert {b.closed_at for b in found.values()} == {clock.now}
+        assert found["policy:a"].trial_operation_id is None
+
+    def test_concurrent_writers_of_one_breaker_never_both_win(self, journal: Journal) -> None:
+        opened = Breaker(scope="global", state="open", failures=5, opened_at=T0)
+        results = all_at_once(6, lambda _: journal.save_breaker(opened, expect_version=None))
+        assert sum(1 for r in results if isinstance(r, Breaker)) == 1, results
+        current = journal.breakers()["global"]
+        trials = all_at_once(
+            6,
+            lambda i: journal.save_breaker(
+                replace(current, state="half_open", trial_operation_id=f"op-{i}"),
+                expect_version=current.version,
+            ),
+        )
+        assert sum(1 for r in trials if isinstance(r, Breaker)) == 1, trials
 
     # --- retention ----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from nova_autopilot.errors import PolicyError, PolicyProblem
 from nova_autopilot.policies import load_policies, load_texts
+from nova_autopilot.policies.model import BreakerLimits, Budget
 from tests.unit.policy_helpers import policies
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,6 +119,14 @@ def test_every_mistake_is_reported_at_once_with_file_line_policy_and_field() -> 
         ("    limits: {max_wait: 5m}\n", "limits.max_wait", "only with when_busy: wait"),
         ("    limits: {when_busy: wait, max_wait: later}\n", "limits.max_wait", "duration"),
         ("    confirm: {task_timeout: later}\n", "confirm.task_timeout", "a duration"),
+        ("    limits: {budget_per_host: {max: 2}}\n", "limits.budget_per_host", "needs 'per'"),
+        ("    limits: {budget_per_zone: {max: 2, per: 0}}\n", "limits.budget_per_zone.per", "zero"),
+        ("    limits: {budget_per_rack: {max: 2, per: 1h}}\n", "limits.budget_per_rack", "unknown"),
+        ("    limits: {max_concurrent: 0}\n", "limits.max_concurrent", "at least 1"),
+        ("    limits: {loop: {max: two, per: 1h}}\n", "limits.loop.max", "whole number"),
+        ("    limits: {breaker: {failures: -1}}\n", "limits.breaker.failures", "at least 0"),
+        ("    limits: {breaker: {window: soon}}\n", "limits.breaker.window", "a duration"),
+        ("    limits: {breaker: {trip: 1}}\n", "limits.breaker.trip", "unknown key"),
     ],
 )
 def test_each_section_is_validated(snippet: str, field: str, message: str) -> None:
@@ -284,3 +293,33 @@ def test_busy_servers_and_approvals_are_policy_settings() -> None:
     assert (policy.limits.when_busy, policy.limits.max_wait_s) == ("wait", 1800.0)
     (default,) = load_texts([("p.yaml", VALID)]).policies
     assert (default.mode, default.limits.when_busy) == ("enforce", "refuse")
+
+
+def test_every_limit_a_policy_can_set_is_read() -> None:
+    (policy,) = load_texts(
+        [
+            (
+                "p.yaml",
+                VALID
+                + """    limits:
+      cooldown: 10m
+      budget: {max: 20, per: 1h}
+      budget_per_project: {max: 5, per: 1h}
+      budget_per_host: {max: 2, per: 10m}
+      budget_per_zone: {max: 10, per: 1d}
+      max_concurrent: 4
+      loop: {max: 3, per: 2h}
+      breaker: {failures: 0, half_open_after: 5m}
+""",
+            )
+        ]
+    ).policies
+    limits = policy.limits
+    assert limits.cooldown_s == 600
+    assert (limits.budget_per_project, limits.budget_per_host, limits.budget_per_zone) == (
+        Budget(5, 3600),
+        Budget(2, 600),
+        Budget(10, 86400),
+    )
+    assert (limits.max_concurrent, limits.loop) == (4, Budget(3, 7200))
+    assert limits.breaker == BreakerLimits(failures=0, window_s=None, half_open_after_s=300)

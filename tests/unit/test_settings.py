@@ -13,6 +13,8 @@ import pytest
 from oslo_config import cfg
 
 from nova_autopilot import settings
+from nova_autopilot.guards import BreakerLimits, GuardSettings
+from nova_autopilot.policies.model import Budget
 from nova_autopilot.settings import SettingsError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -414,3 +416,23 @@ def test_the_committed_sample_matches_the_options(tmp_path: Path) -> None:
         "    oslo-config-generator --config-file config/oslo-config-generator.conf\n"
         f"(or `make sample`).\n{diff}"
     )
+
+
+def test_the_guards_settings_are_read_from_the_guards_group(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "g.conf",
+        "[guards]\nbudget_per_host = 3\nbudget_per_host_window = 600\nloop_max_per_server = 0\n"
+        "policy_breaker_failures = 2\nbreaker_failures = 0\n[cloud]\nworkers = 4\n",
+    )
+    conf = settings.load(config_files=[path])
+    guard = GuardSettings.from_conf(conf)
+    assert guard.budgets == {"host": Budget(3, 600.0)}
+    assert guard.loop is None
+    assert (guard.max_concurrent, guard.default_cooldown_s) == (10, 1800.0)
+    assert guard.breaker == BreakerLimits(0, 600.0, 1800.0)
+    assert guard.policy_breaker == BreakerLimits(2, 600.0, 1800.0)
+    assert conf.cloud.workers == 4
+    defaults = GuardSettings.from_conf(settings.load(config_files=[write(tmp_path, "e.conf", "")]))
+    assert defaults.budgets == {}
+    assert defaults.loop == Budget(5, 3600.0)

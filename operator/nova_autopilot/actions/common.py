@@ -104,6 +104,9 @@ def current_server(ctx: StepContext) -> ServerState:
         server = ctx.cloud.find_server(ctx.params["server"])
         ctx.state["server_id"] = server.id
         ctx.state["server_name"] = server.name
+        # Where it runs, for the guards' budgets per host and zone (docs/guards.md).
+        ctx.state["host"] = server.host
+        ctx.state["availability_zone"] = server.availability_zone
         return server
     return ctx.read_server()
 

@@ -62,6 +62,9 @@ class Store(Protocol):
         self, op_id: str, *, name: str, detail: dict[str, Any], nova_requests: int, now: datetime
     ) -> None: ...
     def finish(self, op_id: str, *, outcome: str, reason: str | None, now: datetime) -> Any: ...
+    def place(
+        self, op_id: str, *, host: str | None, availability_zone: str | None, now: datetime
+    ) -> None: ...
 
 
 class PolledCloud(CloudAPI, Protocol):
@@ -162,6 +165,7 @@ class _Job:
     last_read: datetime | None = None
     attempts: int = 0
     seen_seq: int = 0
+    placed: bool = False
     secrets: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -390,6 +394,7 @@ class Runner:
                 release_lock(ctx)
             job.last_read = self._clock()
             self._watch(job)
+            self._place(job)
             ctx.woken_by = None  # a snapshot left unread stays: it is still this moment's
             self._flush(job, pending, tally, phase, {})
             if isinstance(transition, Next):
@@ -432,6 +437,18 @@ class Runner:
                 now=step.at,
             )
         pending.clear()
+
+    def _place(self, job: _Job) -> None:
+        """Tell the store where the server runs, once the machine has found it."""
+        if job.placed or "host" not in job.state:
+            return
+        job.placed = True
+        self._store.place(
+            job.work.op_id,
+            host=job.state.get("host"),
+            availability_zone=job.state.get("availability_zone"),
+            now=self._clock(),
+        )
 
     def _persist(self, job: _Job) -> None:
         operation = self._store.advance(

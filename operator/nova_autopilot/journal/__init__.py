@@ -28,10 +28,14 @@ from nova_autopilot.journal.errors import (
     UnknownOperation,
 )
 from nova_autopilot.journal.records import (
+    BREAKER_STATES,
+    FAILURES,
     INITIAL_PHASE,
     MODES,
     OUTCOMES,
     Accepted,
+    Breaker,
+    BreakerState,
     Duplicate,
     Mode,
     NewOperation,
@@ -45,10 +49,14 @@ from nova_autopilot.journal.records import (
 from nova_autopilot.journal.store import Journal
 
 __all__ = [
+    "BREAKER_STATES",
+    "FAILURES",
     "INITIAL_PHASE",
     "MODES",
     "OUTCOMES",
     "Accepted",
+    "Breaker",
+    "BreakerState",
     "Duplicate",
     "DuplicateOperation",
     "Journal",

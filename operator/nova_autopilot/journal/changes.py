@@ -11,20 +11,21 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from nova_autopilot.journal import queries
 from nova_autopilot.journal.errors import OperationFinished, StaleOperation, UnknownOperation
 from nova_autopilot.journal.records import JSONDict, Operation
+from nova_autopilot.journal.schema import breakers, refusals, steps
 from nova_autopilot.journal.schema import operations as ops
 from nova_autopilot.journal.schema import processed_messages as messages
-from nova_autopilot.journal.schema import refusals, steps
 
 __all__ = [
     "accept",
     "advance",
     "claim",
     "finish",
+    "place",
     "prune_messages",
     "prune_operations",
     "prune_refusals",
@@ -32,6 +33,8 @@ __all__ = [
     "record_step",
     "release",
     "renew",
+    "reset_breakers",
+    "save_breaker",
 ]
 
 
@@ -150,6 +153,62 @@ def finish(
         )
     )
     return queries.get(conn, operation_id)
+
+
+def place(
+    conn: Connection, operation_id: str, *, host: str | None, availability_zone: str | None
+) -> None:
+    """Fill in where the operation's server runs; what is already known stays."""
+    conn.execute(
+        update(ops)
+        .where(ops.c.id == operation_id)
+        .values(
+            host=func.coalesce(ops.c.host, host),
+            availability_zone=func.coalesce(ops.c.availability_zone, availability_zone),
+        )
+    )
+
+
+def save_breaker(conn: Connection, row: JSONDict, *, expect_version: int | None) -> bool:
+    """Write a breaker's new state if nobody changed it since ``expect_version`` was read
+    (None: it had no row yet). False when someone else changed it first."""
+    if expect_version is None:
+        found = conn.execute(
+            select(breakers.c.scope).where(breakers.c.scope == row["scope"]).with_for_update()
+        ).first()
+        if found is not None:
+            return False
+        conn.execute(insert(breakers).values(**row))
+        return True
+    changed = conn.execute(
+        update(breakers)
+        .where(breakers.c.scope == row["scope"], breakers.c.version == expect_version)
+        .values(**{key: value for key, value in row.items() if key != "scope"})
+    )
+    return changed.rowcount == 1
+
+
+def reset_breakers(conn: Connection, scopes: Sequence[str] | None, *, at: datetime) -> list[str]:
+    """Close the breakers of ``scopes`` (every one when None) and forget their failures so
+    far; returns the scopes that were open or half-open."""
+    query = select(breakers.c.scope, breakers.c.state).with_for_update()
+    if scopes is not None:
+        query = query.where(breakers.c.scope.in_(list(scopes)))
+    found = conn.execute(query).all()
+    if not found:
+        return []
+    conn.execute(
+        update(breakers)
+        .where(breakers.c.scope.in_([row.scope for row in found]))
+        .values(
+            state="closed",
+            closed_at=at,
+            trial_operation_id=None,
+            updated_at=at,
+            version=breakers.c.version + 1,
+        )
+    )
+    return sorted(row.scope for row in found if row.state != "closed")
 
 
 def claim(

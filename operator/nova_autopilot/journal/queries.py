@@ -10,14 +10,18 @@ from sqlalchemy import Connection, Select, and_, exists, func, or_, select
 
 from nova_autopilot.journal import rows
 from nova_autopilot.journal.errors import DuplicateOperation, UnknownOperation
-from nova_autopilot.journal.records import Duplicate, Operation, Step
+from nova_autopilot.journal.records import Breaker, Duplicate, Operation, Step
+from nova_autopilot.journal.schema import breakers as breaker_table
 from nova_autopilot.journal.schema import operations as ops
 from nova_autopilot.journal.schema import processed_messages as messages
 from nova_autopilot.journal.schema import refusals, steps
 
 __all__ = [
     "Query",
+    "breakers",
     "count",
+    "count_finished",
+    "count_unfinished",
     "duplicate",
     "finished_before",
     "get",
@@ -26,6 +30,7 @@ __all__ = [
     "last_finished",
     "listed",
     "messages_before",
+    "placement",
     "refusals_before",
     "refused",
     "steps_of",
@@ -110,6 +115,8 @@ def count(
     policy: str | None,
     project_id: str | None,
     server_id: str | None,
+    host: str | None = None,
+    availability_zone: str | None = None,
     actions: Collection[str] | None,
     exclude_outcomes: Collection[str],
 ) -> Select[Any]:
@@ -118,7 +125,13 @@ def count(
         .select_from(ops)
         .where(
             ops.c.created_at >= since,
-            *_equal(policy=policy, project_id=project_id, server_id=server_id),
+            *_equal(
+                policy=policy,
+                project_id=project_id,
+                server_id=server_id,
+                host=host,
+                availability_zone=availability_zone,
+            ),
         )
     )
     if actions is not None:
@@ -128,6 +141,50 @@ def count(
             or_(ops.c.outcome.is_(None), ops.c.outcome.not_in(list(exclude_outcomes)))
         )
     return query
+
+
+def count_unfinished(*, policy: str | None, exclude_phases: Collection[str]) -> Select[Any]:
+    query = select(func.count()).select_from(ops)
+    query = query.where(ops.c.status != "done", *_equal(policy=policy))
+    if exclude_phases:
+        query = query.where(ops.c.phase.not_in(list(exclude_phases)))
+    return query
+
+
+def count_finished(
+    *, since: datetime, policy: str | None, outcomes: Collection[str]
+) -> Select[Any]:
+    return (
+        select(func.count())
+        .select_from(ops)
+        .where(
+            ops.c.finished_at >= since,
+            ops.c.outcome.in_(list(outcomes)),
+            *_equal(policy=policy),
+        )
+    )
+
+
+def placement(server_id: str) -> Select[Any]:
+    """The host and zone the latest operation on the server that knew them recorded."""
+    return (
+        select(ops.c.host, ops.c.availability_zone)
+        .where(
+            ops.c.server_id == server_id,
+            or_(ops.c.host.is_not(None), ops.c.availability_zone.is_not(None)),
+        )
+        .order_by(ops.c.created_at.desc(), ops.c.id.desc())
+        .limit(1)
+    )
+
+
+def breakers(conn: Connection, scopes: Collection[str] | None) -> dict[str, Breaker]:
+    """The breakers of ``scopes`` that have a row (every one when None), by scope."""
+    query = select(breaker_table)
+    if scopes is not None:
+        query = query.where(breaker_table.c.scope.in_(list(scopes)))
+    found = (rows.breaker(row) for row in conn.execute(query.order_by(breaker_table.c.scope)))
+    return {breaker.scope: breaker for breaker in found}
 
 
 def last_finished(

@@ -9,12 +9,16 @@ from datetime import datetime, timezone
 from typing import Any, Final, Literal, get_args
 
 __all__ = [
+    "BREAKER_STATES",
+    "FAILURES",
     "INITIAL_PHASE",
     "LIMITS",
     "MODES",
     "OUTCOMES",
     "STATUSES",
     "Accepted",
+    "Breaker",
+    "BreakerState",
     "Duplicate",
     "JSONDict",
     "Mode",
@@ -48,10 +52,18 @@ Outcome = Literal[
     "expired",
 ]
 
+BreakerState = Literal["closed", "open", "half_open"]
+
 MODES: Final[tuple[Mode, ...]] = ("enforce", "dry-run")
 STATUSES: Final[tuple[Status, ...]] = ("pending", "running", "done")
 #: Every final outcome an operation can have; ``finish`` refuses anything else.
 OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
+#: Outcomes that mean the operation failed, as the circuit breakers count them: Nova
+#: failed it, it did not end in time, or its result was undone (a resize reverted because
+#: its health gate failed: the gate protected that server, but a run of them is a policy
+#: that keeps hurting servers).
+FAILURES: Final[tuple[Outcome, ...]] = ("failed", "timed_out", "reverted")
+BREAKER_STATES: Final[tuple[BreakerState, ...]] = ("closed", "open", "half_open")
 #: The phase of an operation no state machine has moved yet.
 INITIAL_PHASE: Final = "start"
 
@@ -64,6 +76,9 @@ LIMITS: Final[dict[str, int]] = {
     "server_id": 64,
     "server_name": 255,
     "project_id": 64,
+    "host": 255,
+    "availability_zone": 255,
+    "breaker": 300,
     "request_id": 255,
     "correlation_id": 255,
     "reply_to": 255,
@@ -93,6 +108,8 @@ _LIMITED: Final = (
     "server_id",
     "server_name",
     "project_id",
+    "host",
+    "availability_zone",
     "request_id",
     "correlation_id",
     "reply_to",
@@ -116,6 +133,8 @@ class NewOperation:
     project_id: str | None = None
     server_id: str | None = None
     server_name: str | None = None
+    host: str | None = None
+    availability_zone: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     mode: Mode = "enforce"
     event: Mapping[str, Any] = field(default_factory=dict)
@@ -153,7 +172,9 @@ class Operation:
     state machine works on it, ``done`` once finished with an ``outcome``. ``phase`` and
     ``state`` are what the state machine needs to resume; ``version`` grows on every
     change of them (optimistic concurrency); ``owner`` and ``lease_until`` say which
-    daemon works on it and until when that claim holds.
+    daemon works on it and until when that claim holds. ``host`` and
+    ``availability_zone`` are where the server ran when the operation was decided (from
+    the event) or started (from Nova), for the guards' budgets.
     """
 
     id: str
@@ -184,6 +205,8 @@ class Operation:
     owner: str | None
     lease_until: datetime | None
     version: int
+    host: str | None = None
+    availability_zone: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -262,3 +285,31 @@ class Refusal:
     key_id: str | None
     message_id: str | None
     correlation_id: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Breaker:
+    """A circuit breaker as the journal holds it; ``scope`` is ``global`` or
+    ``policy:<name>``.
+
+    ``closed``: decisions pass. ``open`` since ``opened_at`` after ``failures`` failed
+    operations (the last one's ``reason``): decisions are refused. ``half_open``: the
+    operation ``trial_operation_id`` is the one let through; its success closes the
+    breaker, its failure opens it again. Failures finished before ``closed_at`` (the last
+    close or reset) do not count. ``version`` grows with every change.
+    """
+
+    scope: str
+    state: BreakerState
+    failures: int = 0
+    reason: str | None = None
+    opened_at: datetime | None = None
+    closed_at: datetime | None = None
+    trial_operation_id: str | None = None
+    updated_at: datetime | None = None
+    version: int = 0
+
+    def __post_init__(self) -> None:
+        if self.state not in BREAKER_STATES:
+            raise ValueError(f"unknown breaker state {self.state!r}")
+        check_length("breaker", self.scope)

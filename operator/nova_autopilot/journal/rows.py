@@ -12,6 +12,8 @@ from typing import Any, cast
 from sqlalchemy import Row
 
 from nova_autopilot.journal.records import (
+    Breaker,
+    BreakerState,
     JSONDict,
     Mode,
     NewOperation,
@@ -27,6 +29,8 @@ from nova_autopilot.journal.schema import KEY_LENGTH
 __all__ = [
     "Redact",
     "RowCodec",
+    "breaker",
+    "breaker_row",
     "operation",
     "operation_ids",
     "refusal",
@@ -73,6 +77,8 @@ class RowCodec:
             "project_id": new.project_id,
             "server_id": new.server_id,
             "server_name": new.server_name,
+            "host": new.host,
+            "availability_zone": new.availability_zone,
             "params": self.document(new.params),
             "mode": new.mode,
             "event": self.document(new.event),
@@ -127,6 +133,8 @@ def operation(row: Row[Any]) -> Operation:
         project_id=m["project_id"],
         server_id=m["server_id"],
         server_name=m["server_name"],
+        host=m["host"],
+        availability_zone=m["availability_zone"],
         params=_loads(m["params"]),
         mode=cast(Mode, m["mode"]),
         event=_loads(m["event"]),
@@ -149,6 +157,35 @@ def operation(row: Row[Any]) -> Operation:
         lease_until=m["lease_until"],
         version=m["version"],
     )
+
+
+def breaker(row: Row[Any]) -> Breaker:
+    m = row._mapping
+    return Breaker(
+        scope=m["scope"],
+        state=cast(BreakerState, m["state"]),
+        failures=m["failures"],
+        reason=m["reason"],
+        opened_at=m["opened_at"],
+        closed_at=m["closed_at"],
+        trial_operation_id=m["trial_operation_id"],
+        updated_at=m["updated_at"],
+        version=m["version"],
+    )
+
+
+def breaker_row(value: Breaker, *, reason: str | None, at: datetime, version: int) -> JSONDict:
+    return {
+        "scope": value.scope,
+        "state": value.state,
+        "failures": value.failures,
+        "reason": reason,
+        "opened_at": value.opened_at,
+        "closed_at": value.closed_at,
+        "trial_operation_id": value.trial_operation_id,
+        "updated_at": at,
+        "version": version,
+    }
 
 
 def step(row: Row[Any]) -> Step:

@@ -34,6 +34,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 __all__ = [
     "KEY_LENGTH",
     "UTCDateTime",
+    "breakers",
     "metadata",
     "operations",
     "processed_messages",
@@ -116,6 +117,8 @@ operations = Table(
     Column("project_id", String(64), nullable=True, index=True),
     Column("server_id", String(64), nullable=True, index=True),
     Column("server_name", String(255), nullable=True),
+    Column("host", String(255), nullable=True, index=True),
+    Column("availability_zone", String(255), nullable=True, index=True),
     Column("params", _json(), nullable=False),
     Column("mode", String(16), nullable=False),
     Column("event", _json(), nullable=False),
@@ -197,5 +200,24 @@ refusals = Table(
     Column("message_id", String(255), nullable=True),
     Column("correlation_id", String(255), nullable=True),
     Column("body", _json(), nullable=False),
+    **MYSQL_TABLE,
+)
+
+#: One circuit breaker per scope (``global``, ``policy:<name>``); a scope without a row is
+#: closed. ``closed_at`` is when it last closed (reset, or a trial that succeeded): failures
+#: before it no longer count. ``version`` grows with every change (compare-and-set).
+breakers = Table(
+    "breakers",
+    metadata,
+    Column("scope", String(300), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("failures", Integer(), nullable=False),
+    Column("reason", Text(), nullable=True),
+    Column("opened_at", UTCDateTime(), nullable=True),
+    Column("closed_at", UTCDateTime(), nullable=True),
+    Column("trial_operation_id", String(64), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("version", Integer(), nullable=False),
+    CheckConstraint("state IN ('closed', 'open', 'half_open')", name="state"),
     **MYSQL_TABLE,
 )

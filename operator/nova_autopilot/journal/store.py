@@ -24,6 +24,7 @@ from nova_autopilot.journal.database import Database
 from nova_autopilot.journal.records import (
     OUTCOMES,
     Accepted,
+    Breaker,
     Duplicate,
     JSONDict,
     NewOperation,
@@ -34,7 +35,7 @@ from nova_autopilot.journal.records import (
     aware_utc,
     check_length,
 )
-from nova_autopilot.journal.rows import Redact, RowCodec, storable_key
+from nova_autopilot.journal.rows import Redact, RowCodec, breaker_row, storable_key
 from nova_autopilot.journal.rows import refusal as rows_refusal
 
 __all__ = ["Clock", "Journal", "utc_now"]
@@ -299,6 +300,22 @@ class Journal:
         daemon may claim them at once; returns how many."""
         return self._db.write(lambda conn: changes.release(conn, owner))
 
+    def place(
+        self,
+        op_id: str,
+        *,
+        host: str | None,
+        availability_zone: str | None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record where the operation's server runs, as learnt from Nova; a host or zone
+        already recorded (from the event) is kept."""
+        check_length("host", host)
+        check_length("availability_zone", availability_zone)
+        self._db.write(
+            lambda conn: changes.place(conn, op_id, host=host, availability_zone=availability_zone)
+        )
+
     def unfinished(self) -> list[Operation]:
         """Every operation without an outcome, oldest first: what to resume."""
         return self._list(queries.unfinished())
@@ -350,6 +367,8 @@ class Journal:
         policy: str | None = None,
         project_id: str | None = None,
         server_id: str | None = None,
+        host: str | None = None,
+        availability_zone: str | None = None,
         actions: Collection[str] | None = None,
         exclude_outcomes: Collection[str] = (),
     ) -> int:
@@ -361,10 +380,71 @@ class Journal:
             policy=policy,
             project_id=project_id,
             server_id=server_id,
+            host=host,
+            availability_zone=availability_zone,
             actions=actions,
             exclude_outcomes=exclude_outcomes,
         )
         return int(self._db.read(lambda conn: conn.execute(query).scalar_one()))
+
+    def count_unfinished(
+        self, *, policy: str | None = None, exclude_phases: Collection[str] = ()
+    ) -> int:
+        """How many operations (of ``policy``) have no outcome yet, leaving out those in
+        ``exclude_phases`` (held before they run, say): the concurrency."""
+        query = queries.count_unfinished(policy=policy, exclude_phases=exclude_phases)
+        return int(self._db.read(lambda conn: conn.execute(query).scalar_one()))
+
+    def count_finished(
+        self, *, since: datetime, outcomes: Collection[str], policy: str | None = None
+    ) -> int:
+        """How many operations (of ``policy``) finished since ``since`` with one of
+        ``outcomes``: the failures a circuit breaker counts."""
+        query = queries.count_finished(
+            since=aware_utc(since, "since"), policy=policy, outcomes=outcomes
+        )
+        return int(self._db.read(lambda conn: conn.execute(query).scalar_one()))
+
+    def placement(self, server_id: str) -> tuple[str | None, str | None]:
+        """The (host, availability zone) of the server as the latest operation on it that
+        knew them recorded; (None, None) if none did."""
+        query = queries.placement(server_id)
+        row = self._db.read(lambda conn: conn.execute(query).first())
+        return (None, None) if row is None else (row.host, row.availability_zone)
+
+    # --- circuit breakers ---------------------------------------------------------------
+
+    def breakers(self, scopes: Collection[str] | None = None) -> dict[str, Breaker]:
+        """The breakers of ``scopes`` (every one when None) that have a row, by scope;
+        a scope without one is closed. One primary-key lookup."""
+        wanted = None if scopes is None else tuple(scopes)
+        return self._db.read(lambda conn: queries.breakers(conn, wanted))
+
+    def save_breaker(
+        self, breaker: Breaker, *, expect_version: int | None, now: datetime | None = None
+    ) -> Breaker | None:
+        """Store the breaker's new state if it is still at ``expect_version`` (None: it
+        has no row yet); returns it as stored, or None when another thread or daemon
+        changed it first (read it again and decide again)."""
+        at = self._now(now)
+        version = 0 if expect_version is None else expect_version + 1
+        row = breaker_row(breaker, reason=self._codec.text(breaker.reason), at=at, version=version)
+        try:
+            saved = self._db.write(
+                lambda conn: changes.save_breaker(conn, row, expect_version=expect_version)
+            )
+        except IntegrityError:  # another daemon created the row first
+            return None
+        return self.breakers([breaker.scope]).get(breaker.scope) if saved else None
+
+    def reset_breakers(
+        self, scopes: Collection[str] | None = None, *, now: datetime | None = None
+    ) -> list[str]:
+        """Close the breakers of ``scopes`` (every one when None), forgetting the failures
+        so far; returns the scopes that were open or half-open."""
+        at = self._now(now)
+        wanted = None if scopes is None else tuple(scopes)
+        return self._db.write(lambda conn: changes.reset_breakers(conn, wanted, at=at))
 
     def last_finished(
         self,

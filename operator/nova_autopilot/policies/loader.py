@@ -17,7 +17,9 @@ from nova_autopilot.policies import conditions as c
 from nova_autopilot.policies.matching import PolicySet
 from nova_autopilot.policies.model import (
     ACTIONS,
+    BUDGET_SCOPES,
     GATE_CHECKS,
+    BreakerLimits,
     Budget,
     Confirm,
     Do,
@@ -231,21 +233,81 @@ def _confirm(r: _Reader, value: Any, action: str | None) -> Confirm:
     )
 
 
+_LIMIT_KEYS = (
+    "cooldown",
+    "budget",
+    *(f"budget_per_{scope}" for scope in BUDGET_SCOPES),
+    "max_concurrent",
+    "loop",
+    "breaker",
+    "when_busy",
+    "max_wait",
+)
+
+
+def _count(r: _Reader, value: Any, rel: DocPath, *, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        word = "at least 1" if minimum == 1 else f"at least {minimum}"
+        raise r.problem(rel, f"must be a whole number of {word}; got {value!r}")
+    return value
+
+
+def _window(r: _Reader, value: Any, rel: DocPath) -> Budget:
+    """``{max: N, per: DURATION}``: at most N in any window of that length."""
+    spec = r.mapping(value, rel, ("max", "per"))
+    if "per" not in spec:
+        raise r.problem(rel, "needs 'per', the length of the window (such as 1h)")
+    count = _count(r, spec.get("max"), (*rel, "max"))
+    per = r.duration(spec["per"], (*rel, "per"))
+    if per <= 0:
+        raise r.problem((*rel, "per"), "must be longer than zero")
+    return Budget(count, per)
+
+
+def _breaker(r: _Reader, value: Any) -> BreakerLimits:
+    rel: DocPath = ("limits", "breaker")
+    spec = r.mapping(value, rel, ("failures", "window", "half_open_after"))
+    failures = (
+        _count(r, spec["failures"], (*rel, "failures"), minimum=0) if "failures" in spec else None
+    )
+    durations = {}
+    for key in ("window", "half_open_after"):
+        if key in spec:
+            durations[key] = r.duration(spec[key], (*rel, key))
+            if durations[key] <= 0:
+                r.problem((*rel, key), "must be longer than zero")
+    return BreakerLimits(failures, durations.get("window"), durations.get("half_open_after"))
+
+
 def _limits(r: _Reader, value: Any) -> Limits:
-    lim = r.mapping(value, ("limits",), ("cooldown", "budget", "when_busy", "max_wait"))
+    lim = r.mapping(value, ("limits",), _LIMIT_KEYS)
     cooldown = r.duration(lim["cooldown"], ("limits", "cooldown")) if "cooldown" in lim else None
-    budget = None
-    if "budget" in lim:
-        spec = r.mapping(lim["budget"], ("limits", "budget"), ("max", "per"))
-        count = spec.get("max")
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise r.problem(("limits", "budget", "max"), "must be a whole number of at least 1")
-        budget = Budget(count, r.duration(spec.get("per"), ("limits", "budget", "per")))
+    windows: dict[str, Budget | None] = {}
+    for key in ("budget", *(f"budget_per_{scope}" for scope in BUDGET_SCOPES), "loop"):
+        windows[key] = r.section(_window, r, lim[key], ("limits", key)) if key in lim else None
+    concurrent = None
+    if "max_concurrent" in lim:
+        concurrent = r.section(_count, r, lim["max_concurrent"], ("limits", "max_concurrent"))
+    breaker = r.section(_breaker, r, lim["breaker"]) if "breaker" in lim else BreakerLimits()
     when_busy = r.one_of(lim.get("when_busy", "refuse"), ("limits", "when_busy"), WHEN_BUSY)
     max_wait = r.duration(lim.get("max_wait", 900), ("limits", "max_wait"))
     if "max_wait" in lim and when_busy != "wait":
         raise r.problem(("limits", "max_wait"), "applies only with when_busy: wait")
-    return Limits(cooldown, budget, when_busy, max_wait)  # type: ignore[arg-type]
+    broken = [key for key in windows if key in lim and windows[key] is None]
+    if broken or breaker is None or ("max_concurrent" in lim and concurrent is None):
+        raise _Invalid()
+    return Limits(
+        cooldown_s=cooldown,
+        budget=windows["budget"],
+        budget_per_project=windows["budget_per_project"],
+        budget_per_host=windows["budget_per_host"],
+        budget_per_zone=windows["budget_per_zone"],
+        max_concurrent=concurrent,
+        loop=windows["loop"],
+        breaker=breaker,
+        when_busy=when_busy,  # type: ignore[arg-type]
+        max_wait_s=max_wait,
+    )
 
 
 _POLICY_KEYS = ("name", "description", "enabled", "mode", "when", "do", "confirm", "limits")

@@ -88,9 +88,32 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerLimits:
+    """A policy's circuit breaker; None takes the ``[guards]`` default, 0 failures
+    turns it off."""
+
+    failures: int | None = None
+    window_s: float | None = None
+    half_open_after_s: float | None = None
+
+
+#: The scopes a policy's budget can be counted in, besides the policy as a whole.
+BUDGET_SCOPES = ("project", "host", "zone")
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
+    """The guards' settings of one policy (``docs/guards.md``); None takes the
+    ``[guards]`` default."""
+
     cooldown_s: float | None = None
     budget: Budget | None = None
+    budget_per_project: Budget | None = None
+    budget_per_host: Budget | None = None
+    budget_per_zone: Budget | None = None
+    max_concurrent: int | None = None
+    loop: Budget | None = None
+    breaker: BreakerLimits = BreakerLimits()
     #: A decision for a server with an operation in flight: refused, or queued
     #: behind it (first come, first served) for at most ``max_wait_s``.
     when_busy: WhenBusy = "refuse"
