@@ -111,6 +111,13 @@ def test_the_reference_has_an_example_of_every_part() -> None:
         "mode: approve",
         "when_busy",
         "task_timeout",
+        "budget_per_project",
+        "budget_per_host",
+        "budget_per_zone",
+        "max_concurrent",
+        "loop:",
+        "breaker:",
+        "max_wait",
         "gate_timeout",
         "on_failure",
     ):
