@@ -1,5 +1,6 @@
-"""Oversized and deeply nested messages on the real RabbitMQ: refused on their
-raw bytes, before any JSON decoding, dead-lettered with their reason, on both
+"""Oversized, deeply nested and decompression-bomb messages on the real
+RabbitMQ: refused on their raw bytes, before any JSON decoding (or before
+decompressing past the limit), dead-lettered with their reason, on both
 intakes; the bus keeps consuming."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from kombu import Connection, Exchange, Producer
 
 from nova_autopilot.bus import Bus, RequestClient
 from tests.integration import bus_support
@@ -84,3 +86,42 @@ def test_oversized_and_deeply_nested_requests_are_dead_lettered_before_decoding(
     assert [event.request_id for event, _ in handler.calls] == ["r-fine"]
     reasons = sorted(m.headers["x-autopilot-reason"] for m in take_all(rabbit, REQUESTS_DEAD))
     assert reasons == ["too_deep", "too_large"]
+
+
+def test_a_compressed_body_that_would_expand_beyond_the_limit_is_dead_lettered(
+    rabbit: Rabbit,
+) -> None:
+    conf = bus_conf(rabbit, intake={"max_message_bytes": 600_000})
+    handler = Recorder()
+    bus = started(Bus(conf=conf, notification_handler=handler))
+    bomb = b'{"event_type": "instance.update", "payload": "' + b"0" * 200_000_000 + b'"}'
+    try:
+        with Connection(rabbit.amqp_url) as conn:
+            producer = Producer(conn.default_channel)
+            for body in (bomb, json.dumps(sample("instance-update")).encode()):
+                producer.publish(
+                    body,
+                    exchange=Exchange("nova", type="topic", no_declare=True),
+                    routing_key="versioned_notifications.info",
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                    compression="gzip",
+                )
+        # Not compressed at all, though its header says so: refused, not a crash loop.
+        publish_raw(rabbit, [b"not gzip"], headers={"compression": "application/x-gzip"})
+        handler.wait_for(1)
+        eventually(lambda: rabbit.queues().get(NOTIFICATIONS_DEAD, 0) == 2, what="2 dead")
+    finally:
+        bus.stop(10)
+
+    assert [event.event_type for event, _ in handler.calls] == ["instance.update"]
+    with Connection(rabbit.amqp_url) as conn:  # read as stored: kombu would decompress them
+        dead = [conn.default_channel.basic_get(NOTIFICATIONS_DEAD, no_ack=True) for _ in "ab"]
+    details = [m.properties["application_headers"]["x-autopilot-detail"] for m in dead]
+    assert [m.properties["application_headers"]["x-autopilot-reason"] for m in dead] == [
+        "bad_compression",
+        "bad_compression",
+    ]
+    assert "more than 600000 bytes" in details[0]
+    assert "error" in details[1].lower()
+    assert len(dead[0].body) < 1_000_000  # kept compressed, as it came

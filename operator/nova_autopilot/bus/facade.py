@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from oslo_config import cfg
 
 from nova_autopilot.bus.client import RequestClient
+from nova_autopilot.bus.compression import bound_decompression
 from nova_autopilot.bus.connection import notification_broker, request_broker
 from nova_autopilot.bus.counters import CounterSnapshot
 from nova_autopilot.bus.delivery import Handler, RefusalSink, RequestCheck, Verifier, accept_all
@@ -72,6 +73,7 @@ class Bus:
         """``verify`` checks each request's signature, ``check_request`` whether
         its key may send it; ``on_refused`` is told of every request dead-lettered."""
         self._conf = conf
+        bound_decompression(max(conf.intake.max_message_bytes, conf.requests.max_message_bytes))
         self._request_broker = request_broker(conf)
         self.notifications: Intake | None = None
         self.requests: Intake | None = None

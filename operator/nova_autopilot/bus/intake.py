@@ -248,6 +248,10 @@ class Intake:
             self._channel,
             queues=[self._topology.queue],
             on_message=self._on_message,
+            # A body kombu cannot decompress: dead-lettered with the reason like
+            # any other bad message (without this kombu raises, and the intake
+            # would reconnect and meet it again, forever).
+            on_decode_error=lambda message, exc: self._on_message(message),
             auto_declare=False,
             tag_prefix=f"{self.name}-",
         )
