@@ -212,9 +212,12 @@ class Engine:
     ) -> list[str]:
         """Plan, record and start the decisions of one event (its servers locked)."""
         key = event.dedupe_key or f"{event.source}:unkeyed:{uuid.uuid4().hex}"
+        refusals = [self._unauthorized(m, event) for m in matches]
         with self._deciding:
-            plans = [self._plan(m, event, now, correlation_id, reply_to) for m in matches]
-            plans = [self._authorized(plan, event) for plan in plans]
+            plans = [
+                self._refused_if(self._plan(m, event, now, correlation_id, reply_to), refusal)
+                for m, refusal in zip(matches, refusals, strict=True)
+            ]
             accepted = self._journal.accept(
                 message_key=key,
                 operations=[new for new, _, _ in plans],
@@ -291,28 +294,32 @@ class Engine:
         )
         return self._holding.record_as(new, verdict, policy, now), verdict, match
 
-    def _authorized(
-        self, plan: tuple[NewOperation, guards.Verdict, Match], event: Event
-    ) -> tuple[NewOperation, guards.Verdict, Match]:
-        """A request's decision, refused when its key may not have it done."""
-        new, verdict, match = plan
-        if self._authorizer is None or event.source != "request" or verdict.decision == "refuse":
-            return plan
-        refusal = self._authorizer.check_operation(
+    def _unauthorized(self, match: Match, event: Event) -> str | None:
+        """Why the request's key may not have this match done (None: it may).
+        Asked before the guards, outside the decision lock: it may read Nova."""
+        if self._authorizer is None or event.source != "request" or match.error:
+            return None
+        server_id, server_name = _server_ref(match, event)
+        return self._authorizer.check_operation(
             event,
-            action=new.action,
-            params=new.params,
-            server_id=new.server_id,
-            server_name=new.server_name,
+            action=match.action,
+            params=match.params,
+            server_id=server_id,
+            server_name=server_name,
         )
+
+    @staticmethod
+    def _refused_if(
+        plan: tuple[NewOperation, guards.Verdict, Match], refusal: str | None
+    ) -> tuple[NewOperation, guards.Verdict, Match]:
+        """The plan, or its refusal when the key may not have it done: whatever
+        the guards said, an unauthorised request is refused as such."""
         if refusal is None:
             return plan
+        new, _, match = plan
         unheld = dataclasses.replace(new, phase=INITIAL_PHASE, state={})
-        return (
-            unheld,
-            guards.Verdict("refuse", f"not_authorized: {refusal}", "not_authorized"),
-            match,
-        )
+        verdict = guards.Verdict("refuse", f"not_authorized: {refusal}", "not_authorized")
+        return unheld, verdict, match
 
     def _check_approver(self, operation: Operation, event: Event) -> None:
         """A key may approve or reject only what it could have asked for."""
