@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import threading
 import time
 import uuid
 from typing import Any
 
+from bench.threads import per_call_us
 from nova_autopilot.bus import CounterSnapshot, IntakeHealth
 from nova_autopilot.journal import Journal
 from nova_autopilot.metrics import Metrics, Sources
@@ -30,18 +30,11 @@ OUTCOMES = ("confirmed", "reverted", "rescued", "unrescued", "failed", "timed_ou
 def counting_cost(threads: int, events: int) -> float:
     """Microseconds per event counted."""
     tally = Tally()
-
-    def work() -> None:
-        for _ in range(events):
-            tally.received("nova", "instance.update", matched=False)
-
-    workers = [threading.Thread(target=work) for _ in range(threads)]
-    start = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return (time.perf_counter() - start) / (threads * events) * 1e6
+    return per_call_us(
+        lambda: tally.received("nova", "instance.update", matched=False),
+        threads=threads,
+        calls=events,
+    )
 
 
 def busy_metrics() -> Metrics:

@@ -12,11 +12,11 @@
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.threads import per_call_us
 from nova_autopilot.cloud import WriteLimiter
 from nova_autopilot.policies import load_texts
 from tests.integration.stack import POLICIES, Stack
@@ -30,18 +30,9 @@ NO_GATE = POLICIES.replace(
 def acquire_cost(threads: int, calls: int) -> float:
     """Microseconds per acquire that never waits."""
     writes = WriteLimiter(1e9, 1_000_000)
-
-    def work() -> None:
-        for _ in range(calls):
-            writes.acquire("resize", max_wait_s=1.0)
-
-    workers = [threading.Thread(target=work) for _ in range(threads)]
-    start = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return (time.perf_counter() - start) / (threads * calls) * 1e6
+    return per_call_us(
+        lambda: writes.acquire("resize", max_wait_s=1.0), threads=threads, calls=calls
+    )
 
 
 def burst(servers: int, writes: WriteLimiter | None) -> dict[str, float]:
