@@ -83,6 +83,20 @@ def _parser() -> argparse.ArgumentParser:
         "--against", metavar="PATH", help="other policies: show what changes (backtesting)"
     )
 
+    sweep = commands.add_parser(
+        "sweep",
+        help="look at Nova's server states now, as the daemon's sweep does, and show "
+        "what the policies would decide",
+        description="One sweep now with the configured cloud: every event it would emit, "
+        "explained. Only --dry-run exists: the daemon's own sweeps decide and act "
+        "(docs/sweeps.md).",
+    )
+    policies_option(sweep)
+    sweep.add_argument(
+        "--dry-run", action="store_true", required=True, help="decide, record and do nothing"
+    )
+    sweep.add_argument("--json", action="store_true", help="print JSON for scripts")
+
     demo_cmd = commands.add_parser(
         "demo",
         help="run the daemon through its flows: against an embedded Nova (no broker, no "
@@ -585,6 +599,29 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    conf = _conf(args)
+    policies = _load(args.policies or str(conf.policies.path))
+    from nova_autopilot.cloud import Cloud  # openstacksdk is heavy: only here
+    from nova_autopilot.sweeps import look
+
+    cloud = Cloud.connect(
+        cloud=conf.cloud.cloud or None,
+        region_name=conf.cloud.region_name or None,
+        api_timeout=float(conf.cloud.api_timeout),
+    )
+    try:
+        looked, events = look(cloud, policies, datetime.now(timezone.utc))
+    finally:
+        cloud.close()
+    result = workbench.sweep(policies, looked.as_dict(), events)
+    if args.json:
+        _print_json(result)
+    else:
+        print(workbench.render_sweep(result))
+    return EXIT_OK
+
+
 _CLOUD_ONLY = (
     "image",
     "flavor",
@@ -613,6 +650,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": _check,
     "explain": _explain,
     "replay": _replay,
+    "sweep": _sweep,
     "demo": _demo,
     "run": _run,
     "send": _send,

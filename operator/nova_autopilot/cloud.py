@@ -17,6 +17,7 @@ import contextvars
 import re
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -116,6 +117,14 @@ class ServerState:
     @property
     def busy(self) -> bool:
         return self.task_state is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Servers as one list call found them, and the HTTP requests (pages) it took."""
+
+    servers: tuple[ServerState, ...]
+    requests: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,6 +444,31 @@ class Cloud:
                 server_state(s) for s in compute.servers(all_projects=True, changes_since=stamp)
             ],
         )
+
+    def servers_in(self, statuses: tuple[str, ...]) -> Listing:
+        """Every server (all projects) whose status is one of ``statuses``, and the
+        HTTP requests it took: one list call per status, in pages of Nova's
+        ``[api] max_limit`` servers (no ``limit`` is sent: openstacksdk would then
+        always ask for one page more). Nova's link to the next page keeps one value
+        of a repeated filter, so several statuses in one paginated call would lose
+        servers."""
+        compute = self.connection.compute
+        key = f"listing:{uuid.uuid4().hex}"
+        found: dict[str, ServerState] = {}
+        try:
+            with counting_for(key):
+                for status in dict.fromkeys(statuses):
+                    listed = self._call(
+                        "list_servers",
+                        lambda status=status: [  # type: ignore[misc]
+                            server_state(s)
+                            for s in compute.servers(all_projects=True, status=status)
+                        ],
+                    )
+                    found.update((server.id, server) for server in listed)
+            return Listing(tuple(found.values()), self.requests.for_operation(key))
+        finally:
+            self.requests.forget(key)
 
     def flavor(self, ref: str) -> FlavorInfo:
         """A flavor by name or id, from a list cached for ``flavor_ttl_s``."""

@@ -20,7 +20,8 @@ With ``[metrics] enabled`` it serves ``/metrics``, ``/healthz``, ``/readyz``
 and ``/status`` (:meth:`Daemon.status`, one section per part) over HTTP.
 
 Every second the main loop also ends the held operations (queued, awaiting
-approval) whose time is over.
+approval) whose time is over. With ``[sweeps] enabled`` a thread of its own
+sweeps Nova's server states every ``[sweeps] interval`` (:mod:`.sweeps`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from nova_autopilot.reloading import Reloader
 from nova_autopilot.sdnotify import Notifier
 from nova_autopilot.service import Counts, ServiceLink
 from nova_autopilot.signing import Verifier, load_keys
+from nova_autopilot.sweeps import Sweeper
 
 log = get_logger(__name__)
 
@@ -159,6 +161,13 @@ class Daemon:
             approval_timeout_s=float(conf.guards.approval_timeout),
             authorizer=self.authorization,
         )
+        self.sweeper = Sweeper(
+            cloud=cloud,
+            policies=policies,
+            handle=self.engine.handle,
+            clock=clock,
+            interval_s=float(conf.sweeps.interval),
+        )
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._wake = threading.Event()  # either of the two: the main loop looks
@@ -183,6 +192,7 @@ class Daemon:
             "operations": lambda: health.operations_section(self.runner.running(), now=clock()),
             "consumers": lambda: health.consumers_section(self.bus.health().intakes),
             "breakers": self.engine.breaker_states,
+            "sweeps": self.sweeper.state,
             "counters": lambda: health.counters_section(
                 tally=self.engine.tally.snapshot(),
                 bus=self.bus.counters(),
@@ -336,6 +346,8 @@ class Daemon:
         resumed = self.engine.resume()
         self.bus.start()
         ready = self._wait_ready(ready_timeout)
+        if self.conf.sweeps.enabled:
+            self.sweeper.start()
         log.info("daemon.started", ready=ready, resumed=resumed, policies=len(self.policies()))
         return ready
 
@@ -351,6 +363,7 @@ class Daemon:
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         self.service.stopping()
         deadline = self.clock() + timedelta(seconds=timeout)
+        self.sweeper.stop(timeout=timeout / 4)
         clean = self.bus.stop(timeout=timeout / 2)
         remaining = max(1.0, (deadline - self.clock()).total_seconds())
         self.runner.stop(timeout=remaining)

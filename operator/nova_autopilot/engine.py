@@ -82,8 +82,9 @@ def _server_ref(match: Match, event: Event) -> tuple[str | None, str | None]:
 
 def _placement(event: Event) -> tuple[str | None, str | None]:
     """The compute host and availability zone of the event's server, when it says them:
-    an instance notification's payload carries both (``host`` is None before scheduling)."""
-    if event.source != "nova":
+    an instance notification's payload carries both (``host`` is None before scheduling),
+    and so does a sweep's."""
+    if event.source not in ("nova", "sweep"):
         return None, None
     payload = event.payload
     host, zone = payload.get("host"), payload.get("availability_zone")

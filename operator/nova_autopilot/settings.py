@@ -453,6 +453,22 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
             "younger than three intervals. Probes never call Nova themselves.",
         ),
     ]
+    sweeps: list[cfg.Opt] = [
+        cfg.BoolOpt(
+            "enabled",
+            default=True,
+            help="Sweep: list the servers in VERIFY_RESIZE, RESCUE or ERROR (after launch) "
+            "now and then and hand each to the policies as an event of source sweep, so "
+            "that a lost notification loses nothing (docs/sweeps.md). A sweep asks Nova "
+            "nothing while no enabled policy listens to a sweep event type.",
+        ),
+        _seconds(
+            "interval",
+            300,
+            "Seconds between two sweeps; the first one runs when the daemon has started.",
+            minimum=10,
+        ),
+    ]
 
     def group(name: str, title: str) -> cfg.OptGroup:
         return cfg.OptGroup(name, title=title)
@@ -468,6 +484,7 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
         (group("intake", "Limits on incoming messages"), intake),
         (group("logging", "Logging"), logging),
         (group("metrics", "Metrics and health endpoints (HTTP)"), metrics),
+        (group("sweeps", "Sweeps of Nova's server states"), sweeps),
     ]
 
 

@@ -138,6 +138,24 @@ def _counts(rows: Sequence[Mapping[str, Any]], first: str, second: str) -> str:
     )
 
 
+def _sweeps(sweeps: Mapping[str, Any]) -> str:
+    last = sweeps["last"]
+    if last.get("skipped"):
+        what = f"skipped ({last['skipped']})"
+    elif last.get("error"):
+        what = f"failed: {last['error']}"
+    else:
+        what = (
+            f"{last.get('servers')} servers, {last.get('events')} events, "
+            f"{last.get('operations')} operations, {last.get('nova_requests')} Nova requests "
+            f"in {last.get('duration_s')} s"
+        )
+    return (
+        f"  {sweeps.get('sweeps')} sweeps every {sweeps.get('interval_s'):g} s; "
+        f"the last at {last.get('at')}: {what}"
+    )
+
+
 def render(document: Mapping[str, Any]) -> str:
     """The status document as readable sections."""
     out: list[str] = []
@@ -179,6 +197,10 @@ def render(document: Mapping[str, Any]) -> str:
     if isinstance(breakers, Mapping) and breakers:
         out.append("\nCircuit breakers")
         out.append(table(["scope", "state"], sorted(breakers.items())))
+    sweeps = document.get("sweeps")
+    if isinstance(sweeps, Mapping) and sweeps.get("last"):
+        out.append("\nSweeps")
+        out.append(_sweeps(sweeps))
     counters = document.get("counters") or {}
     for title, key, first, second in (
         ("Decisions", "decisions", "policy", "outcome"),

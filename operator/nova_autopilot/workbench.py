@@ -90,6 +90,25 @@ def render_explain(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def sweep(policies: PolicySet, looked: dict[str, Any], events: Iterable[Event]) -> dict[str, Any]:
+    """A sweep's look (``sweeps.Sweep.as_dict``) and every event it would emit, explained."""
+    return {"sweep": looked, "events": [explain(policies, event) for event in events]}
+
+
+def render_sweep(result: dict[str, Any]) -> str:
+    looked = result["sweep"]
+    if looked["skipped"] == "no_policy":
+        return "no enabled policy listens to sweep events: Nova was not asked"
+    lines = [
+        f"sweep of {', '.join(looked['statuses'])}: {looked['servers']} servers, "
+        f"{looked['events']} events, {looked['nova_requests']} Nova requests, "
+        f"{looked['duration_s']:g} s"
+    ]
+    for explained in result["events"]:
+        lines.extend(("", render_explain(explained)))
+    return "\n".join(lines)
+
+
 def _action_text(action: dict[str, Any]) -> str:
     params = json.dumps(action["params"], sort_keys=True, default=str)
     text = f"{action['policy']}: {action['action']} {params}"

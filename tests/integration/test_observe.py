@@ -257,7 +257,8 @@ def test_metrics_show_exactly_what_a_resize_and_its_duplicate_did(world: World) 
         assert total(samples, "nova_autopilot_guard_refusals_total") == 0
         in_flight = "nova_autopilot_operations_in_flight"
         assert {k[1]: v for k, v in samples.items() if k[0] == in_flight} == {
-            (("action", a),): 0.0 for a in ("rescue", "resize", "unrescue", "verify_boot")
+            (("action", a),): 0.0
+            for a in ("finish_resize", "rescue", "resize", "unrescue", "verify_boot")
         }
         duration = "nova_autopilot_operation_duration_seconds"
         labels = {"action": "resize", "outcome": "confirmed"}
@@ -294,7 +295,7 @@ def test_metrics_show_exactly_what_a_resize_and_its_duplicate_did(world: World) 
         shown = world.status(conf, "--json")
         assert shown.returncode == 0, shown.stderr
         document = json.loads(shown.stdout)
-        sections = {"daemon", "readiness", "cloud", "operations", "consumers", "breakers"}
+        sections = {"daemon", "readiness", "cloud", "operations", "consumers", "breakers", "sweeps"}
         assert set(document) == sections | {"counters"}
         assert document["breakers"] == {"global": "closed"}
         assert document["daemon"]["policies"] == 2

@@ -17,7 +17,7 @@ from typing import Any
 
 from nova_autopilot.actions.machine import Finish, Next, StepContext, Transition, Wait
 from nova_autopilot.actions.registry import MACHINES
-from nova_autopilot.cloud import FlavorInfo, RequestCounter, ServerState
+from nova_autopilot.cloud import FlavorInfo, Listing, RequestCounter, ServerState
 from nova_autopilot.errors import CloudError, Conflict, NotFound
 from nova_autopilot.policies.model import Confirm
 
@@ -47,6 +47,7 @@ class FakeServer:
     power: str | None = None
     locked: str | None = None
     project: str = "project-1"
+    updated: str | None = None
 
     def state(self) -> ServerState:
         by_task = STATUS[self.vm_state]
@@ -64,6 +65,9 @@ class FakeServer:
             fault=self.fault,
             project_id=self.project,
             locked=self.locked is not None,
+            host="compute-1",
+            availability_zone="az-1",
+            updated=self.updated,
         )
 
 
@@ -77,6 +81,7 @@ class FakeCloud:
     on_call: Callable[[str], None] | None = None
     actions_log: list[dict[str, Any]] = field(default_factory=list)
     quota: dict[str, int] = field(default_factory=lambda: {"cores": 20, "ram": 51200})
+    max_limit: int = 1000
 
     def add(self, server: FakeServer) -> FakeServer:
         self.servers[server.id] = server
@@ -184,6 +189,17 @@ class FakeCloud:
     def changed_since(self, since: datetime) -> list[ServerState]:
         self._hit("list")
         return [s.state() for s in self.servers.values()]
+
+    def servers_in(self, statuses: tuple[str, ...]) -> Listing:
+        """As Nova lists them: one call per status, pages of ``max_limit`` servers (a
+        full page links to one more)."""
+        found, requests = [], 0
+        for status in statuses:
+            self._hit("list")
+            listed = [s.state() for s in self.servers.values() if s.state().status == status]
+            requests += len(listed) // self.max_limit + 1
+            found.extend(listed)
+        return Listing(tuple(found), requests)
 
     # -- what Nova does on its own ------------------------------------------
 

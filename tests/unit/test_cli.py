@@ -43,10 +43,13 @@ def test_check_prints_every_error_and_exits_1(
     assert code == 1
     assert "2 problems in policies" in err
     assert (
-        f"{bad}:4: policy 'a': do.action: must be one of resize, rescue, unrescue, verify_boot"
+        f"{bad}:4: policy 'a': do.action: must be one of resize, finish_resize, rescue, "
+        "unrescue, verify_boot" in err
+    )
+    assert (
+        f"{bad}:6: policy 'b': when.source: must be one of nova, request, autopilot, sweep, any"
         in err
     )
-    assert f"{bad}:6: policy 'b': when.source: must be one of nova, request, autopilot, any" in err
 
 
 def test_check_reads_the_policy_path_from_the_config_file(

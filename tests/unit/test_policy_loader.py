@@ -94,13 +94,14 @@ def test_every_mistake_is_reported_at_once_with_file_line_policy_and_field() -> 
     rendered = [str(p) for p in found]
     assert rendered == [
         "p.yaml:4: policy 'first': mode: must be one of enforce, dry-run, approve; got 'sometimes'",
-        "p.yaml:6: policy 'first': when.source: must be one of nova, request, autopilot, any; "
-        "got 'neutron'",
+        "p.yaml:6: policy 'first': when.source: must be one of nova, request, autopilot, sweep, "
+        "any; got 'neutron'",
         "p.yaml:10: policy 'first': do.params: action 'resize' needs parameter 'flavor'",
         "p.yaml:15: policy 'second': when.match[0]: needs exactly one operator of: equals, "
-        "not_equals, in, not_in, glob, regex, contains, lt, le, gt, ge, exists; got ['between']",
-        "p.yaml:18: policy 'second': do.action: must be one of resize, rescue, unrescue, "
-        "verify_boot; got 'reboot'",
+        "not_equals, in, not_in, glob, regex, contains, lt, le, gt, ge, longer_than, "
+        "shorter_than, exists; got ['between']",
+        "p.yaml:18: policy 'second': do.action: must be one of resize, finish_resize, rescue, "
+        "unrescue, verify_boot; got 'reboot'",
         "p.yaml:20: policy 'second': limits.cooldown: must be a duration such as 90s, 15m, "
         "1h30m or seconds; got 'soon'",
     ]

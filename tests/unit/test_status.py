@@ -36,6 +36,21 @@ DOCUMENT: dict[str, Any] = {
         {"name": "requests", "up": False, "queue": "q-r", "reconnects": 2, "last_error": "refused"},
     ],
     "breakers": {"global": "open"},
+    "sweeps": {
+        "interval_s": 300.0,
+        "sweeps": 7,
+        "last": {
+            "at": "2026-11-25T10:00:00+00:00",
+            "statuses": ["ERROR"],
+            "servers": 12,
+            "events": 3,
+            "operations": 1,
+            "nova_requests": 1,
+            "duration_s": 0.42,
+            "skipped": None,
+            "error": None,
+        },
+    },
     "counters": {
         "decisions": [{"policy": "resize-approved", "outcome": "run", "count": 4}],
         "operations_finished": [{"action": "resize", "outcome": "confirmed", "count": 3}],
@@ -97,6 +112,10 @@ def test_a_live_daemon_is_shown_as_tables(
     )
     assert "requests       no   q-r    2           refused" in out
     assert "SCOPE   STATE\nglobal  open" in out
+    assert (
+        "Sweeps\n  7 sweeps every 300 s; the last at 2026-11-25T10:00:00+00:00: 12 servers, "
+        "3 events, 1 operations, 1 Nova requests in 0.42 s" in out
+    )
     assert "POST /v2.1/servers/{id}/action  202     6" in out
     assert "cooldown  1" in out
 

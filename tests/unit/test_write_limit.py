@@ -130,6 +130,7 @@ READS = {
     "server": ("s-1",),
     "find_server": ({"id": "s-1"},),
     "changed_since": (None,),
+    "servers_in": (("ERROR",),),
     "flavor": ("f-1",),
     "console_output": ("s-1",),
     "actions": ("s-1",),

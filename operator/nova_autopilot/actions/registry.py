@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from nova_autopilot.actions.boot import VERIFY_BOOT
+from nova_autopilot.actions.finish import FINISH_RESIZE
 from nova_autopilot.actions.machine import Machine
 from nova_autopilot.actions.rescue import RESCUE, UNRESCUE
 from nova_autopilot.actions.resize import RESIZE
 
-MACHINES: dict[str, Machine] = {m.name: m for m in (RESIZE, RESCUE, UNRESCUE, VERIFY_BOOT)}
+MACHINES: dict[str, Machine] = {
+    m.name: m for m in (RESIZE, FINISH_RESIZE, RESCUE, UNRESCUE, VERIFY_BOOT)
+}

@@ -245,7 +245,10 @@ def verify(ctx: StepContext) -> Transition:
     expected = state["new_flavor"] if state.get("expect") == "new" else state["old_flavor"]
     if _settled(server):
         ctx.record("settled", describe(server))
-        if server.flavor_name != expected:
+        if expected is None and server.flavor_name == state["new_flavor"]:
+            # a revert whose old flavor is unknown (finish_resize): anything but the new one
+            return Finish("failed", f"the flavor is still {server.flavor_name} after the revert")
+        if expected is not None and server.flavor_name != expected:
             return Finish("failed", f"the flavor is {server.flavor_name}, expected {expected}")
         if server.status != state.get("final_status", server.status):
             return Finish("failed", f"the server is {server.status}, was {state['final_status']}")

@@ -10,8 +10,8 @@ from typing import Any, Final, Literal
 
 from nova_autopilot.events.wire import canonical
 
-Source = Literal["nova", "request", "autopilot"]
-Format = Literal["versioned", "legacy", "request", "verdict"]
+Source = Literal["nova", "request", "autopilot", "sweep"]
+Format = Literal["versioned", "legacy", "request", "verdict", "sweep"]
 
 
 class _Missing:

@@ -57,6 +57,15 @@ def _ordered(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     return compare
 
 
+def _seconds(op: Callable[[float, float], bool]) -> Callable[[Any, Any], bool]:
+    """Duration comparisons: the field holds seconds (a number), the operand too."""
+
+    def compare(actual: Any, operand: Any) -> bool:
+        return _number(actual) and op(actual, operand)
+
+    return compare
+
+
 def _equals(actual: Any, operand: Any) -> bool:
     if isinstance(actual, bool) or isinstance(operand, bool):
         return actual is operand
@@ -94,7 +103,11 @@ OPERATORS: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
     "le": (_ordered(lambda a, b: a <= b), "<="),
     "gt": (_ordered(lambda a, b: a > b), ">"),
     "ge": (_ordered(lambda a, b: a >= b), ">="),
+    "longer_than": (_seconds(lambda a, b: a > b), "is longer than"),
+    "shorter_than": (_seconds(lambda a, b: a < b), "is shorter than"),
 }
+#: Operators whose operand is a duration (``90s``, ``1h30m``), held as seconds.
+DURATION_OPERATORS = ("longer_than", "shorter_than")
 ALIASES = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "equals", "!=": "not_equals"}
 
 
@@ -115,6 +128,8 @@ class Compare:
         return Miss(self, actual)
 
     def __str__(self) -> str:
+        if self.op in DURATION_OPERATORS:
+            return f"{self.field} {OPERATORS[self.op][1]} {self.operand:g}s"
         operand = self.operand.pattern if isinstance(self.operand, re.Pattern) else self.operand
         return f"{self.field} {OPERATORS[self.op][1]} {operand!r}"
 

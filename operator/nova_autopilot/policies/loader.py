@@ -40,6 +40,7 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _COMBINATORS = ("all", "any", "not")
 MODES = ("enforce", "dry-run", "approve")
+SOURCES = ("nova", "request", "autopilot", "sweep", "any")
 WHEN_BUSY = ("refuse", "wait")
 
 
@@ -158,6 +159,8 @@ def _comparison(
             operand = re.compile(operand)
         except re.error as exc:
             raise r.problem(rel, f"is not a valid regular expression: {exc}") from None
+    elif op in c.DURATION_OPERATORS:
+        operand = r.duration(operand, rel)
     elif op in ("lt", "le", "gt", "ge"):
         if isinstance(operand, bool) or not isinstance(operand, (int, float, str)):
             raise r.problem(rel, "must be a number or a string")
@@ -168,9 +171,7 @@ def _comparison(
 
 def _when(r: _Reader, value: Any) -> When:
     when = r.mapping(value, ("when",), ("source", "event", "match"))
-    source = r.one_of(
-        when.get("source", "any"), ("when", "source"), ("nova", "request", "autopilot", "any")
-    )
+    source = r.one_of(when.get("source", "any"), ("when", "source"), SOURCES)
     events = when.get("event")
     events = [events] if isinstance(events, str) else events
     if not isinstance(events, list) or not events:

@@ -98,18 +98,26 @@ class PolicySet:
     def candidates(self, event: Event) -> tuple[Policy, ...]:
         """Enabled policies whose source and event types admit this event, in
         declaration order."""
-        key = (event.source, event.event_type)
+        return self._candidates(event.source, event.event_type)
+
+    def _candidates(self, source: str, event_type: str) -> tuple[Policy, ...]:
+        key = (source, event_type)
         found = self._cache.get(key)
         if found is None:
-            chosen = {p.order: p for p in self._exact.get(event.event_type, ())}
+            chosen = {p.order: p for p in self._exact.get(event_type, ())}
             for pattern, policy in self._globs:
-                if fnmatch.fnmatchcase(event.event_type, pattern):
+                if fnmatch.fnmatchcase(event_type, pattern):
                     chosen[policy.order] = policy
-            found = tuple(p for _, p in sorted(chosen.items()) if _source_ok(p, event))
+            found = tuple(p for _, p in sorted(chosen.items()) if p.when.source in ("any", source))
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[key] = found
         return found
+
+    def listening(self, source: str, event_types: tuple[str, ...]) -> tuple[str, ...]:
+        """Which of ``event_types`` of ``source`` some enabled policy listens to
+        (whatever its condition), from the same index as matching."""
+        return tuple(t for t in event_types if self._candidates(source, t))
 
     def match(self, event: Event) -> list[Match]:
         """Every policy that fires for ``event``, in declaration order."""

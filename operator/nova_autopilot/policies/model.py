@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from nova_autopilot.policies.conditions import Condition
 
-SourceFilter = Literal["nova", "request", "autopilot", "any"]
+SourceFilter = Literal["nova", "request", "autopilot", "sweep", "any"]
 Mode = Literal["enforce", "dry-run", "approve"]
 WhenBusy = Literal["refuse", "wait"]
 
@@ -30,6 +30,12 @@ ACTIONS: dict[str, ActionSpec] = {
     "resize": ActionSpec(
         required=("server", "flavor"),
         optional=("lock", "raise_quota"),
+        on_failure=("revert", "keep"),
+        default_on_failure="revert",
+    ),
+    "finish_resize": ActionSpec(
+        required=("server",),
+        optional=(),
         on_failure=("revert", "keep"),
         default_on_failure="revert",
     ),

@@ -1,0 +1,381 @@
+"""Sweeps over an in-memory Nova: which servers become events, with what fields and
+keys; no look at Nova when no policy listens; the requests a sweep costs; and,
+through the engine on a real journal, one decision per stuck state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from nova_autopilot.actions.runner import Runner
+from nova_autopilot.engine import Engine
+from nova_autopilot.events import Event
+from nova_autopilot.journal import Journal
+from nova_autopilot.logs import redact
+from nova_autopilot.policies import PolicySet
+from nova_autopilot.policies.model import Confirm, GateCheck
+from nova_autopilot.sweeps import Sweeper, server_event
+from tests.unit.fakes import Drive, FakeCloud, FakeServer, finished
+from tests.unit.policy_helpers import policies
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+ALL = """
+policies:
+  - name: confirm-stuck
+    when:
+      source: sweep
+      event: sweep.server.verify_resize
+      match: {field: payload.stuck_for_s, longer_than: 1h}
+    do: {action: finish_resize, params: {server: {id: "{{ instance_id }}"}}}
+  - name: unrescue-stuck
+    when: {source: sweep, event: sweep.server.rescue}
+    do: {action: unrescue, params: {server: {id: "{{ instance_id }}"}}}
+    mode: dry-run
+  - name: rescue-broken
+    when: {source: sweep, event: sweep.server.error}
+    do: {action: rescue, params: {server: {id: "{{ instance_id }}"}}}
+    mode: dry-run
+"""
+ONLY_ERROR = """
+policies:
+  - name: rescue-broken
+    when: {source: sweep, event: sweep.server.error}
+    do: {action: rescue, params: {server: {id: "{{ instance_id }}"}}}
+"""
+NONE_FOR_SWEEPS = """
+policies:
+  - name: rescue-on-request
+    when: {source: request, event: server.rescue.requested}
+    do: {action: rescue, params: {server: "{{ payload.server }}"}}
+"""
+
+
+def sid(n: int) -> str:
+    return f"5e1f7a52-0000-4000-8000-{n:012d}"
+
+
+def stamp(ago: timedelta) -> str:
+    return (NOW - ago).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cloud_with_every_state() -> FakeCloud:
+    cloud = FakeCloud()
+    hour = timedelta(hours=1)
+    cloud.add(FakeServer(id=sid(1), name="ok", flavor="m1.small", updated=stamp(hour)))
+    cloud.add(
+        FakeServer(
+            id=sid(2),
+            name="resized",
+            flavor="m1.large",
+            vm_state="resized",
+            old_flavor="m1.small",
+            updated=stamp(2 * hour),
+        )
+    )
+    cloud.add(FakeServer(id=sid(3), name="rescued", flavor="m1.small", vm_state="rescued"))
+    cloud.add(
+        FakeServer(
+            id=sid(4),
+            name="broken",
+            flavor="m1.small",
+            vm_state="error",
+            fault="disk full",
+            updated=stamp(timedelta(minutes=5)),
+        )
+    )
+    cloud.add(
+        FakeServer(
+            id=sid(5),
+            name="never-booted",
+            flavor="m1.small",
+            vm_state="error",
+            launched=False,
+            updated=stamp(hour),
+        )
+    )
+    return cloud
+
+
+def sweeper(cloud: FakeCloud, policy_set: PolicySet, **kwargs: object) -> Sweeper:
+    handled: list[Event] = []
+    s = Sweeper(
+        cloud=cloud,
+        policies=lambda: policy_set,
+        handle=lambda event: handled.append(event) or [],
+        clock=lambda: NOW,
+        interval_s=300,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    s.handled = handled  # type: ignore[attr-defined]
+    return s
+
+
+def test_a_sweep_emits_one_event_per_server_in_a_state_policies_can_match() -> None:
+    cloud = cloud_with_every_state()
+    s = sweeper(cloud, policies(ALL))
+    result = s.sweep()
+    by_server = {e.instance_id: e for e in s.handled}  # type: ignore[attr-defined]
+    assert {k: e.event_type for k, e in by_server.items()} == {
+        sid(2): "sweep.server.verify_resize",
+        sid(3): "sweep.server.rescue",
+        sid(4): "sweep.server.error",
+    }
+    assert (result.statuses, result.servers, len(result.events)) == (
+        ("VERIFY_RESIZE", "RESCUE", "ERROR"),
+        4,
+        3,
+    )
+    assert result.requests == 3  # one list call per status
+
+
+def test_a_sweep_event_is_shaped_like_an_instance_notification() -> None:
+    cloud = cloud_with_every_state()
+    event = server_event(cloud.servers[sid(4)].state(), NOW)
+    assert event is not None
+    assert (event.source, event.format, event.project_id, event.host) == (
+        "sweep",
+        "sweep",
+        "project-1",
+        "compute-1",
+    )
+    assert event.timestamp == NOW
+    payload = event.payload
+    assert payload["uuid"] == sid(4)
+    assert payload["display_name"] == "broken"
+    assert (payload["state"], payload["task_state"], payload["status"]) == ("error", None, "ERROR")
+    assert payload["flavor"] == {"name": "m1.small"}
+    assert (payload["host"], payload["availability_zone"]) == ("compute-1", "az-1")
+    assert payload["fault"] == {"message": "disk full"}
+    assert payload["stuck_for_s"] == 300
+    assert event.get(("payload", "flavor", "name")) == "m1.small"
+
+
+def test_a_server_nova_is_working_on_is_not_stuck() -> None:
+    confirming = FakeServer(
+        id=sid(2), name="r", flavor="m1.large", vm_state="resized", task_state="resize_confirming"
+    )
+    assert server_event(confirming.state(), NOW) is None
+
+
+def test_a_server_without_an_updated_time_has_no_age_and_no_age_condition_holds() -> None:
+    cloud = cloud_with_every_state()
+    event = server_event(cloud.servers[sid(3)].state(), NOW)
+    assert event is not None
+    assert event.payload["stuck_for_s"] is None
+    set_ = policies(
+        """
+        policies:
+          - name: old-rescue
+            when:
+              source: sweep
+              event: sweep.server.rescue
+              match: {field: payload.stuck_for_s, longer_than: 1s}
+            do: {action: unrescue, params: {server: {id: "{{ instance_id }}"}}}
+        """
+    )
+    assert set_.match(event) == []
+
+
+def test_the_dedupe_key_is_the_server_its_status_and_novas_updated_time() -> None:
+    server = FakeServer(
+        id=sid(2), name="r", flavor="m1.large", vm_state="resized", updated=stamp(timedelta(0))
+    )
+    first = server_event(server.state(), NOW)
+    again = server_event(server.state(), NOW + timedelta(minutes=5))
+    assert first is not None
+    assert again is not None
+    assert first.dedupe_key == again.dedupe_key == f"sweep:{sid(2)}:VERIFY_RESIZE:{server.updated}"
+    server.updated = stamp(timedelta(minutes=-30))  # stuck again later
+    later = server_event(server.state(), NOW + timedelta(hours=1))
+    assert later is not None
+    assert later.dedupe_key != first.dedupe_key
+
+
+def test_no_policy_listening_to_sweeps_means_no_look_at_nova() -> None:
+    cloud = cloud_with_every_state()
+    s = sweeper(cloud, policies(NONE_FOR_SWEEPS))
+    result = s.sweep()
+    assert result.skipped == "no_policy"
+    assert (result.requests, cloud.calls["list"], s.handled) == (0, 0, [])  # type: ignore[attr-defined]
+
+
+def test_only_the_statuses_some_policy_listens_to_are_listed() -> None:
+    cloud = cloud_with_every_state()
+    s = sweeper(cloud, policies(ONLY_ERROR))
+    result = s.sweep()
+    assert result.statuses == ("ERROR",)
+    assert (result.requests, cloud.calls["list"]) == (1, 1)
+    assert [e.instance_id for e in s.handled] == [sid(4)]  # type: ignore[attr-defined]
+
+
+def test_a_catch_all_policy_listens_to_sweeps_too() -> None:
+    cloud = cloud_with_every_state()
+    catch_all = policies(
+        """
+        policies:
+          - name: everything
+            when: {event: "sweep.server.*"}
+            do: {action: rescue, params: {server: {id: "{{ instance_id }}"}}}
+            mode: dry-run
+        """
+    )
+    assert sweeper(cloud, catch_all).sweep().statuses == ("VERIFY_RESIZE", "RESCUE", "ERROR")
+
+
+def test_a_sweep_of_many_servers_costs_a_request_per_page() -> None:
+    cloud = FakeCloud(max_limit=1000)
+    for n in range(2500):
+        cloud.add(FakeServer(id=sid(n), name=f"s{n}", flavor="m1.small", vm_state="error"))
+    result = sweeper(cloud, policies(ONLY_ERROR)).sweep()
+    assert (result.servers, len(result.events), result.requests) == (2500, 2500, 3)
+
+
+def test_a_daemon_that_is_not_the_leader_does_not_sweep() -> None:
+    cloud = cloud_with_every_state()
+    leading = [False]
+    s = sweeper(cloud, policies(ALL), leader=lambda: leading[0])
+    assert s.sweep().skipped == "not_leader"
+    assert cloud.calls["list"] == 0
+    leading[0] = True
+    assert s.sweep().skipped is None
+    assert s.state()["sweeps"] == 2
+
+
+def test_a_failing_look_at_nova_is_reported_and_the_next_sweep_tries_again() -> None:
+    from nova_autopilot.errors import CloudUnavailable
+
+    cloud = cloud_with_every_state()
+    cloud.fail["list"] = [CloudUnavailable("Nova is down", call="list_servers")]
+    s = sweeper(cloud, policies(ONLY_ERROR))
+    failed = s.sweep()
+    assert failed.error == "Nova is down"
+    assert s.handled == []
+    assert s.state()["last"]["error"] == "Nova is down"
+    assert len(s.sweep().events) == 1
+
+
+# -- through the engine ---------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def engine_world(tmp_path: Path) -> Iterator[tuple[FakeCloud, Journal, Sweeper, Clock]]:
+    cloud = cloud_with_every_state()
+    journal = Journal.open(f"sqlite:///{tmp_path}/journal.sqlite", redact=redact)
+    clock = Clock()
+    engine: Engine
+    runner = Runner(
+        cloud=cloud,
+        store=journal,
+        clock=clock,
+        on_done=lambda done: engine.on_done(done),
+        workers=1,
+    )
+    policy_set = policies(ALL)
+    engine = Engine(policies=lambda: policy_set, journal=journal, runner=runner, clock=clock)
+    s = Sweeper(
+        cloud=cloud, policies=lambda: policy_set, handle=engine.handle, clock=clock, interval_s=300
+    )
+    yield cloud, journal, s, clock
+    journal.close()
+
+
+def test_a_stuck_state_leads_to_one_decision_whatever_the_number_of_sweeps(
+    engine_world: tuple[FakeCloud, Journal, Sweeper, Clock],
+) -> None:
+    cloud, journal, s, clock = engine_world
+    first = s.sweep()
+    # VERIFY_RESIZE for 2h (> 1h): decided; RESCUE and ERROR: dry-run decisions.
+    assert first.operations == 3
+    operations = {op.server_id: op for op in journal.history()}
+    dry = operations[sid(4)]
+    assert (dry.policy, dry.outcome, dry.event["source"]) == ("rescue-broken", "dry_run", "sweep")
+    assert dry.event["event_type"] == "sweep.server.error"
+    assert (dry.host, dry.availability_zone) == ("compute-1", "az-1")
+    clock.now += timedelta(minutes=5)
+    assert s.sweep().operations == 0  # the same stuck states: duplicates
+    assert len(journal.history()) == 3
+    cloud.servers[sid(4)].updated = stamp(timedelta(minutes=-4))  # broken again, later
+    assert s.sweep().operations == 1
+    assert len(journal.history()) == 4
+
+
+def test_a_server_not_yet_stuck_long_enough_is_decided_once_it_is(
+    engine_world: tuple[FakeCloud, Journal, Sweeper, Clock],
+) -> None:
+    cloud, journal, s, clock = engine_world
+    server = cloud.servers[sid(2)]
+    server.updated = stamp(timedelta(minutes=30))
+    s.sweep()
+    assert not [op for op in journal.history() if op.server_id == sid(2)]
+    clock.now += timedelta(minutes=31)
+    s.sweep()
+    (decided,) = [op for op in journal.history() if op.server_id == sid(2)]
+    assert (decided.policy, decided.action) == ("confirm-stuck", "finish_resize")
+    assert "payload.stuck_for_s is longer than 3600s" in decided.why
+
+
+# -- the finish_resize action ----------------------------------------------------
+
+
+def stuck_resize(cloud: FakeCloud, **server: object) -> Drive:
+    cloud.add(
+        FakeServer(
+            id=sid(9),
+            name="web",
+            flavor="m1.large",
+            vm_state="resized",
+            old_flavor="m1.small",
+            **server,  # type: ignore[arg-type]
+        )
+    )
+    return Drive(cloud, "finish_resize", {"server": {"id": sid(9)}}, Confirm(timeout_s=60))
+
+
+def test_finish_resize_confirms_a_resize_left_waiting_and_checks_the_new_flavor() -> None:
+    cloud = FakeCloud()
+    drive = stuck_resize(cloud)
+    drive.run()
+    assert cloud.calls["confirm"] == 1
+    cloud.nova_finishes(sid(9))
+    assert finished(drive.run()) == ("confirmed", None)
+    assert drive.steps == ["checked", "gate_passed", "confirm_requested", "settled"]
+    assert cloud.servers[sid(9)].flavor == "m1.large"
+
+
+def test_finish_resize_reverts_when_the_gate_fails_and_verifies_the_flavor_changed_back() -> None:
+    cloud = FakeCloud()
+    drive = stuck_resize(cloud)
+    drive.confirm = Confirm(
+        timeout_s=60, gate=(GateCheck("console", {"contains": "login:"}),), gate_timeout_s=0
+    )
+    cloud.servers[sid(9)].console = "Kernel panic"
+    drive.run()
+    assert (cloud.calls["revert"], cloud.calls["confirm"]) == (1, 0)
+    cloud.nova_finishes(sid(9))
+    outcome, reason = finished(drive.run())
+    assert outcome == "reverted"
+    assert reason is not None
+    assert "health gate failed" in reason
+    assert cloud.servers[sid(9)].flavor == "m1.small"
+
+
+def test_finish_resize_refuses_a_server_no_longer_waiting_for_confirmation() -> None:
+    cloud = FakeCloud()
+    cloud.add(FakeServer(id=sid(9), name="web", flavor="m1.large"))
+    drive = Drive(cloud, "finish_resize", {"server": {"id": sid(9)}}, Confirm(timeout_s=60))
+    outcome, reason = finished(drive.run())
+    assert outcome == "refused"
+    assert reason is not None
+    assert "ACTIVE" in reason
+    assert (cloud.calls["confirm"], cloud.calls["revert"]) == (0, 0)
