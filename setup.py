@@ -37,14 +37,17 @@ setup(
         "SQLAlchemy>=2.0,<2.2",
         "alembic>=1.13,<2",
         "prometheus_client>=0.20,<1",
+        "tooz>=9.0,<10",
     ],
     extras_require={
         "mysql": ["PyMySQL>=1.1,<2"],
         "postgresql": ["psycopg[binary]>=3.1,<4"],
+        "redis": ["redis>=5,<9"],
         "docs": ["mkdocs>=1.6,<2"],
         "test": [
             "PyMySQL>=1.1,<2",
             "psycopg[binary]>=3.1,<4",
+            "redis>=5,<9",
             "pytest>=8,<10",
             "hypothesis>=6.100,<7",
             "atheris>=3.0,<4",

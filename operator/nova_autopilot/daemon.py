@@ -22,6 +22,14 @@ and ``/status`` (:meth:`Daemon.status`, one section per part) over HTTP.
 Every second the main loop also ends the held operations (queued, awaiting
 approval) whose time is over. With ``[sweeps] enabled`` a thread of its own
 sweeps Nova's server states every ``[sweeps] interval`` (:mod:`.sweeps`).
+
+With ``[coordination] backend_url`` several daemons share one cloud
+(docs/scaling.md): this one joins the group (:mod:`.coordination`), takes the
+group's lock of a server before deciding on it and keeps it while the
+operation runs, claims its operations in the shared journal and renews their
+leases at each heartbeat, and resumes those of a daemon that left the group
+(:mod:`.takeover`). Periodic jobs of the whole group (sweeps, journal
+retention) run on the leader only: :meth:`Daemon.is_leader`.
 """
 
 from __future__ import annotations
@@ -42,9 +50,10 @@ from nova_autopilot.actions.runner import Runner
 from nova_autopilot.authorization import Authorization, AuthorizationError
 from nova_autopilot.bus import Bus, Delivery, accept_all
 from nova_autopilot.cloud import Cloud, WriteLimiter
+from nova_autopilot.coordination import Coordinator
 from nova_autopilot.endpoints import Endpoints
 from nova_autopilot.engine import Engine
-from nova_autopilot.errors import AutopilotError, CloudError
+from nova_autopilot.errors import AutopilotError, CloudError, TemporaryError
 from nova_autopilot.events import Event
 from nova_autopilot.guards import GuardSettings
 from nova_autopilot.journal import Journal, JournalError, default_url
@@ -58,6 +67,7 @@ from nova_autopilot.sdnotify import Notifier
 from nova_autopilot.service import Counts, ServiceLink
 from nova_autopilot.signing import Verifier, load_keys
 from nova_autopilot.sweeps import Sweeper
+from nova_autopilot.takeover import Takeover
 
 log = get_logger(__name__)
 
@@ -121,8 +131,10 @@ class Daemon:
         authorization: Authorization | None = None,
         clock: Callable[[], datetime] = utc_now,
         notifier: Notifier | None = None,
+        coordinator: Coordinator | None = None,
     ) -> None:
         self.conf = conf
+        self.coordinator = coordinator or Coordinator(group=str(conf.coordination.group))
         self.policies = policies
         self.journal = journal
         self.cloud = cloud
@@ -134,6 +146,7 @@ class Daemon:
             store=journal,
             clock=clock,
             on_done=lambda done: self.engine.on_done(done),
+            on_lost=lambda op_id: self.engine.on_lost(op_id),
             workers=conf.cloud.workers,
             poll_interval_s=float(conf.cloud.poll_interval),
             rescue_image=conf.cloud.rescue_image or None,
@@ -160,6 +173,16 @@ class Daemon:
             global_approval=bool(conf.guards.require_approval),
             approval_timeout_s=float(conf.guards.approval_timeout),
             authorizer=self.authorization,
+            coordinator=self.coordinator,
+            lock_wait_s=float(conf.coordination.lock_wait),
+        )
+        self.takeover = Takeover(
+            journal=journal,
+            coordinator=self.coordinator,
+            holding=self.engine.holding,
+            runner=self.runner,
+            work_of=self.engine.work_of,
+            clock=clock,
         )
         self.sweeper = Sweeper(
             cloud=cloud,
@@ -167,6 +190,7 @@ class Daemon:
             handle=self.engine.handle,
             clock=clock,
             interval_s=float(conf.sweeps.interval),
+            leader=self.coordinator.is_leader,
         )
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -193,6 +217,7 @@ class Daemon:
             "consumers": lambda: health.consumers_section(self.bus.health().intakes),
             "breakers": self.engine.breaker_states,
             "sweeps": self.sweeper.state,
+            "coordination": self._coordination,
             "counters": lambda: health.counters_section(
                 tally=self.engine.tally.snapshot(),
                 bus=self.bus.counters(),
@@ -237,7 +262,16 @@ class Daemon:
                     "signature no request has a key to authorise"
                 )
         url = conf.journal.connection or default_url(conf.state_dir)
-        journal = Journal.open(url, redact=redact)
+        coordinator = Coordinator.from_conf(conf)
+        if not coordinator.single and url.startswith("sqlite"):
+            raise AutopilotError(
+                "[coordination] backend_url needs a journal that every daemon shares: set "
+                "[journal] connection to a PostgreSQL or MariaDB database (a SQLite file "
+                "cannot be shared by daemons on several machines)"
+            )
+        journal = Journal.open(
+            url, redact=redact, lease=timedelta(seconds=coordinator.lock_timeout)
+        )
         cloud = Cloud.connect(
             cloud=conf.cloud.cloud or None,
             region_name=conf.cloud.region_name or None,
@@ -257,7 +291,12 @@ class Daemon:
             cloud=cloud,
             verifier=verifier,
             authorization=authorization,
+            coordinator=coordinator,
         )
+
+    def is_leader(self) -> bool:
+        """Whether the group's periodic jobs run here (always, for a single daemon)."""
+        return self.coordinator.is_leader()
 
     def handle(self, event: Event, delivery: Delivery) -> None:
         """What the bus calls for every message."""
@@ -295,6 +334,17 @@ class Daemon:
         except JournalError as exc:
             log.warning("metrics.breakers_unreadable", error=str(exc))
             return {}
+
+    def _coordination(self) -> dict[str, Any]:
+        c = self.coordinator
+        return {
+            "backend": "none" if c.single else c.url.split(":", 1)[0],
+            "member_id": c.member_id,
+            "group": c.group,
+            "leader": c.is_leader(),
+            "members": sorted(c.members()),
+            "server_locks": self.engine.holding.servers.owned(),
+        }
 
     def _about(self) -> dict[str, Any]:
         started = self._started_at
@@ -342,8 +392,9 @@ class Daemon:
         else:
             self.reachability.record(ok=True)
         self.reachability.start()
+        self.coordinator.start()
         self.runner.start()
-        resumed = self.engine.resume()
+        resumed = self.engine.resume() if self.coordinator.single else self.takeover.run()
         self.bus.start()
         ready = self._wait_ready(ready_timeout)
         if self.conf.sweeps.enabled:
@@ -367,6 +418,12 @@ class Daemon:
         clean = self.bus.stop(timeout=timeout / 2)
         remaining = max(1.0, (deadline - self.clock()).total_seconds())
         self.runner.stop(timeout=remaining)
+        if not self.coordinator.single:
+            try:  # the others may take the operations left waiting over at once
+                self.journal.release(self.coordinator.member_id)
+            except JournalError as exc:
+                log.warning("journal.release_failed", error=str(exc))
+        self.coordinator.stop()
         self.reachability.stop()
         if self.endpoints is not None:
             self.endpoints.stop()
@@ -386,7 +443,7 @@ class Daemon:
         """Run until SIGTERM/SIGINT; SIGHUP reloads policies, keys and log level."""
         self._install_signals()
         self.start()
-        next_prune = self.clock()
+        next_prune = next_beat = next_takeover = self.clock()
         self._looping = True
         while True:
             self._turned_at = time.monotonic()
@@ -402,9 +459,17 @@ class Daemon:
                 self.reloader.reload()
                 self.service.reloaded()
                 continue
-            if self.clock() >= next_prune:
+            if self.clock() >= next_prune and self.is_leader():
                 self._prune()
                 next_prune = self.clock() + timedelta(seconds=RETENTION_EVERY_S)
+            if not self.coordinator.single:
+                if self.clock() >= next_beat:
+                    self._renew_leases()
+                    next_beat = self.clock() + timedelta(seconds=self.coordinator.heartbeat_s)
+                if self.clock() >= next_takeover:
+                    self._take_over()
+                    interval = float(self.conf.coordination.takeover_interval)
+                    next_takeover = self.clock() + timedelta(seconds=interval)
         self.stop(timeout=float(self.conf.stop_timeout))
         return 0
 
@@ -417,6 +482,20 @@ class Daemon:
             dead_lettered=sum(c.dead_lettered_total for c in counters),
             consumers=[(i.name, i.attached) for i in self.bus.health().intakes],
         )
+
+    def _renew_leases(self) -> None:
+        """Keep this daemon's claims on its operations in the journal."""
+        until = self.clock() + timedelta(seconds=self.coordinator.lock_timeout)
+        try:
+            self.journal.renew(self.coordinator.member_id, until=until)
+        except JournalError as exc:
+            log.warning("journal.renew_failed", error=str(exc))
+
+    def _take_over(self) -> None:
+        try:
+            self.takeover.run()
+        except TemporaryError as exc:  # the database or the backend is away: next time
+            log.warning("takeover.failed", error=str(exc))
 
     def _prune(self) -> None:
         days = int(self.conf.journal.retention_days)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from nova_autopilot import guards, holds
 from nova_autopilot.actions.boot import VERDICTS
 from nova_autopilot.actions.runner import Done, Runner, Work
+from nova_autopilot.coordination import Coordinator
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event
 from nova_autopilot.events.request import OPERATION_TYPES
@@ -147,7 +148,12 @@ class Engine:
         global_approval: bool = False,
         approval_timeout_s: float = 3600.0,
         authorizer: Authorizer | None = None,
+        coordinator: Coordinator | None = None,
+        lock_wait_s: float = 10.0,
     ) -> None:
+        """``coordinator``: the group of daemons sharing the cloud (None or a single
+        one: this daemon alone); its locks become the per-server locks, and the
+        operations this daemon runs are claimed in the journal by its member id."""
         self._policies = policies
         self._journal = journal
         self._runner = runner
@@ -177,6 +183,14 @@ class Engine:
             duplicate=self.tally.duplicate,
             global_approval=global_approval,
             approval_timeout_s=approval_timeout_s,
+            servers=holds.ServerLocks(
+                coordinator=coordinator,
+                occupied=lambda server_id: any(
+                    holds.occupies(o) for o in journal.in_flight(server_id)
+                ),
+                wait_s=lock_wait_s,
+            ),
+            owner=None if coordinator is None or coordinator.single else coordinator.member_id,
         )
 
     # -- intake -----------------------------------------------------------
@@ -383,8 +397,12 @@ class Engine:
             if verdict.decision == "run":
                 if verdict.trials:
                     log.warning("breaker.trial", scopes=list(verdict.trials), action=new.action)
+                version = self._holding.claim(new.id, new.server_id, 0, now)
+                if version is None:
+                    return  # another daemon has it
                 log.info("operation.started", action=new.action)
-                self._runner.submit(Work(new.id, new.action, new.params, match.policy.confirm, now))
+                work = Work(new.id, new.action, new.params, match.policy.confirm, now)
+                self._runner.submit(dataclasses.replace(work, version=version))
                 return
             if verdict.decision in ("queue", "await_approval"):
                 self._holding.hold(self._journal.get(new.id), now)
@@ -421,6 +439,7 @@ class Engine:
         self._report(operation, done.secrets, ran=True)
         self._keep_breakers(operation)
         self._holding.release_next(operation.server_id, self._clock())
+        self._holding.servers.drop(operation.server_id)
         verdict = (
             VERDICTS.get(operation.outcome or "") if operation.action == "verify_boot" else None
         )
@@ -499,30 +518,40 @@ class Engine:
             change.result(policy_name, limits), correlation_id=None, reply_to=None
         )
 
+    def on_lost(self, op_id: str) -> None:
+        """The runner's callback when another daemon took an operation over."""
+        self._holding.servers.drop(self._journal.get(op_id).server_id)
+
     # -- restart ----------------------------------------------------------
 
+    @property
+    def holding(self) -> Holding:
+        return self._holding
+
+    def work_of(self, operation: Operation) -> Work:
+        """What the runner needs to resume an unfinished operation from its phase."""
+        policy = self._policies().by_name(operation.policy)
+        return Work(
+            operation.id,
+            operation.action,
+            operation.params,
+            policy.confirm if policy else Confirm(),
+            holds.released_at(operation) or operation.created_at,
+            operation.phase if operation.phase != INITIAL_PHASE else None,
+            operation.state,
+            operation.version,
+        )
+
     def resume(self) -> int:
-        """Hand every unfinished operation of the journal back to the runner."""
+        """Hand every unfinished operation of the journal back to the runner (a
+        single daemon; several share them out by :mod:`.takeover`)."""
         works = []
         held: set[str | None] = set()
         for operation in self._journal.unfinished():
             if self._holding.track(operation):
                 held.add(operation.server_id)
                 continue
-            policy = self._policies().by_name(operation.policy)
-            confirm = policy.confirm if policy else Confirm()
-            works.append(
-                Work(
-                    operation.id,
-                    operation.action,
-                    operation.params,
-                    confirm,
-                    holds.released_at(operation) or operation.created_at,
-                    operation.phase if operation.phase != INITIAL_PHASE else None,
-                    operation.state,
-                    operation.version,
-                )
-            )
+            works.append(self.work_of(operation))
         count = self._runner.resume(works)
         log.info("operations.resumed", count=count, held=len(self._holding))
         now = self._clock()

@@ -34,6 +34,7 @@ from nova_autopilot.holds import (
     QUEUED,
     RELEASED_AT,
     Deadlines,
+    ServerBusyElsewhere,
     ServerLocks,
     held_until,
     hold_state,
@@ -78,6 +79,8 @@ class Holding:
         duplicate: Callable[[str], None],
         global_approval: bool,
         approval_timeout_s: float,
+        servers: ServerLocks | None = None,
+        owner: str | None = None,
     ) -> None:
         """``submit`` hands an operation to the runner; ``recheck`` asks the guards
         again about a held operation (its policy, whether another operation occupies
@@ -85,7 +88,9 @@ class Holding:
         ``report`` reports an operation that ended held;
         ``publish`` sends a result (to the results exchange, or to a ``reply_to``);
         ``result`` is an operation's result message; ``duplicate`` counts a
-        repeated request."""
+        repeated request; ``servers``: the per-server locks (those of the group
+        when several daemons share the cloud); ``owner``: who claims, in the
+        journal, the operations released to run (None: a single daemon)."""
         self._journal = journal
         self._policies = policies
         self._submit = submit
@@ -97,12 +102,35 @@ class Holding:
         self._duplicate = duplicate
         self._global_approval = global_approval
         self._approval_timeout = timedelta(seconds=approval_timeout_s)
-        self._servers = ServerLocks()
+        self._servers = servers or ServerLocks()
+        self._owner = owner
         self._deadlines = Deadlines()
 
-    def locked(self, server_ids: Iterable[str | None]) -> contextlib.AbstractContextManager[None]:
-        """Hold the servers' locks: decide on them without a release in between."""
+    @property
+    def servers(self) -> ServerLocks:
+        return self._servers
+
+    def locked(
+        self, server_ids: Iterable[str | None]
+    ) -> contextlib.AbstractContextManager[frozenset[str]]:
+        """Hold the servers' locks: decide on them without a release in between.
+        Yields the servers whose lock another daemon holds."""
         return self._servers.held(server_ids)
+
+    def claim(self, op_id: str, server_id: str | None, version: int, now: datetime) -> int | None:
+        """Make the operation about to run this daemon's, its server's lock kept until
+        it ends; its version then, or None when another daemon has it."""
+        if not self._servers.keep(server_id):
+            log.warning("operation.server_elsewhere", operation_id=op_id, server_id=server_id)
+            return None
+        if self._owner is None:
+            return version
+        claimed = self._journal.claim(op_id, owner=self._owner, now=now)
+        if claimed is None:
+            self._servers.drop(server_id)
+            log.warning("operation.claimed_elsewhere", operation_id=op_id)
+            return None
+        return claimed.version
 
     def track(self, operation: Operation) -> bool:
         """At a restart: whether the operation is held (then its deadline is kept)."""
@@ -215,6 +243,9 @@ class Holding:
             expect_version=operation.version,
             now=now,
         )
+        version = self.claim(operation.id, operation.server_id, started.version, now)
+        if version is None:
+            return
         log.info("operation.started", action=operation.action, held=operation.phase)
         self._submit(
             Work(
@@ -225,7 +256,7 @@ class Holding:
                 now,
                 None,
                 state,
-                started.version,
+                version,
             )
         )
 
@@ -242,7 +273,9 @@ class Holding:
         (first come, first served); ones whose wait is over end expired."""
         if server_id is None:
             return
-        with self._servers.held([server_id]):
+        with self._servers.held([server_id]) as elsewhere:
+            if elsewhere:
+                return  # the daemon that holds it releases the next when its operation ends
             waiting = self._journal.in_flight(server_id)
             if any(occupies(o) for o in waiting):
                 return
@@ -268,8 +301,8 @@ class Holding:
         for op_id in self._deadlines.due(now):
             try:
                 ended += self._expire_one(op_id, now)
-            except UnknownOperation:
-                continue  # pruned meanwhile
+            except (UnknownOperation, OperationFinished, StaleOperation):
+                continue  # pruned, or ended by another daemon meanwhile
             except JournalError as exc:  # the database is away: try again at the next turn
                 log.warning("operation.expiry_failed", operation_id=op_id, error=str(exc))
                 self._deadlines.add(op_id, now)
@@ -313,7 +346,11 @@ class Holding:
             operation = self._journal.get(op_id)
         except UnknownOperation:
             raise BadMessage("unknown_operation", f"there is no operation {op_id}") from None
-        with self._servers.held([operation.server_id]):
+        with self._servers.held([operation.server_id]) as elsewhere:
+            if elsewhere:
+                raise ServerBusyElsewhere(
+                    f"another daemon runs an operation on server {operation.server_id}"
+                )
             operation = self._journal.get(op_id)
             self._check_awaiting(operation, event)
             if check is not None:

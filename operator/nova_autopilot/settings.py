@@ -470,6 +470,56 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
         ),
     ]
 
+    coordination: list[cfg.Opt] = [
+        cfg.StrOpt(
+            "backend_url",
+            default="",
+            help="The coordination backend several daemons of one cloud share (tooz): "
+            "redis://127.0.0.1:6379 (recommended), etcd3+http://host:2379 or "
+            "zookeeper://host:2181. Empty: a single daemon, with in-process locks, always "
+            "the leader. A non-empty value needs a [journal] connection on PostgreSQL or "
+            "MariaDB (docs/scaling.md).",
+        ),
+        cfg.StrOpt(
+            "member_id",
+            default="",
+            help="This daemon's name in the group and as the owner of its operations in "
+            "the journal. Empty: host name and process id.",
+        ),
+        cfg.StrOpt(
+            "group",
+            default="nova-autopilot",
+            help="The group the daemons of one cloud join; it also prefixes their lock "
+            "names, so two clouds may share one backend under two group names.",
+        ),
+        _seconds(
+            "lock_timeout",
+            30,
+            "Seconds a daemon that stopped heartbeating keeps its locks, its group "
+            "membership and its journal leases: how long its operations wait before a "
+            "survivor takes them over.",
+            minimum=2,
+        ),
+        _seconds(
+            "heartbeat_interval",
+            5,
+            "Seconds between two heartbeats (membership, locks, leader, journal leases); "
+            "keep it well below lock_timeout.",
+        ),
+        _seconds(
+            "lock_wait",
+            10,
+            "Seconds a decision waits for its server's lock, held by another daemon that "
+            "is deciding on that server, before the message is tried again later.",
+        ),
+        _seconds(
+            "takeover_interval",
+            10,
+            "Seconds between two looks for the unfinished operations of daemons that "
+            "left the group, which this daemon then claims and resumes.",
+        ),
+    ]
+
     def group(name: str, title: str) -> cfg.OptGroup:
         return cfg.OptGroup(name, title=title)
 
@@ -485,6 +535,7 @@ def _option_groups() -> list[tuple[cfg.OptGroup | None, list[cfg.Opt]]]:
         (group("logging", "Logging"), logging),
         (group("metrics", "Metrics and health endpoints (HTTP)"), metrics),
         (group("sweeps", "Sweeps of Nova's server states"), sweeps),
+        (group("coordination", "Several daemons on one cloud (tooz)"), coordination),
     ]
 
 

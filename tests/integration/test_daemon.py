@@ -54,8 +54,8 @@ class Running:
         self.process = process
         self.lines: list[dict[str, Any]] = []
         self.raw: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None

@@ -331,7 +331,17 @@ class MemoryStore:
     ) -> None:
         self.placements[op_id] = (host, availability_zone)
 
-    def finish(self, op_id: str, *, outcome: str, reason: str | None, now: datetime) -> Any:
+    def finish(
+        self,
+        op_id: str,
+        *,
+        outcome: str,
+        reason: str | None,
+        now: datetime,
+        expect_version: int | None = None,
+    ) -> Any:
+        if expect_version is not None:
+            assert self.versions.get(op_id, 0) == expect_version, "stale version"
         self.finish_calls += 1
         assert op_id not in self.outcomes, "finished twice"
         self.outcomes[op_id] = (outcome, reason)

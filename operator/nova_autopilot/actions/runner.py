@@ -39,6 +39,7 @@ from nova_autopilot.actions.machine import (
 from nova_autopilot.cloud import CALLS_KEPT, RequestCounter, ServerState, counting_for
 from nova_autopilot.errors import PermanentError, TemporaryError
 from nova_autopilot.events import Event
+from nova_autopilot.journal import OperationFinished, StaleOperation
 from nova_autopilot.logs import get_logger
 from nova_autopilot.policies.model import Confirm
 
@@ -61,7 +62,15 @@ class Store(Protocol):
     def record_step(
         self, op_id: str, *, name: str, detail: dict[str, Any], nova_requests: int, now: datetime
     ) -> None: ...
-    def finish(self, op_id: str, *, outcome: str, reason: str | None, now: datetime) -> Any: ...
+    def finish(
+        self,
+        op_id: str,
+        *,
+        outcome: str,
+        reason: str | None,
+        expect_version: int | None,
+        now: datetime,
+    ) -> Any: ...
     def place(
         self, op_id: str, *, host: str | None, availability_zone: str | None, now: datetime
     ) -> None: ...
@@ -208,6 +217,7 @@ class Runner:
         store: Store,
         clock: Callable[[], datetime],
         on_done: Callable[[Done], None],
+        on_lost: Callable[[str], None] | None = None,
         probe: Probe | None = None,
         workers: int = 4,
         poll_interval_s: float = 30.0,
@@ -218,6 +228,7 @@ class Runner:
         self._store = store
         self._clock = clock
         self._on_done = on_done
+        self._on_lost = on_lost
         self._probe = probe or SocketProbe()
         self._poll_interval_s = poll_interval_s
         self._rescue_image = rescue_image
@@ -351,6 +362,8 @@ class Runner:
         with job.lock, counting_for(job.work.op_id):
             try:
                 self._steps(job, event, snapshot)
+            except (StaleOperation, OperationFinished) as exc:
+                self._lose(job, exc)
             except Exception:  # a bug must not kill the worker
                 log.exception("operation.crashed", operation_id=job.work.op_id)
                 self._finish(job, Finish("failed", "internal error: see the daemon's log"))
@@ -460,11 +473,9 @@ class Runner:
         )
         job.version = int(getattr(operation, "version", job.version + 1))
 
-    def _finish(self, job: _Job, finish: Finish) -> None:
-        op_id = job.work.op_id
-        self._store.finish(op_id, outcome=finish.outcome, reason=finish.reason, now=self._clock())
+    def _forget(self, job: _Job) -> None:
         with self._cond:
-            self._jobs.pop(op_id, None)
+            self._jobs.pop(job.work.op_id, None)
             self._unpark(job)
             watchers = self._by_server.get(job.server_id or "")
             if watchers is not None:
@@ -472,6 +483,30 @@ class Runner:
                 if not watchers:
                     del self._by_server[job.server_id or ""]
                     self._recent.pop(job.server_id or "", None)
+
+    def _lose(self, job: _Job, exc: Exception) -> None:
+        """The journal says another daemon took the operation over (or ended it):
+        stop working on it, write nothing more."""
+        op_id = job.work.op_id
+        log.warning("operation.lost", operation_id=op_id, error=str(exc))
+        self._forget(job)
+        self._cloud.requests.forget(op_id)
+        if self._on_lost is not None:
+            try:
+                self._on_lost(op_id)
+            except Exception:
+                log.exception("operation.lost_report_failed", operation_id=op_id)
+
+    def _finish(self, job: _Job, finish: Finish) -> None:
+        op_id = job.work.op_id
+        self._store.finish(
+            op_id,
+            outcome=finish.outcome,
+            reason=finish.reason,
+            expect_version=job.version,
+            now=self._clock(),
+        )
+        self._forget(job)
         requests = self._cloud.requests.for_operation(op_id)
         self._cloud.requests.forget(op_id)
         log.info(

@@ -1,0 +1,89 @@
+"""The coordination module without a backend (one daemon alone), and what it hands
+to tooz; the group's behaviour on the real Redis is in tests/integration."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from nova_autopilot import settings
+from nova_autopilot.coordination import Coordinator, backend_url
+from nova_autopilot.daemon import Daemon
+from nova_autopilot.errors import AutopilotError
+from nova_autopilot.holds import ServerLocks
+
+
+def test_alone_it_leads_its_group_of_one() -> None:
+    alone = Coordinator(member_id="me")
+    alone.start()
+    assert alone.single
+    assert alone.is_leader()
+    assert alone.members() == {"me"}
+    alone.stop()
+
+
+def test_alone_its_locks_exclude_the_other_threads() -> None:
+    alone = Coordinator()
+    lock = alone.lock("server:1")
+    assert lock.acquire(False)
+    other: list[bool] = []
+    thread = threading.Thread(target=lambda: other.append(alone.lock("server:1").acquire(0.05)))
+    thread.start()
+    thread.join()
+    assert other == [False]
+    assert alone.lock("server:2").acquire(False)
+    lock.release()
+    assert alone.lock("server:1").acquire(False)
+
+
+def test_the_member_id_defaults_to_host_and_pid() -> None:
+    import os
+    import socket
+
+    assert Coordinator().member_id == f"{socket.gethostname()}-{os.getpid()}"
+
+
+def test_the_backend_url_gets_the_timeouts_and_on_redis_the_group_as_namespace() -> None:
+    url = backend_url("redis://127.0.0.1:6379?db=2", group="cloud-a", lock_timeout=20)
+    options = dict(parse_qsl(urlsplit(url).query))
+    assert options == {
+        "db": "2",
+        "lock_timeout": "20",
+        "membership_timeout": "20",
+        "namespace": "cloud-a",
+    }
+    etcd = backend_url("etcd3+http://10.0.0.1:2379?lock_timeout=5", group="g", lock_timeout=20)
+    assert dict(parse_qsl(urlsplit(etcd).query)) == {
+        "lock_timeout": "5",
+        "membership_timeout": "20",
+    }
+
+
+def test_single_server_locks_are_the_process_own() -> None:
+    locks = ServerLocks(coordinator=Coordinator())
+    with locks.held(["s1", None]) as elsewhere:
+        assert elsewhere == frozenset()
+        assert locks.keep("s1")
+    assert locks.take("s1")
+    locks.drop("s1")
+    assert locks.owned() == 0
+
+
+def test_a_coordinated_daemon_refuses_a_sqlite_journal(tmp_path: Path) -> None:
+    policies = tmp_path / "policies.yaml"
+    policies.write_text("policies: []\n")
+    conf = settings.load(
+        config_files=[],
+        config_dirs=[str(tmp_path)],
+        overrides={
+            "DEFAULT": {"state_dir": str(tmp_path)},
+            "policies": {"path": str(policies)},
+            "requests": {"require_signatures": False},
+            "coordination": {"backend_url": "redis://127.0.0.1:6379"},
+        },
+    )
+    with pytest.raises(AutopilotError, match="PostgreSQL or MariaDB"):
+        Daemon.from_conf(conf)
