@@ -529,16 +529,20 @@ class Engine:
         return self._holding
 
     def work_of(self, operation: Operation) -> Work:
-        """What the runner needs to resume an unfinished operation from its phase."""
+        """What the runner needs to resume an unfinished operation from its phase. One
+        that was asking Nova (``requesting_at`` without ``requested``) starts again
+        from its first phase, which finds out whether the request reached Nova."""
         policy = self._policies().by_name(operation.policy)
+        state = operation.state
+        asking = bool(state.get("requesting_at")) and not state.get("requested")
         return Work(
             operation.id,
             operation.action,
             operation.params,
             policy.confirm if policy else Confirm(),
             holds.released_at(operation) or operation.created_at,
-            operation.phase if operation.phase != INITIAL_PHASE else None,
-            operation.state,
+            None if asking or operation.phase == INITIAL_PHASE else operation.phase,
+            state,
             operation.version,
         )
 

@@ -218,3 +218,34 @@ def test_a_restarted_engine_resumes_unfinished_operations(tmp_path: Path) -> Non
     finally:
         second.runner.stop(timeout=5)
         second.journal.close()
+
+
+def test_an_operation_that_stopped_while_asking_nova_does_not_ask_twice(tmp_path: Path) -> None:
+    first = World(tmp_path, policies(POLICIES))
+    first.runner.start()
+    (op_id,) = first.approve()
+    until(lambda: first.runner.waiting() == 1)
+    first.runner.stop(timeout=5)
+    # As the journal holds it when the daemon died between its checkpoint before the
+    # resize call and the record after it: in phase request, the call already at Nova.
+    asked = first.journal.get(op_id)
+    state = {k: v for k, v in asked.state.items() if k != "requested"}
+    first.journal.advance(op_id, phase="request", state=state, expect_version=asked.version)
+    first.journal.close()
+
+    second = World(tmp_path, policies(POLICIES))
+    second.cloud = first.cloud
+    second.runner._cloud = first.cloud
+    second.runner.start()
+    try:
+        first.cloud.nova_finishes(SID)
+        assert second.engine.resume() == 1
+        until(lambda: first.cloud.calls["confirm"] == 1)
+        first.cloud.nova_finishes(SID)
+        second.nova("instance.resize_confirm.end")
+        until(lambda: second.journal.get(op_id).finished)
+        assert second.journal.get(op_id).outcome == "confirmed"
+        assert first.cloud.calls["resize"] == 1
+    finally:
+        second.runner.stop(timeout=5)
+        second.journal.close()
