@@ -1,0 +1,305 @@
+"""Three real `nova-autopilot run` processes share one cloud: one RabbitMQ vhost, one
+Redis group, one PostgreSQL journal, the sandbox Nova over HTTP with its
+notifications on the vhost. 1,000 operator requests for 200 servers, five each
+(a resize to m1.large, one per server: the busy guard and the cooldown refuse the
+rest); one daemon is killed with SIGKILL in the middle. Every server is resized
+exactly once, the dead daemon's unfinished operations are finished by the others,
+and no server ever has two operations at once."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from nova_autopilot import settings
+from nova_autopilot.bus import RequestClient
+from nova_autopilot.journal import Journal
+from nova_autopilot.sandbox import Durations, Sandbox
+from tests.integration import bus_support, redis_support
+from tests.integration.redis_support import RedisGroup
+from tests.integration.stack import until
+from tests.integration.test_daemon import BIN, Running
+
+rabbit = bus_support.rabbit
+redis_group = redis_support.redis_group
+pytestmark = pytest.mark.integration
+
+SERVERS = 200
+REQUESTS_PER_SERVER = 5
+DAEMONS = ("d1", "d2", "d3")
+VICTIM = "d2"
+LOCK_TIMEOUT = 5
+POSTGRESQL = os.environ.get(
+    "JOURNAL_TEST_POSTGRESQL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+POLICIES = """
+policies:
+  - name: resize-on-approved-quota
+    when: {source: request, event: quota.request.approved}
+    do: {action: resize, params: {server: "{{ payload.server }}", flavor: "{{ payload.flavor }}"}}
+    confirm: {timeout: 120s}
+    limits: {cooldown: 1h, when_busy: refuse}
+"""
+#: Nova's write calls, as the sandbox names its instance actions.
+WRITES = {"resize", "confirmResize", "revertResize", "rescue", "unrescue", "lock", "unlock"}
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """A PostgreSQL database of this test's own, dropped afterwards."""
+    admin_url = sa.engine.make_url(POSTGRESQL)
+    name = f"autopilot_several_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"POSTGRESQL UNAVAILABLE, the several daemons test did not run: {exc}")
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    Journal.open(url).close()  # the schema once, before the daemons race to it
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def configure(
+    tmp_path: Path, rabbit: bus_support.Rabbit, group: RedisGroup, journal: str, sandbox: Sandbox
+) -> tuple[dict[str, Path], dict[str, str]]:
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(
+        yaml.safe_dump(
+            {
+                "clouds": {
+                    "sandbox": {
+                        "auth_type": "admin_token",
+                        "auth": {"endpoint": sandbox.url, "token": "admin:admin"},
+                        "compute_endpoint_override": sandbox.url,
+                    }
+                }
+            }
+        )
+    )
+    (tmp_path / "policies.yaml").write_text(POLICIES)
+    confs = {}
+    for name in DAEMONS:
+        conf = tmp_path / f"{name}.conf"
+        conf.write_text(
+            f"[DEFAULT]\ntransport_url = {rabbit.transport_url}\n"
+            f"state_dir = {tmp_path / name}\nstop_timeout = 20\n"
+            f"[policies]\npath = {tmp_path / 'policies.yaml'}\n"
+            "[cloud]\ncloud = sandbox\npoll_interval = 2\nworkers = 4\n"
+            "[requests]\nrequire_signatures = false\n"
+            f"[journal]\nconnection = {journal}\n"
+            "[guards]\nmax_concurrent_operations = 1000\nnova_write_rate = 100\n"
+            "nova_write_burst = 20\n"
+            "[notifications]\nretry_delays = 1,2,4,8,16\n"
+            f"[coordination]\nbackend_url = {group.url}\ngroup = {group.group}\n"
+            f"member_id = {name}\nlock_timeout = {LOCK_TIMEOUT}\nheartbeat_interval = 1\n"
+            "lock_wait = 3\ntakeover_interval = 2\n"
+            "[logging]\nformat = json\n[metrics]\nport = 0\n"
+        )
+        confs[name] = conf
+    return confs, {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
+
+
+def start(conf: Path, env: dict[str, str]) -> Running:
+    process = subprocess.Popen(
+        [str(BIN / "nova-autopilot"), "--config-file", str(conf), "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return Running(process)
+
+
+def requests_for(server_ids: list[str]) -> list[dict[str, Any]]:
+    """Five requests per server, in an order that mixes the servers."""
+    bodies = [
+        {
+            "version": 1,
+            "type": "quota.request.approved",
+            "id": f"quota-{server_id}-{n}",
+            "timestamp": datetime.now(timezone.utc).isoformat(),
+            "server": {"id": server_id},
+            "flavor": "m1.large",
+            "approved_by": "bob",
+        }
+        for server_id in server_ids
+        for n in range(REQUESTS_PER_SERVER)
+    ]
+    random.Random(7).shuffle(bodies)
+    return bodies
+
+
+def operations(journal: str) -> list[dict[str, Any]]:
+    engine = sa.create_engine(journal)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT id, server_id, outcome, reason, owner, created_at, finished_at "
+                    "FROM operations"
+                )
+            )
+            return [dict(row._mapping) for row in rows]
+    finally:
+        engine.dispose()
+
+
+def steps_of(journal: str, op_id: str) -> list[str]:
+    engine = sa.create_engine(journal)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT name FROM steps WHERE operation_id = :id ORDER BY seq"),
+                {"id": op_id},
+            )
+            return [row[0] for row in rows]
+    finally:
+        engine.dispose()
+
+
+def test_three_daemons_share_a_cloud_and_survive_the_loss_of_one(
+    rabbit: bus_support.Rabbit, redis_group: RedisGroup, database: str, tmp_path: Path
+) -> None:
+    sandbox = Sandbox(transport_url=rabbit.transport_url, durations=Durations().scaled(20)).start()
+    daemons: dict[str, Running] = {}
+    try:
+        sandbox.add_flavor("m1.small")
+        sandbox.add_flavor("m1.large", vcpus=2, ram=256)
+        servers = [sandbox.add_server(f"web-{n}", "m1.small").id for n in range(SERVERS)]
+        confs, env = configure(tmp_path, rabbit, redis_group, database, sandbox)
+        began = time.monotonic()
+        for name in DAEMONS:
+            daemons[name] = start(confs[name], env)
+        for name, daemon in daemons.items():
+            until(lambda d=daemon: d.logged("daemon.started"), 90, f"{name} started")
+        bodies = requests_for(servers)
+        conf = settings.load(config_files=[str(confs["d1"])])
+        half = len(bodies) // 2
+        with RequestClient.from_conf(conf) as client:
+            for body in bodies[:half]:
+                client.publish_request(body)
+            victim = daemons[VICTIM]
+
+            def victim_busy() -> bool:
+                started = {line["operation_id"] for line in victim.logged("operation.started")}
+                ended = {line["operation_id"] for line in victim.logged("operation.finished")}
+                return len(started - ended) >= 5
+
+            until(victim_busy, 90, f"{VICTIM} with operations in flight")
+            victim.process.send_signal(signal.SIGKILL)
+            victim.process.wait(timeout=30)
+            killed_at, killed_wall = time.monotonic(), datetime.now(timezone.utc)
+            victim.reader.join(timeout=30)  # every line it wrote before it died
+            started = {line["operation_id"] for line in victim.logged("operation.started")}
+            ended = {line["operation_id"] for line in victim.logged("operation.finished")}
+            orphans = started - ended
+            for body in bodies[half:]:
+                client.publish_request(body)
+
+        deadline = time.monotonic() + 150
+        while True:  # every request decided and every operation finished
+            ops = operations(database)
+            if len(ops) == len(bodies) and all(o["outcome"] for o in ops):
+                break
+            assert time.monotonic() < deadline, Counter(o["outcome"] for o in ops)
+            time.sleep(0.5)
+        finished = time.monotonic()
+        taken = {
+            line["operation_id"]: (name, line)
+            for name, d in daemons.items()
+            if name != VICTIM
+            for line in d.logged("operation.taken_over")
+        }
+    finally:
+        for daemon in daemons.values():
+            if daemon.process.poll() is None:
+                daemon.process.send_signal(signal.SIGTERM)
+        for daemon in daemons.values():
+            daemon.process.wait(timeout=60)
+        sandbox.stop()
+
+    # Each server was resized exactly once, confirmed: at Nova and in the journal.
+    writes = {
+        sid: [a for a in sandbox.server(sid).actions if a.action in WRITES] for sid in servers
+    }
+    per_server = Counter(tuple(a.action for a in actions) for actions in writes.values())
+    odd = {
+        sid: (
+            [a.action for a in actions],
+            [
+                (o["id"], o["owner"], o["outcome"], o["reason"])
+                for o in ops
+                if o["server_id"] == sid
+            ],
+        )
+        for sid, actions in writes.items()
+        if [a.action for a in actions] != ["resize", "confirmResize"]
+    }
+    if odd:  # what every daemon said about them
+        ids = set(odd) | {o[0] for _, found in odd.values() for o in found}
+        for name, daemon in daemons.items():
+            for raw in daemon.raw:
+                if any(i in raw for i in ids) and "intake" not in raw:
+                    print(name, raw.strip()[:400])
+    assert per_server == {("resize", "confirmResize"): SERVERS}, odd
+    assert all(sandbox.server(sid).flavor.name == "m1.large" for sid in servers)
+    outcomes = Counter(o["outcome"] for o in ops)
+    confirmed = Counter(o["server_id"] for o in ops if o["outcome"] == "confirmed")
+    assert confirmed == dict.fromkeys(servers, 1)
+    assert outcomes["confirmed"] == SERVERS
+    assert outcomes["refused"] == len(bodies) - SERVERS, outcomes
+    refusals = Counter(str(o["reason"]).split(":")[0] for o in ops if o["outcome"] == "refused")
+    assert set(refusals) <= {"busy", "cooldown"}, refusals
+
+    # The dead daemon's unfinished operations were finished by the others: claimed in
+    # the journal by a survivor (the owner changed), after the victim's claim.
+    by_id = {o["id"]: o for o in ops}
+    for op in ops:
+        if op["owner"] == VICTIM:  # finished by the victim before it died
+            assert op["finished_at"] <= killed_wall, op
+    adopted = [op_id for op_id in orphans if by_id[op_id]["owner"] != VICTIM]
+    assert adopted, f"none of the victim's {len(orphans)} operations in flight was taken over"
+    for op_id in adopted:
+        assert by_id[op_id]["outcome"] == "confirmed", by_id[op_id]
+        assert by_id[op_id]["owner"] in {"d1", "d3"}, by_id[op_id]
+        taker, line = taken[op_id]
+        assert (taker, line["previous_owner"]) == (by_id[op_id]["owner"], VICTIM)
+    assert {o["owner"] for o in ops if o["outcome"] == "confirmed"} <= set(DAEMONS)
+
+    # No server ever had two operations at once: its Nova actions come in pairs,
+    # resize then confirm, and each pair lies within the one operation that made it.
+    for sid in servers:
+        (op,) = [o for o in ops if o["server_id"] == sid and o["outcome"] == "confirmed"]
+        resize, confirm = writes[sid]
+        began_at = op["created_at"].replace(microsecond=0)  # Nova's times are to the second
+        assert began_at <= resize.start_time <= confirm.start_time <= op["finished_at"]
+
+    print(
+        f"\nseveral daemons: {len(DAEMONS)} daemons, {SERVERS} servers, {len(bodies)} requests; "
+        f"{outcomes['confirmed']} resized once each, {outcomes['refused']} refused "
+        f"({dict(refusals)}); {VICTIM} killed with {len(orphans)} operations in flight, "
+        f"{len(adopted)} of them taken over ({len(taken)} in all, by "
+        f"{dict(Counter(name for name, _ in taken.values()))}); "
+        f"all done {finished - began:.1f}s after the start, {finished - killed_at:.1f}s "
+        "after the kill"
+    )
