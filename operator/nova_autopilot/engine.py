@@ -95,6 +95,17 @@ def _placement(event: Event) -> tuple[str | None, str | None]:
     )
 
 
+def _final(
+    plan: tuple[NewOperation, guards.Verdict, Match],
+) -> tuple[NewOperation, guards.Verdict, Match]:
+    """A refusal or a dry run is final as decided: recorded finished, in one write."""
+    new, verdict, match = plan
+    if verdict.decision not in ("refuse", "dry_run"):
+        return plan
+    outcome = "refused" if verdict.decision == "refuse" else "dry_run"
+    return dataclasses.replace(new, outcome=outcome, reason=verdict.reason), verdict, match
+
+
 def _verdict_event(operation: Operation, event_type: str) -> Event:
     """What a finished boot verification tells the policies."""
     server_id = operation.server_id or operation.state.get("server_id")
@@ -230,7 +241,9 @@ class Engine:
         refusals = [self._unauthorized(m, event) for m in matches]
         with self._deciding:
             plans = [
-                self._refused_if(self._plan(m, event, now, correlation_id, reply_to), refusal)
+                _final(
+                    self._refused_if(self._plan(m, event, now, correlation_id, reply_to), refusal)
+                )
                 for m, refusal in zip(matches, refusals, strict=True)
             ]
             accepted = self._journal.accept(
@@ -409,8 +422,8 @@ class Engine:
                 return
             if refused:
                 self._refused(new.action, verdict)
-            outcome = "dry_run" if verdict.decision == "dry_run" else "refused"
-            self._journal.finish(new.id, outcome=outcome, reason=verdict.reason, now=now)
+            if new.outcome is None:  # a trial lost after it was recorded
+                self._journal.finish(new.id, outcome="refused", reason=verdict.reason, now=now)
             self._report(self._journal.get(new.id), {}, ran=False)
 
     @staticmethod

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from nova_autopilot import guards
 from nova_autopilot.guards import breaker as breakers
-from nova_autopilot.journal import FAILURES, Breaker, Journal, Operation
+from nova_autopilot.journal import FAILURES, Activity, Breaker, Journal, Operation
 from nova_autopilot.logs import get_logger
 
 log = get_logger(__name__)
@@ -26,7 +26,8 @@ CAS_ATTEMPTS = 5
 
 
 class JournalFacts:
-    """The facts of one decision, read from the journal on demand, each once."""
+    """The facts of one decision, read from the journal on demand, each once; those
+    about the server (busy, loop, cooldown) from one read of its operations."""
 
     def __init__(
         self,
@@ -46,6 +47,7 @@ class JournalFacts:
         self._journal = journal
         self._held_phases = held_phases
         self._busy = busy
+        self._server_ops: list[Activity] | None = None
         self._policy = policy
         self._server_id = server_id
         self._where: dict[str, str | None] = {
@@ -58,32 +60,43 @@ class JournalFacts:
     def breakers(self) -> Mapping[str, Breaker]:
         return self._journal.breakers([breakers.GLOBAL, breakers.policy_scope(self._policy)])
 
+    def _activity(self) -> list[Activity]:
+        """The server's operations, read once for every guard about the server."""
+        if self._server_id is None:
+            return []
+        if self._server_ops is None:
+            self._server_ops = self._journal.activity(self._server_id)
+        return self._server_ops
+
     def server_busy(self) -> bool:
         if self._busy is not None:
             return self._busy
-        return self._server_id is not None and bool(self._journal.in_flight(self._server_id))
+        return any(op.status != "done" for op in self._activity())
 
     def last_acted_at(self) -> datetime | None:
-        if self._server_id is None:
-            return None
-        last = self._journal.last_finished(
-            server_id=self._server_id, policy=self._policy, exclude_outcomes=guards.NOT_ACTED
-        )
-        return (last.finished_at or last.created_at) if last else None
+        finished = [
+            op.finished_at
+            for op in self._activity()
+            if op.policy == self._policy
+            and op.finished_at is not None
+            and op.outcome not in guards.NOT_ACTED
+        ]
+        return max(finished, default=None)
 
     def acted(
         self, scope: guards.Scope | Literal["server"], *, policy_only: bool, since: datetime
     ) -> int:
-        column = {
-            "server": "server_id",
-            "project": "project_id",
-            "host": "host",
-            "zone": "availability_zone",
-        }
-        filters: dict[str, Any] = {}
         if scope == "server":
-            filters["server_id"] = self._server_id
-        elif scope != "all":
+            return sum(
+                1
+                for op in self._activity()
+                if op.created_at >= since
+                and op.outcome not in guards.NOT_ACTED
+                and (not policy_only or op.policy == self._policy)
+            )
+        column = {"project": "project_id", "host": "host", "zone": "availability_zone"}
+        filters: dict[str, Any] = {}
+        if scope != "all":
             filters[column[scope]] = self._where[scope]
         return self._journal.count(
             since=since,
@@ -131,6 +144,13 @@ class Change:
             "window_s": limits.window_s,
             "half_open_after_s": limits.half_open_after_s,
         }
+
+
+def _failure(operation: Operation, outcome: str) -> str:
+    """The last failure, as a breaker says it: ``resize failed: <Nova's reason>``."""
+    reason = operation.reason or "no reason given"
+    prefix = f"{operation.action} {outcome}"
+    return reason if reason.startswith(prefix) else f"{prefix}: {reason}"
 
 
 class BreakerKeeper:
@@ -186,7 +206,7 @@ class BreakerKeeper:
                     limits,
                     scope=scope,
                     failures=failures,
-                    reason=f"{operation.action} {outcome}: {operation.reason or 'no reason'}",
+                    reason=_failure(operation, outcome),
                     now=now,
                 )
             if new is None:

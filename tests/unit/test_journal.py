@@ -594,6 +594,17 @@ class JournalBehaviour:
         found = journal.last_finished(server_id="srv-1", policy="p1", exclude_outcomes=["refused"])
         assert found == latest
         assert journal.last_finished(server_id="srv-2") is None
+        activity = journal.activity("srv-1")
+        assert len(activity) == 5
+        assert sorted(a.outcome or "-" for a in activity) == [
+            "-",
+            "confirmed",
+            "confirmed",
+            "confirmed",
+            "refused",
+        ]
+        assert {a.policy for a in activity} == {"p1", "p2"}
+        assert journal.activity("srv-2") == []
 
     def test_counting_by_host_and_zone_and_what_is_unfinished_or_failed(
         self, journal: Journal, clock: Clock
@@ -623,6 +634,20 @@ class JournalBehaviour:
         assert journal.placement("srv-1") == ("compute-2", "az-1")  # the latest that knew
         with pytest.raises(ValueError, match="host"):
             journal.place(running.id, host="h" * 256, availability_zone=None)
+
+    def test_a_decision_final_when_recorded_is_accepted_finished_in_one_write(
+        self, journal: Journal
+    ) -> None:
+        new = new_op(outcome="refused", reason="budget(host): 5 of 5 operations used")
+
+        journal.accept(message_key="nova:m-1", operations=[new])
+
+        op = journal.get(new.id)
+        assert (op.status, op.outcome, op.reason) == ("done", "refused", new.reason)
+        assert op.finished_at == op.created_at == T0
+        assert journal.unfinished() == []
+        with pytest.raises(ValueError, match="unknown outcome"):
+            new_op(outcome="vanished")
 
     # --- circuit breakers ---------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from nova_autopilot.journal.schema import refusals, steps
 
 __all__ = [
     "Query",
+    "activity",
     "breakers",
     "count",
     "count_finished",
@@ -163,6 +164,12 @@ def count_finished(
             *_equal(policy=policy),
         )
     )
+
+
+def activity(server_id: str) -> Select[Any]:
+    """The light columns of every operation on the server."""
+    columns = (ops.c.policy, ops.c.status, ops.c.outcome, ops.c.created_at, ops.c.finished_at)
+    return select(*columns).where(ops.c.server_id == server_id)
 
 
 def placement(server_id: str) -> Select[Any]:

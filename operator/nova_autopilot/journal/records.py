@@ -17,6 +17,7 @@ __all__ = [
     "OUTCOMES",
     "STATUSES",
     "Accepted",
+    "Activity",
     "Breaker",
     "BreakerState",
     "Duplicate",
@@ -147,6 +148,10 @@ class NewOperation:
     #: which the operation is held before it runs (queued, awaiting approval).
     phase: str = INITIAL_PHASE
     state: Mapping[str, Any] = field(default_factory=dict)
+    #: A decision final when it is recorded (refused, dry run) is accepted finished,
+    #: with this outcome and reason, in the same transaction.
+    outcome: str | None = None
+    reason: str | None = None
     id: str = field(default_factory=_new_id)
 
     def __post_init__(self) -> None:
@@ -158,6 +163,8 @@ class NewOperation:
             raise ValueError("an operation needs an action")
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
+        if self.outcome is not None and self.outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {self.outcome!r}")
         for name in (*_LIMITED, "phase"):
             check_length(name, getattr(self, name))
         if self.deadline_at is not None:
@@ -313,3 +320,14 @@ class Breaker:
         if self.state not in BREAKER_STATES:
             raise ValueError(f"unknown breaker state {self.state!r}")
         check_length("breaker", self.scope)
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """One operation on a server, as the guards need it: whose, where it stands, when."""
+
+    policy: str
+    status: Status
+    outcome: Outcome | None
+    created_at: datetime
+    finished_at: datetime | None

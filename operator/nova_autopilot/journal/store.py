@@ -24,6 +24,7 @@ from nova_autopilot.journal.database import Database
 from nova_autopilot.journal.records import (
     OUTCOMES,
     Accepted,
+    Activity,
     Breaker,
     Duplicate,
     JSONDict,
@@ -404,6 +405,17 @@ class Journal:
             since=aware_utc(since, "since"), policy=policy, outcomes=outcomes
         )
         return int(self._db.read(lambda conn: conn.execute(query).scalar_one()))
+
+    def activity(self, server_id: str) -> list[Activity]:
+        """Every operation on the server, in a few columns: what the guards about one
+        server (busy, loop, cooldown) read, in one indexed query."""
+        query = queries.activity(server_id)
+        return self._db.read(
+            lambda conn: [
+                Activity(row.policy, row.status, row.outcome, row.created_at, row.finished_at)
+                for row in conn.execute(query)
+            ]
+        )
 
     def placement(self, server_id: str) -> tuple[str | None, str | None]:
         """The (host, availability zone) of the server as the latest operation on it that
