@@ -20,6 +20,7 @@ from nova_autopilot.cloud import Cloud, WriteLimiter
 from nova_autopilot.engine import Engine
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event, parse_message
+from nova_autopilot.guards import GuardSettings
 from nova_autopilot.journal import Journal, Operation
 from nova_autopilot.logs import redact
 from nova_autopilot.policies import PolicySet, load_texts
@@ -91,6 +92,7 @@ def assemble(
     reporter: Any = None,
     poll_interval_s: float = 30.0,
     writes: WriteLimiter | None = None,
+    guard_settings: GuardSettings | None = None,
 ) -> tuple[Cloud, Runner, Engine]:
     """The daemon's parts, wired as the daemon wires them (not started)."""
     cloud = Cloud.from_endpoint(url, writes=writes)
@@ -106,7 +108,12 @@ def assemble(
         retry_base_s=0.05,
     )
     engine = Engine(
-        policies=policies, journal=journal, runner=runner, clock=utc_now, reporter=reporter
+        policies=policies,
+        journal=journal,
+        runner=runner,
+        clock=utc_now,
+        reporter=reporter,
+        guard_settings=guard_settings,
     )
     return cloud, runner, engine
 
@@ -128,6 +135,7 @@ class Stack:
         journal_path: Path | None = None,
         sandbox: Sandbox | None = None,
         writes: WriteLimiter | None = None,
+        guard_settings: GuardSettings | None = None,
     ) -> None:
         self.publisher = InProcess()
         self.sandbox = sandbox or Sandbox(
@@ -147,6 +155,7 @@ class Stack:
         self.engine: Engine
         self._poll_interval_s = poll_interval_s
         self._writes = writes
+        self._guard_settings = guard_settings
 
     def start(self) -> Stack:
         if self.owns_sandbox:
@@ -158,6 +167,7 @@ class Stack:
             reporter=self,
             poll_interval_s=self._poll_interval_s,
             writes=self._writes,
+            guard_settings=self._guard_settings,
         )
         self.publisher.handler = self.engine.handle
         self.runner.start()
