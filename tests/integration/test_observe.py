@@ -296,6 +296,7 @@ def test_metrics_show_exactly_what_a_resize_and_its_duplicate_did(world: World) 
         assert shown.returncode == 0, shown.stderr
         document = json.loads(shown.stdout)
         sections = {"daemon", "readiness", "cloud", "operations", "consumers", "breakers", "sweeps"}
+        sections |= {"coordination"}
         assert set(document) == sections | {"counters"}
         assert document["breakers"] == {"global": "closed"}
         assert document["daemon"]["policies"] == 2
