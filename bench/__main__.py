@@ -9,7 +9,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import intake, latency, matching, observe, operations, waiting, writes
+from bench import intake, latency, matching, observe, operations, sweeps, waiting, writes
 
 BENCHMARKS = {
     "matching": matching.run,
@@ -19,6 +19,7 @@ BENCHMARKS = {
     "latency": latency.run,
     "writes": writes.run,
     "observe": observe.run,
+    "sweeps": sweeps.run,
 }
 
 
