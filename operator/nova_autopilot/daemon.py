@@ -206,6 +206,7 @@ class Daemon:
                 nova_calls=cloud.requests.call_counts,
                 in_flight=self.runner.in_flight_by_action,
                 breakers=self._breaker_states,
+                sweeps=self.sweeper.counts,
             )
         )
         #: The sections of :meth:`status`, one per part, in order.

@@ -24,6 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from nova_autopilot.bus import CounterSnapshot, IntakeHealth
+from nova_autopilot.sweeps import SweepCounts
 from nova_autopilot.tally import TallySnapshot
 
 __all__ = ["BREAKER_STATES", "AutopilotCollector", "Metrics", "Sources"]
@@ -35,6 +36,10 @@ BREAKER_STATES: Final = {"closed": 0, "half-open": 1, "half_open": 1, "open": 2}
 
 def _no_breakers() -> Mapping[str, str]:
     return {}
+
+
+def _no_sweeps() -> SweepCounts | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class Sources:
     in_flight: Callable[[], Mapping[str, int]]
     #: Circuit breakers: scope -> closed, half-open or open.
     breakers: Callable[[], Mapping[str, str]] = field(default=_no_breakers)
+    #: The sweeps so far (None: this process does not sweep).
+    sweeps: Callable[[], SweepCounts | None] = field(default=_no_sweeps)
 
 
 def _counter(name: str, doc: str, labels: Sequence[str]) -> CounterMetricFamily:
@@ -78,6 +85,9 @@ class AutopilotCollector(Collector):
         yield from self._runner(self._sources.in_flight())
         yield from self._cloud(self._sources.nova_calls())
         yield from self._breakers(self._sources.breakers())
+        sweeps = self._sources.sweeps()
+        if sweeps is not None:
+            yield from self._sweeps(sweeps)
         info = _gauge("build_info", "The running version; always 1.", ["version"])
         info.add_metric([self._sources.version], 1)
         yield info
@@ -202,6 +212,21 @@ class AutopilotCollector(Collector):
             if value is not None:
                 gauge.add_metric([scope], value)
         yield gauge
+
+    def _sweeps(self, sweeps: SweepCounts) -> Iterator[Metric]:
+        results = _counter("sweeps_total", "Sweeps of Nova's server states, by result.", ["result"])
+        for result in ("done", "failed", "not_leader", "no_policy"):
+            results.add_metric([result], sweeps.by_result.get(result, 0))
+        yield results
+        events = _counter("sweep_events_total", "Events the sweeps handed to the engine.", [])
+        events.add_metric([], sweeps.events)
+        yield events
+        if sweeps.last_done_at is not None:
+            last = _gauge(
+                "sweep_last_done_timestamp_seconds", "When the last done sweep looked.", []
+            )
+            last.add_metric([], sweeps.last_done_at)
+            yield last
 
 
 class Metrics:

@@ -7,13 +7,9 @@ whose status a policy may want to act on and hands one event of source
 ``sweep`` per server to the engine, which matches, guards, records and runs it
 as any other event (``docs/sweeps.md``):
 
-========================  ==========================================
-event type                servers
-========================  ==========================================
-``sweep.server.verify_resize``  status VERIFY_RESIZE (a resize awaits confirmation)
-``sweep.server.rescue``   status RESCUE
-``sweep.server.error``    status ERROR, after having been launched
-========================  ==========================================
+* ``sweep.server.verify_resize``: status VERIFY_RESIZE (a resize awaits confirmation);
+* ``sweep.server.rescue``: status RESCUE;
+* ``sweep.server.error``: status ERROR, after having been launched.
 
 A sweep costs nothing when no enabled policy listens to one of these event
 types: it does not even ask Nova. Otherwise it makes one list call per status
@@ -30,6 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -170,6 +167,23 @@ def look(
     return sweep, events
 
 
+@dataclass(frozen=True, slots=True)
+class SweepCounts:
+    """The sweeps so far, for the metrics: by result (``done``, ``failed``,
+    ``not_leader``, ``no_policy``), the events they emitted, and when the last
+    done sweep looked (seconds since the epoch)."""
+
+    by_result: dict[str, int]
+    events: int
+    last_done_at: float | None
+
+
+def _result(sweep: Sweep) -> str:
+    if sweep.skipped is not None:
+        return sweep.skipped
+    return "failed" if sweep.error is not None else "done"
+
+
 class Sweeper:
     """Sweeps every ``interval_s`` seconds in a thread of its own, where ``leader()``
     says this daemon is the one to (several daemons would otherwise all sweep)."""
@@ -197,6 +211,9 @@ class Sweeper:
         self._lock = threading.Lock()
         self.last: Sweep | None = None
         self.count = 0
+        self._results: Counter[str] = Counter()
+        self._events = 0
+        self._last_done_at: float | None = None
 
     def look(self) -> tuple[Sweep, list[Event]]:
         """List the servers the policies may want, and their events; decide nothing."""
@@ -212,6 +229,10 @@ class Sweeper:
                 result = self._sweep(started)
             self.last = result
             self.count += 1
+            self._results[_result(result)] += 1
+            self._events += len(result.events)
+            if _result(result) == "done":
+                self._last_done_at = result.at.timestamp()
         if result.skipped is None and result.error is None:
             log.info("sweep.done", **{k: v for k, v in result.as_dict().items() if v is not None})
         return result
@@ -253,6 +274,10 @@ class Sweeper:
             "last": last.as_dict() if last is not None else None,
         }
 
+    def counts(self) -> SweepCounts:
+        with self._lock:
+            return SweepCounts(dict(self._results), self._events, self._last_done_at)
+
     # -- the thread ---------------------------------------------------------
 
     def start(self) -> None:
@@ -266,7 +291,7 @@ class Sweeper:
             try:
                 self.sweep()
             except AutopilotError as exc:  # the journal out of reach, say: try at the next turn
-                log.error("sweep.failed", error=str(exc))
+                log.warning("sweep.failed", error=str(exc))
             if self._stop.wait(self.interval_s):
                 return
 

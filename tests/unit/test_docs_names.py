@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from nova_autopilot.journal import OUTCOMES
 from nova_autopilot.metrics import Metrics, Sources
 from nova_autopilot.policies.model import ACTIONS
+from nova_autopilot.sweeps import SweepCounts
 from nova_autopilot.tally import Tally
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +64,7 @@ def test_every_log_line_in_the_runbook_is_logged_by_the_code(name: str) -> None:
 
 def exported_metrics() -> set[str]:
     """Every sample name the collector can produce (with the suffixes of
-    counters and histograms), read from a scrape of an idle daemon."""
+    counters and histograms), read from a scrape of an idle daemon that swept."""
     sources = Sources(
         version="0",
         tally=Tally().snapshot,
@@ -71,6 +72,7 @@ def exported_metrics() -> set[str]:
         nova_calls=dict,
         in_flight=dict,
         breakers=dict,
+        sweeps=lambda: SweepCounts({}, 0, last_done_at=0.0),
     )
     text = Metrics(sources).exposition()[0].decode()
     found = set()

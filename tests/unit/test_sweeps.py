@@ -4,6 +4,7 @@ through the engine on a real journal, one decision per stuck state."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -379,3 +380,26 @@ def test_finish_resize_refuses_a_server_no_longer_waiting_for_confirmation() -> 
     assert reason is not None
     assert "ACTIVE" in reason
     assert (cloud.calls["confirm"], cloud.calls["revert"]) == (0, 0)
+
+
+def test_the_metrics_count_sweeps_by_result_and_the_events_they_emitted() -> None:
+    from nova_autopilot.metrics import Metrics
+    from tests.unit.test_metrics import Parts, scrape, value
+
+    leading = [False]
+    s = sweeper(cloud_with_every_state(), policies(ALL), leader=lambda: leading[0])
+    metrics = Metrics(dataclasses.replace(Parts().sources(), sweeps=s.counts))
+    last = "nova_autopilot_sweep_last_done_timestamp_seconds"
+    assert last not in {name for name, _ in scrape(metrics)}
+    s.sweep()
+    leading[0] = True
+    s.sweep()
+    s.sweep()
+    samples = scrape(metrics)
+    results = {r: value(samples, "nova_autopilot_sweeps_total", result=r) for r in RESULTS}
+    assert results == {"done": 2, "failed": 0, "not_leader": 1, "no_policy": 0}
+    assert value(samples, "nova_autopilot_sweep_events_total") == 6
+    assert value(samples, last) == NOW.timestamp()
+
+
+RESULTS = ("done", "failed", "not_leader", "no_policy")
