@@ -23,6 +23,7 @@ from tests.unit.fakes import Drive, FakeCloud, FakeServer, finished
 from tests.unit.policy_helpers import policies
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+HOUR = timedelta(hours=1)
 ALL = """
 policies:
   - name: confirm-stuck
@@ -269,9 +270,11 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def engine_world(tmp_path: Path) -> Iterator[tuple[FakeCloud, Journal, Sweeper, Clock]]:
-    cloud = cloud_with_every_state()
+def through_engine(
+    tmp_path: Path, policy_text: str, cloud: FakeCloud
+) -> tuple[Journal, Sweeper, Clock]:
+    """A sweeper handing its events to an engine on a SQLite journal (runner not started:
+    the decisions are recorded, nothing runs)."""
     journal = Journal.open(f"sqlite:///{tmp_path}/journal.sqlite", redact=redact)
     clock = Clock()
     engine: Engine
@@ -282,13 +285,42 @@ def engine_world(tmp_path: Path) -> Iterator[tuple[FakeCloud, Journal, Sweeper, 
         on_done=lambda done: engine.on_done(done),
         workers=1,
     )
-    policy_set = policies(ALL)
+    policy_set = policies(policy_text)
     engine = Engine(policies=lambda: policy_set, journal=journal, runner=runner, clock=clock)
     s = Sweeper(
         cloud=cloud, policies=lambda: policy_set, handle=engine.handle, clock=clock, interval_s=300
     )
+    return journal, s, clock
+
+
+@pytest.fixture
+def engine_world(tmp_path: Path) -> Iterator[tuple[FakeCloud, Journal, Sweeper, Clock]]:
+    cloud = cloud_with_every_state()
+    journal, s, clock = through_engine(tmp_path, ALL, cloud)
     yield cloud, journal, s, clock
     journal.close()
+
+
+def test_sweep_decisions_meet_the_same_guards_as_any_decision(tmp_path: Path) -> None:
+    cloud = FakeCloud()
+    for n in (1, 2, 3):
+        cloud.add(
+            FakeServer(
+                id=sid(n), name=f"b{n}", flavor="m1.small", vm_state="error", updated=stamp(HOUR)
+            )
+        )
+    budgeted = ONLY_ERROR + "    limits: {budget: {max: 2, per: 1h}}\n"
+    journal, s, _clock = through_engine(tmp_path, budgeted, cloud)
+    try:
+        assert s.sweep().operations == 3
+        decided = journal.history()
+        assert sorted(op.outcome or "run" for op in decided) == ["refused", "run", "run"]
+        (refused,) = [op for op in decided if op.outcome == "refused"]
+        assert refused.reason is not None
+        assert refused.reason.startswith("budget(policy)")
+        assert refused.event["source"] == "sweep"
+    finally:
+        journal.close()
 
 
 def test_a_stuck_state_leads_to_one_decision_whatever_the_number_of_sweeps(
