@@ -225,8 +225,8 @@ class Engine:
             )
         if not matches:
             return []  # nothing decided, nothing to record: a duplicate would change nothing
-        with self._holding.locked(_server_ref(m, event)[0] for m in matches):
-            return self._decide(matches, event, now, correlation_id, reply_to)
+        with self._holding.locked(_server_ref(m, event)[0] for m in matches) as elsewhere:
+            return self._decide(matches, event, now, correlation_id, reply_to, elsewhere)
 
     def _decide(
         self,
@@ -235,14 +235,18 @@ class Engine:
         now: datetime,
         correlation_id: str | None,
         reply_to: str | None,
+        elsewhere: frozenset[str] = frozenset(),
     ) -> list[str]:
-        """Plan, record and start the decisions of one event (its servers locked)."""
+        """Plan, record and start the decisions of one event (its servers locked; those
+        ``elsewhere`` are held by another daemon, whose operation runs there: busy)."""
         key = event.dedupe_key or f"{event.source}:unkeyed:{uuid.uuid4().hex}"
         refusals = [self._unauthorized(m, event) for m in matches]
         with self._deciding:
             plans = [
                 _final(
-                    self._refused_if(self._plan(m, event, now, correlation_id, reply_to), refusal)
+                    self._refused_if(
+                        self._plan(m, event, now, correlation_id, reply_to, elsewhere), refusal
+                    )
                 )
                 for m, refusal in zip(matches, refusals, strict=True)
             ]
@@ -274,6 +278,7 @@ class Engine:
         now: datetime,
         correlation_id: str | None,
         reply_to: str | None,
+        elsewhere: frozenset[str] = frozenset(),
     ) -> tuple[NewOperation, guards.Verdict, Match]:
         policy = match.policy
         server_id, server_name = _server_ref(match, event)
@@ -292,6 +297,7 @@ class Engine:
                 host=host,
                 availability_zone=zone,
                 held_phases=HELD_PHASES,
+                busy=True if server_id in elsewhere else None,
             )
             verdict = guards.hold(
                 policy,

@@ -110,7 +110,7 @@ class ServerLocks:
     (:meth:`keep`) until it ends (:meth:`drop`); the coordinator's heartbeat keeps
     it, and it expires with a daemon that dies. When another daemon holds it
     while an operation of the journal occupies the server (``occupied``), the
-    decision goes on without it: the journal says busy, so nothing runs; when
+    decision goes on without it and counts the server busy, so nothing runs; when
     another daemon holds it with nothing recorded yet (it is deciding),
     :meth:`held` waits up to ``wait_s``, then raises :class:`ServerBusyElsewhere`.
     """
