@@ -207,6 +207,7 @@ class Daemon:
                 in_flight=self.runner.in_flight_by_action,
                 breakers=self._breaker_states,
                 sweeps=self.sweeper.counts,
+                leader=self.coordinator.is_leader,
             )
         )
         #: The sections of :meth:`status`, one per part, in order.

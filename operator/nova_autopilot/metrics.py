@@ -42,6 +42,10 @@ def _no_sweeps() -> SweepCounts | None:
     return None
 
 
+def _alone() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Sources:
     """Where the figures come from, each read when Prometheus scrapes."""
@@ -58,6 +62,8 @@ class Sources:
     breakers: Callable[[], Mapping[str, str]] = field(default=_no_breakers)
     #: The sweeps so far (None: this process does not sweep).
     sweeps: Callable[[], SweepCounts | None] = field(default=_no_sweeps)
+    #: Whether this daemon leads its group (always, alone).
+    leader: Callable[[], bool] = field(default=_alone)
 
 
 def _counter(name: str, doc: str, labels: Sequence[str]) -> CounterMetricFamily:
@@ -88,6 +94,14 @@ class AutopilotCollector(Collector):
         sweeps = self._sources.sweeps()
         if sweeps is not None:
             yield from self._sweeps(sweeps)
+        leader = _gauge(
+            "leader",
+            "1 while this daemon leads its group and runs the group's periodic jobs "
+            "(always, alone); 0 otherwise.",
+            [],
+        )
+        leader.add_metric([], 1 if self._sources.leader() else 0)
+        yield leader
         info = _gauge("build_info", "The running version; always 1.", ["version"])
         info.add_metric([self._sources.version], 1)
         yield info

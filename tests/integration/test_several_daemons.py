@@ -238,6 +238,9 @@ def test_three_daemons_share_a_cloud_and_survive_the_loss_of_one(
         for daemon in daemons.values():
             daemon.process.wait(timeout=60)
         sandbox.stop()
+    stopped = {name: d.process.returncode for name, d in daemons.items() if name != VICTIM}
+    assert stopped == {"d1": 0, "d3": 0}, stopped  # SIGTERM: locks and leases given back
+    assert all(d.logged("coordination.left") for n, d in daemons.items() if n != VICTIM)
 
     # Each server was resized exactly once, confirmed: at Nova and in the journal.
     writes = {

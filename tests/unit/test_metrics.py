@@ -4,6 +4,7 @@ daemons' registries never mix."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
@@ -187,3 +188,14 @@ def test_two_daemons_in_one_process_keep_their_figures_apart() -> None:
     key = (name, (("event_type", "instance.update"), ("source", "nova")))
     assert scrape(a)[key] == 1
     assert key not in scrape(b)
+
+
+def test_the_leader_gauge_follows_the_group() -> None:
+    parts = Parts()
+    alone = scrape(Metrics(parts.sources()))
+    assert value(alone, "nova_autopilot_leader") == 1  # alone, it always leads
+    leading = [False]
+    grouped = Metrics(dataclasses.replace(parts.sources(), leader=lambda: leading[0]))
+    assert value(scrape(grouped), "nova_autopilot_leader") == 0
+    leading[0] = True
+    assert value(scrape(grouped), "nova_autopilot_leader") == 1
