@@ -194,6 +194,16 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--global", dest="global_", action="store_true", help="the global one")
     which.add_argument("--all", action="store_true", help="every breaker")
 
+    refusals = commands.add_parser(
+        "refusals", help="the requests refused before any decision (docs/security.md)"
+    )
+    refusals.add_argument("--since", metavar="WHEN", help="refused after (ISO 8601, or 2h, 7d...)")
+    refusals.add_argument("--reason", metavar="R", help="only this reason (bad_signature...)")
+    refusals.add_argument("--key", metavar="KEY_ID", help="only requests that claimed this key")
+    refusals.add_argument("--request", metavar="ID", help="only this request id")
+    refusals.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (20)")
+    refusals.add_argument("--json", action="store_true", help="print JSON for scripts")
+
     send = commands.add_parser("send", help="publish an operator request (docs/requests.md)")
     send.add_argument("--type", required=True, help="request type, e.g. quota.request.approved")
     send.add_argument("--server", required=True, help="server id or name")
@@ -431,13 +441,14 @@ def _pending(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _history(args: argparse.Namespace) -> int:
+def _moments(args: argparse.Namespace, *options: str) -> dict[str, datetime | None]:
+    """The ``--since``/``--until`` options as times (ISO 8601, or ``2h`` ago); a usage
+    error for a bad one or a ``--limit`` below 1."""
     from nova_autopilot import history
-    from nova_autopilot.journal import OUTCOMES
 
     now = datetime.now(timezone.utc)
     moments = {}
-    for option in ("since", "until"):
+    for option in options:
         text = getattr(args, option)
         try:
             moments[option] = history.parse_when(text, now=now) if text else None
@@ -445,6 +456,40 @@ def _history(args: argparse.Namespace) -> int:
             raise _UsageError(f"--{option}: {exc}") from None
     if args.limit < 1:
         raise _UsageError(f"--limit must be at least 1, got {args.limit}")
+    return moments
+
+
+def _refusals(args: argparse.Namespace) -> int:
+    moments = _moments(args, "since")
+    with _journal(args) as journal:
+        found = (
+            []
+            if journal is None
+            else journal.refusals(
+                since=moments["since"],
+                reason=args.reason,
+                key_id=args.key,
+                request_id=args.request,
+                limit=args.limit,
+            )
+        )
+    if args.json:
+        _print_json([dataclasses.asdict(r) for r in found])
+        return EXIT_OK
+    if not found:
+        print("no refused request matches")
+    for r in found:
+        print(f"{_when(r.at)}  {r.reason}  {r.request_type or '-'} {r.request_id or '-'}")
+        print(f"  key: {r.key_id or '-'}  queue: {r.queue}  source: {r.source}")
+        print(f"  detail: {r.detail}")
+    return EXIT_OK
+
+
+def _history(args: argparse.Namespace) -> int:
+    from nova_autopilot import history
+    from nova_autopilot.journal import OUTCOMES
+
+    moments = _moments(args, "since", "until")
     if args.outcome and args.outcome not in OUTCOMES:
         raise _UsageError(f"--outcome {args.outcome!r}: expected one of {', '.join(OUTCOMES)}")
     filters = history.Filters(
@@ -660,6 +705,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "reject": _decide,
     "pending": _pending,
     "breaker": _breaker,
+    "refusals": _refusals,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -268,7 +269,6 @@ def test_approve_and_reject_build_a_valid_request_naming_the_operation() -> None
 def test_pending_lists_the_operations_awaiting_approval_from_the_journal(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from datetime import datetime, timezone
 
     from nova_autopilot.holds import AWAITING_APPROVAL, QUEUED, hold_state
     from nova_autopilot.journal import Journal, NewOperation
@@ -362,3 +362,43 @@ def test_breaker_commands_never_create_nor_migrate_a_journal(
     code, _, err = run(capsys, "--config-file", str(conf), "breaker", "list")
     assert code == 1
     assert "migrating is off" in err
+
+
+def test_refusals_lists_what_the_journal_recorded_newest_first_and_filters(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from nova_autopilot.journal import Journal, NewRefusal
+
+    conf = tmp_path / "nova-autopilot.conf"
+    conf.write_text(f"[DEFAULT]\nstate_dir = {tmp_path}\n")
+    code, out, _ = run(capsys, "--config-file", str(conf), "refusals")
+    assert (code, out) == (0, "no refused request matches\n")
+    assert not (tmp_path / "journal.sqlite").exists()  # a reader creates nothing
+
+    now = datetime.now(timezone.utc)
+    with Journal.open(f"sqlite:///{tmp_path}/journal.sqlite") as journal:
+        for ago_h, reason, key in ((30, "expired", "ops-1"), (1, "bad_signature", "ops-2")):
+            journal.record_refusal(
+                NewRefusal(
+                    at=now - timedelta(hours=ago_h),
+                    source="request",
+                    queue="nova-autopilot.requests",
+                    reason=reason,
+                    detail=f"refused as {reason}",
+                    body={"id": f"r-{reason}"},
+                    request_type="quota.request.approved",
+                    request_id=f"r-{reason}",
+                    key_id=key,
+                )
+            )
+    code, out, _ = run(capsys, "--config-file", str(conf), "refusals")
+    assert code == 0
+    assert out.index("bad_signature") < out.index("expired")  # newest first
+    assert "key: ops-2  queue: nova-autopilot.requests  source: request" in out
+    code, out, _ = run(capsys, "--config-file", str(conf), "refusals", "--since", "2h", "--json")
+    assert [(r["reason"], r["key_id"]) for r in json.loads(out)] == [("bad_signature", "ops-2")]
+    code, out, _ = run(capsys, "--config-file", str(conf), "refusals", "--key", "ops-1", "--json")
+    assert [r["request_id"] for r in json.loads(out)] == ["r-expired"]
+    code, _, err = run(capsys, "--config-file", str(conf), "refusals", "--since", "soon")
+    assert code == 2
+    assert "--since" in err
