@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from nova_autopilot.actions.runner import Runner
 from nova_autopilot.cloud import Cloud, WriteLimiter
 from nova_autopilot.engine import Engine
@@ -51,6 +53,18 @@ policies:
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def clouds_yaml(path: Path, url: str, *, token: str = "admin:admin") -> Path:
+    """Write a clouds.yaml whose cloud ``sandbox`` is the compute endpoint ``url``
+    with a static token (the sandbox Nova has no Keystone); returns ``path``."""
+    entry = {
+        "auth_type": "admin_token",
+        "auth": {"endpoint": url, "token": token},
+        "compute_endpoint_override": url,
+    }
+    path.write_text(yaml.safe_dump({"clouds": {"sandbox": entry}}))
+    return path
 
 
 def until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:

@@ -17,12 +17,11 @@ from typing import Any
 
 import openstack
 import pytest
-import yaml
 
 from nova_autopilot.bus import RequestClient
 from nova_autopilot.sandbox import Sandbox
 from tests.integration import bus_support
-from tests.integration.stack import until
+from tests.integration.stack import clouds_yaml, until
 
 rabbit = bus_support.rabbit
 pytestmark = pytest.mark.integration
@@ -77,20 +76,7 @@ def world(
     sandbox = Sandbox(transport_url=rabbit.transport_url).start()
     sandbox.add_flavor("m1.small")
     sandbox.add_flavor("m1.large", vcpus=2, ram=256)
-    clouds = tmp_path / "clouds.yaml"
-    clouds.write_text(
-        yaml.safe_dump(
-            {
-                "clouds": {
-                    "sandbox": {
-                        "auth_type": "admin_token",
-                        "auth": {"endpoint": sandbox.url, "token": "admin:admin"},
-                        "compute_endpoint_override": sandbox.url,
-                    }
-                }
-            }
-        )
-    )
+    clouds = clouds_yaml(tmp_path / "clouds.yaml", sandbox.url)
     (tmp_path / "policies.yaml").write_text(POLICIES)
     keys = tmp_path / "signing-keys.yaml"
     keys.write_text("keys:\n  test-key: " + "s3cr3t-" * 4 + "\n")

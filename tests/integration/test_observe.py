@@ -25,13 +25,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from nova_autopilot.journal import Journal, NewOperation
 from nova_autopilot.sandbox import Sandbox
 from tests.integration import bus_support
-from tests.integration.stack import until
+from tests.integration.stack import clouds_yaml, until
 from tests.integration.test_daemon import BIN, POLICIES, Running, send, start_daemon
 
 rabbit = bus_support.rabbit
@@ -151,21 +150,7 @@ class World:
         self.sandbox = Sandbox(transport_url=rabbit.transport_url).start()
         self.sandbox.add_flavor("m1.small")
         self.sandbox.add_flavor("m1.large", vcpus=2, ram=256)
-        clouds = tmp_path / "clouds.yaml"
-        auth = {"endpoint": self.sandbox.url, "token": "admin:admin"}
-        clouds.write_text(
-            yaml.safe_dump(
-                {
-                    "clouds": {
-                        "sandbox": {
-                            "auth_type": "admin_token",
-                            "auth": auth,
-                            "compute_endpoint_override": self.sandbox.url,
-                        }
-                    }
-                }
-            )
-        )
+        clouds = clouds_yaml(tmp_path / "clouds.yaml", self.sandbox.url)
         (tmp_path / "policies.yaml").write_text(POLICIES)
         self.keys = tmp_path / "signing-keys.yaml"
         self.keys.write_text("keys:\n  test-key: " + "s3cr3t-" * 4 + "\n")

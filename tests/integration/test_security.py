@@ -33,7 +33,7 @@ from nova_autopilot.sandbox import Sandbox
 from nova_autopilot.signing import sign
 from tests.integration import bus_support
 from tests.integration.bus_support import HOST, PORT, Rabbit, take_all
-from tests.integration.stack import until
+from tests.integration.stack import clouds_yaml, until
 from tests.integration.test_daemon import BIN, Running
 
 rabbit = bus_support.rabbit
@@ -108,9 +108,7 @@ class World:
     def _write_files(self) -> Path:
         tmp = self.tmp
         url = self.sandbox.url
-        auth = {"endpoint": url, "token": self.cloud_token}
-        clouds = {"auth_type": "admin_token", "auth": auth, "compute_endpoint_override": url}
-        (tmp / "clouds.yaml").write_text(yaml.safe_dump({"clouds": {"sandbox": clouds}}))
+        clouds_yaml(tmp / "clouds.yaml", url, token=self.cloud_token)
         (tmp / "policies.yaml").write_text(POLICIES)
         keys = tmp / "signing-keys.yaml"
         keys.write_text(yaml.safe_dump({"keys": self.keys}))

@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
 
 from nova_autopilot import settings
 from nova_autopilot.bus import RequestClient
@@ -30,7 +29,7 @@ from nova_autopilot.journal import Journal
 from nova_autopilot.sandbox import Durations, Sandbox
 from tests.integration import bus_support, redis_support
 from tests.integration.redis_support import RedisGroup
-from tests.integration.stack import until
+from tests.integration.stack import clouds_yaml, until
 from tests.integration.test_daemon import BIN, Running
 
 rabbit = bus_support.rabbit
@@ -82,20 +81,7 @@ def database() -> Iterator[str]:
 def configure(
     tmp_path: Path, rabbit: bus_support.Rabbit, group: RedisGroup, journal: str, sandbox: Sandbox
 ) -> tuple[dict[str, Path], dict[str, str]]:
-    clouds = tmp_path / "clouds.yaml"
-    clouds.write_text(
-        yaml.safe_dump(
-            {
-                "clouds": {
-                    "sandbox": {
-                        "auth_type": "admin_token",
-                        "auth": {"endpoint": sandbox.url, "token": "admin:admin"},
-                        "compute_endpoint_override": sandbox.url,
-                    }
-                }
-            }
-        )
-    )
+    clouds = clouds_yaml(tmp_path / "clouds.yaml", sandbox.url)
     (tmp_path / "policies.yaml").write_text(POLICIES)
     confs = {}
     for name in DAEMONS:

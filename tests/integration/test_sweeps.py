@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from nova_autopilot.cli import main
 from nova_autopilot.events import Event
@@ -19,7 +18,7 @@ from nova_autopilot.journal import Operation
 from nova_autopilot.policies import load_texts
 from nova_autopilot.sandbox import Sandbox
 from nova_autopilot.sweeps import Sweeper
-from tests.integration.stack import Stack, until, utc_now
+from tests.integration.stack import Stack, clouds_yaml, until, utc_now
 
 POLICIES = """
 policies:
@@ -167,20 +166,7 @@ def test_sweep_dry_run_shows_what_a_sweep_would_emit_and_decide(
         broken = sandbox.add_server("db", "m1.small", state="ERROR")
         sandbox.add_server("never-booted", "m1.small", state="ERROR", launched=False)
         sandbox.add_server("fine", "m1.small")
-        clouds = tmp_path / "clouds.yaml"
-        clouds.write_text(
-            yaml.safe_dump(
-                {
-                    "clouds": {
-                        "sandbox": {
-                            "auth_type": "admin_token",
-                            "auth": {"endpoint": sandbox.url, "token": "admin:admin"},
-                            "compute_endpoint_override": sandbox.url,
-                        }
-                    }
-                }
-            )
-        )
+        clouds = clouds_yaml(tmp_path / "clouds.yaml", sandbox.url)
         (tmp_path / "policies.yaml").write_text(POLICIES)
         conf = tmp_path / "nova-autopilot.conf"
         conf.write_text(
