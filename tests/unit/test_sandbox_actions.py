@@ -11,26 +11,10 @@ from openstack.compute.v2.server import Server as SdkServer
 from openstack.connection import Connection
 
 from nova_autopilot.sandbox import Durations, Flavor, ManualClock, Sandbox, ServerFaults, Settings
+from tests.unit import sandbox_support
+from tests.unit.sandbox_support import connect
 
-
-def connect(url: str, token: str = "admin:admin") -> Connection:
-    return openstack.connect(
-        auth_type="admin_token",
-        auth={"endpoint": url, "token": token},
-        compute_endpoint_override=url,
-    )
-
-
-@pytest.fixture
-def nova() -> Iterator[Sandbox]:
-    with Sandbox(durations=Durations().scaled(0.2)) as sandbox:
-        yield sandbox
-        assert sandbox.flow_errors == []
-
-
-@pytest.fixture
-def conn(nova: Sandbox) -> Connection:
-    return connect(nova.url)
+nova, conn = sandbox_support.nova, sandbox_support.conn  # the fixtures
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import openstack
@@ -10,27 +9,11 @@ import openstack.exceptions
 import pytest
 from openstack.connection import Connection
 
-from nova_autopilot.sandbox import IMAGE_ID, Durations, Sandbox
+from nova_autopilot.sandbox import IMAGE_ID, Sandbox
+from tests.unit import sandbox_support
+from tests.unit.sandbox_support import connect
 
-
-def connect(url: str, token: str = "admin:admin") -> Connection:
-    return openstack.connect(
-        auth_type="admin_token",
-        auth={"endpoint": url, "token": token},
-        compute_endpoint_override=url,
-    )
-
-
-@pytest.fixture
-def nova() -> Iterator[Sandbox]:
-    with Sandbox(durations=Durations().scaled(0.2)) as sandbox:
-        yield sandbox
-        assert sandbox.flow_errors == []
-
-
-@pytest.fixture
-def conn(nova: Sandbox) -> Connection:
-    return connect(nova.url)
+nova, conn = sandbox_support.nova, sandbox_support.conn  # the fixtures
 
 
 def get(conn: Connection, path: str, version: str = "2.100", **params: Any) -> Any:

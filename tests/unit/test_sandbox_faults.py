@@ -22,14 +22,7 @@ from nova_autopilot.sandbox import (
     ServerFaults,
     Settings,
 )
-
-
-def connect(url: str) -> Connection:
-    return openstack.connect(
-        auth_type="admin_token",
-        auth={"endpoint": url, "token": "admin:admin"},
-        compute_endpoint_override=url,
-    )
+from tests.unit.sandbox_support import connect
 
 
 @pytest.fixture

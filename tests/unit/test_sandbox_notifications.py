@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import kombu
-import openstack
 import pytest
 from openstack.connection import Connection
 
@@ -34,6 +33,7 @@ from nova_autopilot.sandbox import (
     Settings,
 )
 from tests.samples import sample, sample_names
+from tests.unit.sandbox_support import connect
 
 SCHEDULED = ["scheduler.select_destinations.start", "scheduler.select_destinations.end"]
 BUILD_STATES = [
@@ -80,14 +80,6 @@ def shape(value: Any) -> Any:
             {key: shape(item) for key, item in sorted(data.items())},
         )
     return None
-
-
-def connect(url: str) -> Connection:
-    return openstack.connect(
-        auth_type="admin_token",
-        auth={"endpoint": url, "token": "admin:admin"},
-        compute_endpoint_override=url,
-    )
 
 
 def boot(conn: Connection, flavor: Flavor | str, name: str = "web-1") -> str:
