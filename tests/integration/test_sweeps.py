@@ -111,8 +111,14 @@ def test_a_sweep_acts_on_what_lost_notifications_hid_and_only_once(stack: Stack)
     stack.cloud.resize(resized.id, stack.sandbox.flavor("m1.large").id)
     until(lambda: settled(stack, broken.id, "ERROR"), 30, "the failed reboot")
     until(lambda: settled(stack, resized.id, "VERIFY_RESIZE"), 30, "the resize")
-    types = {e.event_type for e in losing.lost}
-    assert {"instance.update", "instance.resize_finish.end"} <= types
+    # (Nova notifies after it saves the state: wait for the notifications, too)
+    until(
+        lambda: (
+            {"instance.update", "instance.resize_finish.end"} <= {e.event_type for e in losing.lost}
+        ),
+        30,
+        "the lost notifications",
+    )
     assert stack.journal.history() == []  # the event-driven policies never fired
     # (they stay lost: the operations follow their servers with the batched poll)
 
