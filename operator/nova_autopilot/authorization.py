@@ -23,8 +23,12 @@ Every entry names all four; a key without an entry may do nothing. Two checks:
 * before the decision is recorded (:meth:`Authorization.check_operation`): the
   action the matched policy would perform, the flavor it would resize to (its
   size looked up in Nova, cached) and the project the server really belongs to
-  (asked of Nova, whatever the request claims). A refusal there is an
-  operation with outcome ``refused`` and the reason; nothing is sent to Nova.
+  (asked of Nova, whatever the request claims). The engine refuses the whole
+  request when any of its decisions is refused there: it is dead-lettered as
+  ``not_authorized`` with the reason, nothing is recorded as decided and
+  nothing is sent to Nova. A server or flavor Nova does not know is such a
+  refusal; Nova failing to answer (down, 5xx, time-out) is not: the error
+  propagates and the bus retries the request.
 
 Without a table (no ``authorization_file``) every valid signature may ask for
 everything, as before the table existed. SIGHUP reads the file again
@@ -39,7 +43,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nova_autopilot.cloud import FlavorInfo, ServerState
-from nova_autopilot.errors import BadMessage, NotFound, PermanentError
+from nova_autopilot.errors import (
+    BadMessage,
+    CloudError,
+    NotFound,
+    PermanentError,
+    TemporaryError,
+)
 from nova_autopilot.events import Event
 from nova_autopilot.signing import read_private_file
 
@@ -180,6 +190,19 @@ def _server_ref(params: Mapping[str, Any], server_id: str | None, name: str | No
     return params.get("server")
 
 
+def _shown(ref: Any) -> str:
+    """A server reference as the request gave it: its id or its name."""
+    if isinstance(ref, Mapping):
+        return str(ref.get("id") or ref.get("name") or dict(ref))
+    return str(ref)
+
+
+def _not_found(what: str, ref: str, exc: CloudError) -> str:
+    if isinstance(exc, NotFound):
+        return f"{what} {ref} not found in Nova"
+    return f"{what} {ref} cannot be looked up in Nova ({exc.status}: {exc.message})"
+
+
 class Authorization:
     """The table in force (None: no table, everything allowed).
 
@@ -256,8 +279,10 @@ class Authorization:
         server_name: str | None,
     ) -> str | None:
         """Why the key may not have ``action`` done with ``params``, or None.
-        Reads the server (and the flavor's size) from Nova; a temporary
-        failure there propagates (the request is retried)."""
+        Reads the server (and the flavor's size) from Nova: one Nova does not
+        have (404, or another final 4xx answer) is a refusal; a temporary
+        failure there (:class:`~nova_autopilot.errors.CloudUnavailable`)
+        propagates, so the request is retried."""
         grant = self._grant(event)
         if grant is None or isinstance(grant, str):
             return grant
@@ -292,8 +317,10 @@ class Authorization:
             return f"{who}: the request names no server whose project could be checked"
         try:
             server = self._lookup().find_server(ref)
-        except NotFound:
-            return f"{who}: server {ref} not found, its project cannot be checked"
+        except CloudError as exc:
+            if isinstance(exc, TemporaryError):
+                raise
+            return f"{who}: {_not_found('server', _shown(ref), exc)}, its project cannot be checked"
         real = server.project_id
         if event.project_id is not None and event.project_id != real:
             return f"the request claims project {event.project_id}, server {server.id} is in {real}"
@@ -306,7 +333,9 @@ class Authorization:
         if rule.needs_size:
             try:
                 info = self._lookup().flavor(ref)
-            except NotFound:
-                return f"{who}: flavor {ref} does not exist"
+            except CloudError as exc:
+                if isinstance(exc, TemporaryError):
+                    raise
+                return f"{who}: {_not_found('flavor', ref, exc)}"
         refusal = rule.refusal(ref, info)
         return None if refusal is None else f"{who}: {refusal}"

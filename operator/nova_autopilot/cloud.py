@@ -267,8 +267,8 @@ def _translate(call: str, exc: Exception) -> CloudError:
     if isinstance(exc, sdk_exc.HttpException):
         status = exc.status_code
         message = _message(exc)
-        if status == 404:
-            return NotFound(message, status=status, call=call)
+        if status == 404 or isinstance(exc, sdk_exc.NotFoundException):  # find: no status
+            return NotFound(message, status=404, call=call)
         if status == 409:
             return Conflict(message, status=status, call=call)
         if status == 403 and "quota" in message.lower():
@@ -276,6 +276,8 @@ def _translate(call: str, exc: Exception) -> CloudError:
         if status is not None and 400 <= status < 500 and status not in (408, 429):
             return Rejected(message, status=status, call=call)
         return CloudUnavailable(message, status=status, call=call)
+    if isinstance(exc, sdk_exc.DuplicateResource):  # a name several servers share
+        return Rejected(str(exc), call=call)
     return CloudUnavailable(f"{type(exc).__name__}: {exc}", call=call)
 
 

@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from nova_autopilot.authorization import Authorization, AuthorizationError, load_grants
-from nova_autopilot.errors import BadMessage
+from nova_autopilot.errors import BadMessage, CloudUnavailable, Rejected
 from nova_autopilot.events import Event
 from tests.unit.fakes import FakeCloud, FakeServer
 from tests.unit.policy_helpers import request_event
@@ -135,8 +135,31 @@ def test_the_servers_real_project_decides_not_the_claim(
 
 
 def test_a_server_that_cannot_be_found_cannot_be_authorised(table: Authorization) -> None:
-    missing = signed("team-a", server={"id": "00000000-0000-4000-8000-000000000000"})
-    assert "not found" in str(operation(table, missing, flavor="m1.large"))
+    gone = "00000000-0000-4000-8000-000000000000"
+    missing = signed("team-a", server={"id": gone})
+    assert operation(table, missing, flavor="m1.large") == (
+        f"key team-a: server {gone} not found in Nova, its project cannot be checked"
+    )
+    by_name = signed("team-a", server={"name": "web-z"})
+    assert operation(table, by_name, flavor="m1.large") == (
+        "key team-a: server web-z not found in Nova, its project cannot be checked"
+    )
+
+
+def test_nova_refusing_the_lookup_is_a_refusal_nova_failing_it_is_retried(
+    table: Authorization, cloud: FakeCloud
+) -> None:
+    event = signed("team-a", server={"id": SID})
+    cloud.fail["server"] = [Rejected("Policy doesn't allow it", status=403, call="server")]
+    assert operation(table, event, flavor="m1.large") == (
+        f"key team-a: server {SID} cannot be looked up in Nova (403: Policy doesn't allow it), "
+        "its project cannot be checked"
+    )
+    unavailable = CloudUnavailable("503 Service Unavailable", status=503, call="server")
+    cloud.fail["server"] = [unavailable]
+    with pytest.raises(CloudUnavailable):  # a TemporaryError: the bus retries the request
+        operation(table, event, flavor="m1.large")
+    assert operation(table, event, flavor="m1.large") is None  # Nova is back
 
 
 def test_the_flavor_must_be_named_and_within_the_size_limits(
@@ -149,7 +172,9 @@ def test_the_flavor_must_be_named_and_within_the_size_limits(
     )
     cloud.flavors = (*cloud.flavors, "m1.tiny")
     assert "not among" in str(operation(table, event, flavor="m1.tiny"))
-    assert operation(table, event, flavor="m9.none") == "key team-a: flavor m9.none does not exist"
+    assert operation(table, event, flavor="m9.none") == (
+        "key team-a: flavor m9.none not found in Nova"
+    )
 
 
 def test_the_file_must_be_private_and_complete(tmp_path: Path) -> None:
