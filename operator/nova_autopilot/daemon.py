@@ -303,7 +303,10 @@ class Daemon:
     def handle(self, event: Event, delivery: Delivery) -> None:
         """What the bus calls for every message."""
         self.engine.handle(
-            event, correlation_id=delivery.correlation_id, reply_to=delivery.reply_to
+            event,
+            correlation_id=delivery.correlation_id,
+            reply_to=delivery.reply_to,
+            redelivered=delivery.repeated,
         )
 
     # -- health and status ------------------------------------------------

@@ -2,11 +2,17 @@
 
 :meth:`Engine.handle` is what the bus calls for every message. When it
 returns, the message's decisions are in the journal and the bus may
-acknowledge it; a duplicate (same message id, same request id) writes
-nothing and is answered with the first copy's outcome, while a request id
-used again for another request (another body or key) is refused as
-``replayed``. Only the engine catches broadly: a failing operation ends in
-the journal, never in the bus.
+acknowledge it. A copy the bus delivers again (``redelivered``: the
+broker's redelivery, or the bus's own delayed retry) writes nothing: a
+notification is dropped, a request answered with the first copy's outcome.
+A request whose id was already accepted is refused as ``replayed`` when its
+copy was published anew (an exact copy sent again, by its sender or by
+someone who caught it) or says something else (another body or key). A
+request its key may not have done (the action, the flavor, the server's
+project) is refused as ``not_authorized`` before anything is recorded, all
+of it if any of its decisions is. Those refusals are ``BadMessage``: the
+bus dead-letters them with the reason. Only the engine catches broadly: a
+failing operation ends in the journal, never in the bus.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from nova_autopilot.journal import (
     Journal,
     NewOperation,
     Operation,
+    UnknownOperation,
 )
 from nova_autopilot.logs import bound, get_logger
 from nova_autopilot.policies import Match, PolicySet
@@ -207,14 +214,29 @@ class Engine:
     # -- intake -----------------------------------------------------------
 
     def handle(
-        self, event: Event, *, correlation_id: str | None = None, reply_to: str | None = None
+        self,
+        event: Event,
+        *,
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+        redelivered: bool = False,
     ) -> list[str]:
-        """Decide on one event; the ids of the operations it created."""
+        """Decide on one event; the ids of the operations it created.
+
+        ``redelivered``: the bus delivers this copy again (the broker's
+        redelivery or the bus's delayed retry, :attr:`Delivery.repeated
+        <nova_autopilot.bus.Delivery.repeated>`), so a request already accepted
+        is answered, not refused as ``replayed``."""
         now = self._clock()
         if event.source == "request" and event.event_type in OPERATION_TYPES:
             self.tally.received(event.source, event.event_type, matched=True)
             return self._holding.answer(
-                event, now, correlation_id, reply_to, check=self._check_approver
+                event,
+                now,
+                correlation_id,
+                reply_to,
+                check=self._check_approver,
+                redelivered=redelivered,
             )
         self._runner.notify(event)
         matches = self._policies().match(event)
@@ -226,7 +248,9 @@ class Engine:
         if not matches:
             return []  # nothing decided, nothing to record: a duplicate would change nothing
         with self._holding.locked(_server_ref(m, event)[0] for m in matches) as elsewhere:
-            return self._decide(matches, event, now, correlation_id, reply_to, elsewhere)
+            return self._decide(
+                matches, event, now, correlation_id, reply_to, elsewhere, redelivered=redelivered
+            )
 
     def _decide(
         self,
@@ -236,32 +260,43 @@ class Engine:
         correlation_id: str | None,
         reply_to: str | None,
         elsewhere: frozenset[str] = frozenset(),
+        *,
+        redelivered: bool = False,
     ) -> list[str]:
         """Plan, record and start the decisions of one event (its servers locked; those
         ``elsewhere`` are held by another daemon, whose operation runs there: busy)."""
         key = event.dedupe_key or f"{event.source}:unkeyed:{uuid.uuid4().hex}"
-        refusals = [self._unauthorized(m, event) for m in matches]
-        with self._deciding:
-            plans = [
-                _final(
-                    self._refused_if(
-                        self._plan(m, event, now, correlation_id, reply_to, elsewhere), refusal
-                    )
+        plans: list[tuple[NewOperation, guards.Verdict, Match]] = []
+        if event.source == "request" and self._journal.is_processed(key):
+            # A copy of a request already decided (or one reusing its id): the first
+            # decision stands; the journal says which, without asking Nova again.
+            accepted = self._journal.accept(message_key=key, now=now, fingerprint=event.fingerprint)
+        else:
+            self._authorize(matches, event)
+            with self._deciding:
+                plans = [
+                    _final(self._plan(m, event, now, correlation_id, reply_to, elsewhere))
+                    for m in matches
+                ]
+                accepted = self._journal.accept(
+                    message_key=key,
+                    operations=[new for new, _, _ in plans],
+                    now=now,
+                    fingerprint=event.fingerprint,
                 )
-                for m, refusal in zip(matches, refusals, strict=True)
-            ]
-            accepted = self._journal.accept(
-                message_key=key,
-                operations=[new for new, _, _ in plans],
-                now=now,
-                fingerprint=event.fingerprint,
-            )
         if isinstance(accepted, Duplicate):
             if accepted.fingerprint not in (None, event.fingerprint):
                 raise BadMessage(
                     "replayed",
                     f"request id {event.request_id} was used at "
                     f"{accepted.first_seen_at.isoformat()} for another request",
+                )
+            if event.source == "request" and not redelivered:
+                raise BadMessage(
+                    "replayed",
+                    f"request id {event.request_id} was accepted at "
+                    f"{accepted.first_seen_at.isoformat()} ({self._so_far(accepted)}); "
+                    "a copy published again is never carried out",
                 )
             self.tally.duplicate(event.source)
             log.info("intake.duplicate", message_key=key, first_seen_at=str(accepted.first_seen_at))
@@ -328,32 +363,39 @@ class Engine:
         )
         return self._holding.record_as(new, verdict, policy, now), verdict, match
 
-    def _unauthorized(self, match: Match, event: Event) -> str | None:
-        """Why the request's key may not have this match done (None: it may).
-        Asked before the guards, outside the decision lock: it may read Nova."""
-        if self._authorizer is None or event.source != "request" or match.error:
-            return None
-        server_id, server_name = _server_ref(match, event)
-        return self._authorizer.check_operation(
-            event,
-            action=match.action,
-            params=match.params,
-            server_id=server_id,
-            server_name=server_name,
-        )
+    def _authorize(self, matches: list[Match], event: Event) -> None:
+        """Refuse the whole request (``BadMessage("not_authorized")``) when its key
+        may not have one of its matches done. Asked before the guards and before
+        anything is recorded, outside the decision lock: it may read Nova, and a
+        temporary failure there propagates (the bus retries the request)."""
+        if self._authorizer is None or event.source != "request":
+            return
+        for match in matches:
+            if match.error:
+                continue  # refused for its parameters, with nothing sent to Nova
+            server_id, server_name = _server_ref(match, event)
+            refusal = self._authorizer.check_operation(
+                event,
+                action=match.action,
+                params=match.params,
+                server_id=server_id,
+                server_name=server_name,
+            )
+            if refusal is not None:
+                raise BadMessage("not_authorized", refusal)
 
-    @staticmethod
-    def _refused_if(
-        plan: tuple[NewOperation, guards.Verdict, Match], refusal: str | None
-    ) -> tuple[NewOperation, guards.Verdict, Match]:
-        """The plan, or its refusal when the key may not have it done: whatever
-        the guards said, an unauthorised request is refused as such."""
-        if refusal is None:
-            return plan
-        new, _, match = plan
-        unheld = dataclasses.replace(new, phase=INITIAL_PHASE, state={})
-        verdict = guards.Verdict("refuse", f"not_authorized: {refusal}", "not_authorized")
-        return unheld, verdict, match
+    def _so_far(self, duplicate: Duplicate) -> str:
+        """What the first copy of a request led to, as the journal holds it now."""
+        states = []
+        for op_id in duplicate.operation_ids:
+            try:
+                operation = self._journal.get(op_id)
+            except UnknownOperation:
+                states.append(f"operation {op_id} pruned")
+                continue
+            now = operation.outcome or f"in progress ({operation.phase})"
+            states.append(f"operation {op_id} {operation.action}: {now}")
+        return "; ".join(states) or "it led to no operation"
 
     def _check_approver(self, operation: Operation, event: Event) -> None:
         """A key may approve or reject only what it could have asked for."""

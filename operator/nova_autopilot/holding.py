@@ -7,7 +7,8 @@ says what such an operation is. :class:`Holding` records it in its phase,
 keeps its deadline, releases queued ones in turn when their server is free,
 and answers an operator's ``operation.approve`` / ``operation.reject``
 request, before any policy. Deciding, releasing and approving on one server
-never interleave.
+never interleave. A decision request is taken once: a copy the bus delivers
+again is dropped, one published anew is refused as ``replayed``.
 
 When a held operation is released, the guards are asked again (the breakers,
 the server free of others, the cooldown, the concurrency cap, dry-run, approval
@@ -333,14 +334,17 @@ class Holding:
         reply_to: str | None,
         *,
         check: Callable[[Operation, Event], None] | None = None,
+        redelivered: bool = False,
     ) -> list[str]:
         """Apply an operator's decision; ``check`` may refuse it (raises
-        ``BadMessage``) once the operation is known to await approval."""
+        ``BadMessage``) once the operation is known to await approval.
+        A decision already taken is dropped when the bus delivers its copy
+        again (``redelivered``), refused as ``replayed`` when it was published
+        anew."""
         op_id = str(event.payload["operation_id"])
         key = event.dedupe_key or f"request:unkeyed:{uuid.uuid4().hex}"
         if self._journal.is_processed(key):
-            self._duplicate(event.source)
-            log.info("intake.duplicate", message_key=key)
+            self._repeated(event, key, op_id, None, redelivered=redelivered)
             return []
         try:
             operation = self._journal.get(op_id)
@@ -355,8 +359,9 @@ class Holding:
             self._check_awaiting(operation, event)
             if check is not None:
                 check(operation, event)
-            if isinstance(self._journal.accept(message_key=key, now=now), Duplicate):
-                self._duplicate(event.source)
+            accepted = self._journal.accept(message_key=key, now=now, fingerprint=event.fingerprint)
+            if isinstance(accepted, Duplicate):
+                self._repeated(event, key, op_id, accepted, redelivered=redelivered)
                 return []
             try:
                 decision = self._apply_decision(operation, event, now)
@@ -371,6 +376,51 @@ class Holding:
             answer = self._result(self._journal.get(op_id)) | decision
             self._publish(answer, correlation_id, reply_to)
         return []
+
+    def _repeated(
+        self,
+        event: Event,
+        key: str,
+        op_id: str,
+        first: Duplicate | None,
+        *,
+        redelivered: bool,
+    ) -> None:
+        """A decision request whose id was taken before: drop the bus's copy of it,
+        refuse (``replayed``) one published anew or saying something else."""
+        other = first is not None and first.fingerprint not in (None, event.fingerprint)
+        if redelivered and not other:
+            self._duplicate(event.source)
+            log.info("intake.duplicate", message_key=key)
+            return
+        when = f" at {first.first_seen_at.isoformat()}" if first is not None else ""
+        if other:
+            raise BadMessage(
+                "replayed", f"request id {event.request_id} was used{when} for another request"
+            )
+        raise BadMessage(
+            "replayed",
+            f"request id {event.request_id} was accepted{when} "
+            f"({self._decided(op_id, event.request_id)}); "
+            "a copy published again is never carried out",
+        )
+
+    def _decided(self, op_id: str, request_id: str | None) -> str:
+        """What became of the operation a decision request was about, and when
+        the decision was taken, as the journal holds them now."""
+        try:
+            operation = self._journal.get(op_id)
+        except UnknownOperation:
+            return f"operation {op_id} pruned"
+        taken = [
+            s
+            for s in self._journal.steps(op_id)
+            if s.name in ("approved", "rejected") and s.detail.get("request_id") == request_id
+        ]
+        state = operation.outcome or f"in progress ({operation.phase})"
+        if not taken:
+            return f"operation {op_id}: {state}"
+        return f"{taken[0].name} at {taken[0].at.isoformat()}; operation {op_id}: {state}"
 
     @staticmethod
     def _check_awaiting(operation: Operation, event: Event) -> None:

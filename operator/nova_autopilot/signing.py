@@ -12,9 +12,11 @@ must not be readable by group or others::
 
 Verification refuses unsigned requests, unknown keys, bad signatures,
 requests older than ``max_age`` seconds and requests dated more than
-``max_skew`` seconds ahead. A replayed copy of a recent request is a
-duplicate: the engine answers it with the first outcome, and refuses the same
-request id used again for another body (``docs/security.md``).
+``max_skew`` seconds ahead. A signature says nothing about how many times a
+request was sent: a copy published again within ``max_age`` verifies, and the
+engine refuses it as ``replayed`` (its request id was already accepted), as
+it does the same id used for another body or key; only a copy the bus itself
+delivers again is answered with the first outcome (``docs/security.md``).
 """
 
 from __future__ import annotations

@@ -153,8 +153,12 @@ def test_the_daemon_resizes_on_request_answers_once_rescues_on_nova_events_and_s
         assert (code, result["outcome"]) == (0, "confirmed")
         assert sandbox.server(web.id).flavor.name == "m1.large"
 
-        code, again = send(conf, env, *request)  # sent again unchanged: the first answer
-        assert (again["outcome"], again["duplicate"]) == ("confirmed", True)
+        # Sent again unchanged, a new publish: refused as replayed, saying what the first did.
+        code, again = send(conf, env, *request)
+        assert (code, again["outcome"], again["refused"]) == (1, "refused", "replayed")
+        assert "resize: confirmed" in again["reason"]
+        dead = f"{'nova-autopilot.requests'}.dead"
+        until(lambda: rabbit_queues().get(dead) == 1, 30, "the copy dead-lettered")
         resizes = sum(n for k, n in sandbox.request_counts().items() if k.endswith(" resize"))
         assert resizes == 1
 
@@ -177,8 +181,7 @@ def test_the_daemon_resizes_on_request_answers_once_rescues_on_nova_events_and_s
                 {"type": "server.repair.done", "id": "forged-1", "server": {"id": db.id},
                  "timestamp": datetime.now(timezone.utc).isoformat()}
             )  # fmt: skip
-        dead = f"{'nova-autopilot.requests'}.dead"
-        until(lambda: rabbit_queues().get(dead) == 1, 30, "the forged request dead-lettered")
+        until(lambda: rabbit_queues().get(dead) == 2, 30, "the forged request dead-lettered")
         # The id of a processed request, reused for another request: refused as replayed.
         signed = subprocess.run(
             [str(BIN / "nova-autopilot"), "--config-file", str(conf), "send", "--type",
@@ -187,7 +190,7 @@ def test_the_daemon_resizes_on_request_answers_once_rescues_on_nova_events_and_s
             env=env, capture_output=True, text=True, check=True, timeout=60,
         )  # fmt: skip
         assert signed.returncode == 0
-        until(lambda: rabbit_queues().get(dead) == 2, 30, "the replayed request dead-lettered")
+        until(lambda: rabbit_queues().get(dead) == 3, 30, "the replayed request dead-lettered")
         assert daemon.logged("intake.dead_lettered")[-1]["reason"] == "replayed"
         assert sandbox.server(web.id).flavor.name == "m1.large"
         assert sandbox.server(db.id).vm_state == "rescued"

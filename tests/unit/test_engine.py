@@ -83,9 +83,13 @@ class World:
             reporter=self.results,
         )
 
-    def approve(self, request_id: str = "r-1", flavor: str = "m1.large") -> list[str]:
+    def approve(
+        self, request_id: str = "r-1", flavor: str = "m1.large", *, redelivered: bool = False
+    ) -> list[str]:
         event = request_event(id=request_id, flavor=flavor)
-        return self.engine.handle(event, correlation_id=f"c-{request_id}", reply_to="answers")
+        return self.engine.handle(
+            event, correlation_id=f"c-{request_id}", reply_to="answers", redelivered=redelivered
+        )
 
     def nova(self, event_type: str) -> None:
         self.engine.handle(nova_event(event_type, uuid=SID))
@@ -132,14 +136,34 @@ def test_an_approved_request_is_journaled_carried_out_and_answered(world: World)
     assert [s.name for s in world.journal.steps(op_id)][-1] == "settled"
 
 
-def test_a_duplicate_request_is_not_executed_twice_and_gets_the_first_outcome(world: World) -> None:
+def test_a_request_the_bus_delivers_again_is_not_executed_twice_and_gets_the_first_outcome(
+    world: World,
+) -> None:
     (op_id,) = world.approve()
     finish_resize(world, op_id)
-    assert world.approve() == []
+    assert world.approve(redelivered=True) == []
     assert world.engine.tally.snapshot().duplicates == {"request": 1}
     answers = world.results.to("answers")
     assert [a["outcome"] for a in answers] == ["confirmed", "confirmed"]
     assert answers[1]["duplicate"] is True
+    assert world.cloud.calls["resize"] == 1
+
+
+def test_an_exact_copy_published_again_is_refused_as_replayed_with_the_first_outcome(
+    world: World,
+) -> None:
+    (op_id,) = world.approve()
+    with pytest.raises(BadMessage) as caught:
+        world.approve()  # while the first copy runs
+    assert caught.value.reason == "replayed"
+    assert caught.value.detail.startswith("request id r-1 was accepted at ")
+    assert f"operation {op_id} resize: in progress (" in caught.value.detail
+    finish_resize(world, op_id)
+    with pytest.raises(BadMessage) as caught:
+        world.approve()
+    assert f"operation {op_id} resize: confirmed" in caught.value.detail
+    assert world.engine.tally.snapshot().duplicates == {}
+    assert [a["outcome"] for a in world.results.to("answers")] == ["confirmed"]
     assert world.cloud.calls["resize"] == 1
 
 

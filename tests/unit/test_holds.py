@@ -94,9 +94,14 @@ class Held(World):
         )
         return op_id
 
-    def decide(self, verb: str, op_id: str, request_id: str, **fields: Any) -> list[str]:
+    def decide(
+        self, verb: str, op_id: str, request_id: str, *, redelivered: bool = False, **fields: Any
+    ) -> list[str]:
         return self.engine.handle(
-            decision(verb, op_id, request_id, **fields), correlation_id=request_id, reply_to="ops"
+            decision(verb, op_id, request_id, **fields),
+            correlation_id=request_id,
+            reply_to="ops",
+            redelivered=redelivered,
         )
 
 
@@ -333,13 +338,32 @@ def test_a_decision_naming_another_server_is_refused(held: Held) -> None:
     assert held.journal.get(op_id).phase == AWAITING_APPROVAL
 
 
-def test_a_repeated_approval_is_a_duplicate(held: Held) -> None:
+def test_an_approval_the_bus_delivers_again_is_a_duplicate(held: Held) -> None:
     op_id = held.rescue()
     held.decide("approve", op_id, "a-1")
-    held.decide("approve", op_id, "a-1")
+    assert held.decide("approve", op_id, "a-1", redelivered=True) == []
     assert held.engine.tally.snapshot().duplicates == {"request": 1}
     finish_rescue(held, op_id)
     assert held.cloud.calls["rescue"] == 1
+
+
+@pytest.mark.parametrize("verb", ["approve", "reject"])
+def test_a_decision_published_again_is_refused_as_replayed(held: Held, verb: str) -> None:
+    op_id = held.rescue()
+    held.decide(verb, op_id, "a-1")
+    with pytest.raises(BadMessage) as caught:
+        held.decide(verb, op_id, "a-1")
+    assert caught.value.reason == "replayed"
+    name = "approved" if verb == "approve" else "rejected"
+    assert caught.value.detail.startswith(f"request id a-1 was accepted ({name} at ")
+    assert f"operation {op_id}: " in caught.value.detail
+    assert held.engine.tally.snapshot().duplicates == {}
+    if verb == "approve":
+        finish_rescue(held, op_id)
+        assert held.cloud.calls["rescue"] == 1
+    else:
+        assert held.journal.get(op_id).outcome == "rejected"
+        assert held.cloud.calls["rescue"] == 0
 
 
 def test_approval_checks_the_guards_again(held: Held) -> None:

@@ -13,8 +13,10 @@ decides what happens to the message:
   reason ``handler_error: <ExceptionType>`` and the bus keeps consuming.
 
 Messages are delivered at least once: the same message can reach the handler
-twice (after a lost connection, or a stop in the middle of a call). The
-handler recognises it by ``event.dedupe_key`` / ``delivery.message_id``.
+twice (after a lost connection, a stop in the middle of a call, or a delayed
+retry). The handler recognises it by ``event.dedupe_key`` /
+``delivery.message_id``, and tells such a copy from one published anew by
+``delivery.repeated``.
 """
 
 from __future__ import annotations
@@ -60,6 +62,16 @@ class Delivery:
     exchange: str = ""
     routing_key: str = ""
 
+    @property
+    def repeated(self) -> bool:
+        """Whether the bus delivers this copy again rather than someone having
+        published it anew: the broker's redelivery of an unacknowledged message,
+        or the bus's own delayed retry (it comes back from its delay queue
+        through the default exchange, which only the daemon may publish to, with
+        an attempt number above 1). An attempt header on a message published to
+        any other exchange proves nothing: anyone can write headers."""
+        return self.redelivered or (self.attempt > 1 and self.exchange == "")
+
 
 class Handler(Protocol):
     """Receives every event that could be parsed; see the module docstring for
@@ -89,7 +101,8 @@ class Refused:
     """A message the bus dead-lettered, as told to a :data:`RefusalSink`.
 
     ``event`` is the parsed message when it could be parsed (a refusal by the
-    handler), else None; ``body`` and ``headers`` are as received."""
+    handler, after the request's signature was verified), else None; ``body``
+    and ``headers`` are as received."""
 
     source: Source
     queue: str
@@ -101,6 +114,7 @@ class Refused:
     message_id: str | None
     correlation_id: str | None
     at: datetime
+    reply_to: str | None = None
 
 
 #: Told of every message dead-lettered, after its copy is in the dead-letter

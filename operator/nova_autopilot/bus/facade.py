@@ -14,6 +14,13 @@
     ...
     bus.stop(timeout=30)        # SIGTERM: drain, close, leave the rest queued
 
+A request the handler refuses (``BadMessage``: ``replayed``,
+``not_authorized``...) is dead-lettered, told to ``on_refused``, and answered
+on its ``reply_to`` with outcome ``refused`` and the reason. One refused
+before its signature was verified (forged, unsigned, expired...) is never
+answered: a reply would let whoever forged it make the daemon publish to a
+queue of their choosing.
+
 The transport URL alone decides between RabbitMQ and the in-process broker
 (``memory://``) of the demo.
 """
@@ -23,6 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from oslo_config import cfg
 
@@ -30,7 +38,14 @@ from nova_autopilot.bus.client import RequestClient
 from nova_autopilot.bus.compression import bound_decompression
 from nova_autopilot.bus.connection import notification_broker, request_broker
 from nova_autopilot.bus.counters import CounterSnapshot
-from nova_autopilot.bus.delivery import Handler, RefusalSink, RequestCheck, Verifier, accept_all
+from nova_autopilot.bus.delivery import (
+    Handler,
+    RefusalSink,
+    Refused,
+    RequestCheck,
+    Verifier,
+    accept_all,
+)
 from nova_autopilot.bus.intake import Intake, IntakeHealth
 from nova_autopilot.bus.notifications import notification_intake
 from nova_autopilot.bus.requests import request_intake
@@ -73,6 +88,7 @@ class Bus:
         """``verify`` checks each request's signature, ``check_request`` whether
         its key may send it; ``on_refused`` is told of every request dead-lettered."""
         self._conf = conf
+        self._on_refused = on_refused
         bound_decompression(max(conf.intake.max_message_bytes, conf.requests.max_message_bytes))
         self._request_broker = request_broker(conf)
         self.notifications: Intake | None = None
@@ -90,13 +106,44 @@ class Bus:
                 handler=request_handler,
                 verify=verify,
                 check=check_request,
-                on_dead_letter=on_refused,
+                on_dead_letter=self._refused,
                 broker=self._request_broker,
                 retry_delays=retry_delays,
             )
         self.results = ResultPublisher(broker=self._request_broker, exchange=results_exchange(conf))
         self._started = False
         self._stopped = False
+
+    def _refused(self, refused: Refused) -> None:
+        """A request was dead-lettered: tell ``on_refused``, then answer the
+        requester when the handler refused it (its signature was verified)."""
+        try:
+            if self._on_refused is not None:
+                self._on_refused(refused)
+        finally:
+            if refused.event is not None and refused.reply_to:
+                self._answer_refusal(refused, refused.reply_to)
+
+    def _answer_refusal(self, refused: Refused, reply_to: str) -> None:
+        event = refused.event
+        assert event is not None
+        answer: dict[str, Any] = {
+            "request_id": event.request_id,
+            "type": event.event_type,
+            "action": None,
+            "outcome": "refused",
+            "reason": f"{refused.reason}: {refused.detail}",
+            "refused": refused.reason,
+        }
+        try:
+            self.results.reply(answer, correlation_id=refused.correlation_id, reply_to=reply_to)
+        except Exception as exc:  # noqa: BLE001 - the dead letter is kept: that is what counts
+            log.warning(
+                "intake.refusal_not_answered",
+                reason=refused.reason,
+                reply_to=reply_to,
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     @property
     def intakes(self) -> tuple[Intake, ...]:

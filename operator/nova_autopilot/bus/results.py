@@ -129,7 +129,8 @@ class ResultPublisher:
         """Send ``result`` to the requester's ``reply_to`` queue only (it may hold
         what only the requester may read, such as a rescued server's password)."""
         body = json.dumps(result, separators=(",", ":"), default=_json_default).encode()
-        action, outcome = str(result.get("action")), str(result.get("outcome"))
+        action = str(result.get("action") or "request")
+        outcome = str(result.get("outcome"))
         properties = _properties(action, outcome, correlation_id, None)
         with self._lock:
             self._send(body, "", reply_to, properties)

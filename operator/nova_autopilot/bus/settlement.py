@@ -251,6 +251,7 @@ class Settlement:
             message_id=job.delivery.message_id,
             correlation_id=job.delivery.correlation_id,
             at=self._now(),
+            reply_to=job.delivery.reply_to,
         )
         try:
             self._on_dead_letter(refused)
