@@ -379,7 +379,8 @@ def _publish(args: argparse.Namespace, body: dict[str, Any]) -> int:
         _print_json(result)
     else:
         outcome = result.get("outcome") or "running"
-        print(f"{result.get('action')} {outcome}: {result.get('reason') or 'ok'}")
+        what = result.get("action") or result.get("type")  # a refused request has no action
+        print(f"{what} {outcome}: {result.get('reason') or 'ok'}")
         for key in ("operation_id", "server_id", "nova_requests"):
             print(f"  {key}: {result.get(key)}")
         for key in ("decision", "by", "approval_until"):
