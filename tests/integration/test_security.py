@@ -6,16 +6,16 @@ or the id reused) or beyond what their key may ask are refused with their
 reason, dead-lettered, recorded in the journal's refusals, and never reach
 Nova; those refused after their signature was verified are also answered as
 refused, with the reason; a request signed with a key rotated in works; and
-afterwards no secret (the cloud's token, the broker's password, the signing
-keys, a rescued server's admin password) is found in anything the daemon
-wrote, except the requester's own reply."""
+afterwards no secret (the cloud's token, the broker's password, the journal
+database's password, the signing keys, a rescued server's admin password) is
+found in anything the daemon wrote, except the requester's own reply. The
+journal is on MariaDB, reached as a user of its own with a password."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import uuid
 from collections import Counter
@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import sqlalchemy as sa
 import yaml
 from kombu import Connection, Queue
 
@@ -38,6 +39,7 @@ from tests.integration import bus_support
 from tests.integration.bus_support import HOST, PORT, Rabbit, take_all
 from tests.integration.stack import clouds_yaml, until
 from tests.integration.test_daemon import BIN, Running
+from tests.integration.test_journal_databases import SERVERS, _unavailable
 
 rabbit = bus_support.rabbit
 pytestmark = pytest.mark.integration
@@ -82,6 +84,7 @@ class World:
             "ops-2026-12": distinctive("ops-new-key"),
         }
         self.cloud_token = "admin:" + distinctive("cloud-token")
+        self.journal_url = self._journal_database()
         self.broker_user = f"autopilot-{uuid.uuid4().hex[:8]}"
         self.broker_password = distinctive("broker-password")
         bus_support._ctl("add_user", self.broker_user, self.broker_password)
@@ -106,7 +109,51 @@ class World:
             **named,
             "cloud token": self.cloud_token.split(":", 1)[1],
             "broker password": self.broker_password,
+            "journal database password": self.database_password,
         }
+
+    def _journal_database(self) -> str:
+        """A MariaDB database for the journal and a user of its own, with a password."""
+        server = SERVERS["mariadb"]
+        try:
+            server.ping()
+        except sa.exc.DBAPIError as error:
+            _unavailable(str(error.orig))
+        self.database = server.create_database()
+        self.database_user = f"na_{uuid.uuid4().hex[:10]}"
+        self.database_password = distinctive("database-password")
+        admin = sa.create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(
+                    sa.text(f"CREATE USER '{self.database_user}'@'%' IDENTIFIED BY :password"),
+                    {"password": self.database_password},
+                )
+                conn.execute(
+                    sa.text(f"GRANT ALL ON `{self.database}`.* TO '{self.database_user}'@'%'")
+                )
+        finally:
+            admin.dispose()
+        return (
+            sa.make_url(server.url_of(self.database))
+            .set(username=self.database_user, password=self.database_password)
+            .render_as_string(hide_password=False)
+        )
+
+    def journal_dump(self) -> str:
+        """Every row of every table of the journal, as text."""
+        engine = sa.create_engine(self.journal_url)
+        try:
+            tables = sa.MetaData()
+            tables.reflect(engine)
+            with engine.connect() as conn:
+                return "\n".join(
+                    repr(tuple(row))
+                    for table in tables.sorted_tables
+                    for row in conn.execute(sa.select(table))
+                )
+        finally:
+            engine.dispose()
 
     def _write_files(self) -> Path:
         tmp = self.tmp
@@ -144,6 +191,7 @@ class World:
             f"[DEFAULT]\ntransport_url = {broker}\nstate_dir = {self.state}\nstop_timeout = 20\n"
             f"[policies]\npath = {tmp / 'policies.yaml'}\n"
             "[cloud]\ncloud = sandbox\npoll_interval = 2\n"
+            f"[journal]\nconnection = {self.journal_url}\n"
             f"[requests]\nsigning_keys_file = {keys}\nauthorization_file = {table}\n"
             "[notifications]\nretry_delays = 1\n"
             "[logging]\nformat = json\nlevel = DEBUG\n"
@@ -153,6 +201,14 @@ class World:
     def close(self) -> None:
         self.sandbox.stop()
         bus_support._ctl("delete_user", self.broker_user)
+        server = SERVERS["mariadb"]
+        server.drop_database(self.database)
+        admin = sa.create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f"DROP USER IF EXISTS '{self.database_user}'@'%'"))
+        finally:
+            admin.dispose()
 
 
 @pytest.fixture
@@ -313,7 +369,7 @@ def test_refused_requests_never_reach_nova_and_no_secret_is_written_anywhere(
     details = {m.headers["x-autopilot-detail"] for m in dead}
     assert {f"not_authorized: {d}" for d in details} >= set(refused_operations)
 
-    journal = Journal.open(f"sqlite:///{world.state / 'journal.sqlite'}", migrate_schema=False)
+    journal = Journal.open(world.journal_url, migrate_schema=False)
     try:
         recorded = Counter((r.request_id, r.reason, r.key_id) for r in journal.refusals())
         decided = [(op.request_id, op.outcome) for op in journal.history()]
@@ -339,8 +395,8 @@ def test_refused_requests_never_reach_nova_and_no_secret_is_written_anywhere(
         f"{m.body!r} {m.headers} {m.properties}" for m in results
     )
     written["dead letters"] = "\n".join(f"{m.body!r} {m.headers} {m.properties}" for m in dead)
-    with sqlite3.connect(world.state / "journal.sqlite") as db:
-        written["journal dump"] = "\n".join(db.iterdump())
+    written["journal dump"] = world.journal_dump()
+    assert "confirmed" in written["journal dump"]  # the dump reads the daemon's journal
     for path in sorted(world.state.rglob("*")):
         if path.is_file():
             written[f"state file {path.name}"] = path.read_bytes().decode("utf-8", "replace")
