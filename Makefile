@@ -1,22 +1,29 @@
 # nova-autopilot: every set-up step a fresh machine needs is behind these targets.
-#   make demo   - install into .venv and run the embedded demo
-#   make test   - install into .venv, start the local services, lint, type-check, build the
-#                 documentation, run every test
+#   make demo   - install the package alone into .venv and run the embedded demo
+#   make test   - install the package with its test and docs tools into .venv, start the local
+#                 services, lint, type-check, build the documentation, run every test
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The package and what it needs to run (all the demo needs) ...
+PACKAGE_STAMP := $(VENV)/.installed-package
+# ... and with the test and documentation tools and the journal's drivers (everything else).
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck docs unit sample bench novabox-up novabox-down novabox-status clean
 
-$(STAMP): setup.py pyproject.toml requirements/constraints.txt
+$(PACKAGE_STAMP): setup.py pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e .
+	touch $@
+
+$(STAMP): $(PACKAGE_STAMP)
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test,docs]'
 	touch $@
 
-demo: $(STAMP)
+demo: $(PACKAGE_STAMP)
 	$(BIN)/nova-autopilot demo
 
 test: $(STAMP)
