@@ -19,15 +19,20 @@ operation step by step:
 4. a server whose first boot failed (never launched) is left alone.
 
 How each flow's condition is staged is the :mod:`~nova_autopilot.staging`
-module's business; a flow it cannot stage is skipped, with the reason. The
-demo prints the history at the end and exits 0 only if every flow that ran
-ended as expected and at least one ran.
+module's business; a flow it cannot stage is skipped, with the reason. At
+the end the demo prints the journal's history of what was done, as
+``nova-autopilot history`` renders it (each operation's event, policy,
+decision, steps with their Nova calls and gate checks, outcome), then the
+verdict of each flow; it exits 0 only if every flow that ran ended as
+expected and at least one ran.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -155,6 +160,7 @@ def run(
     outcomes: dict[str, Outcome] = {}
     skipped: dict[str, str] = {}
     interrupted = False
+    left: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nova-autopilot-demo-") as tmp:
         world = _World(Path(tmp), show, stage)
         try:
@@ -174,6 +180,7 @@ def run(
                 left = world.stop()
         for problem in left:
             show(f"NOT CLEANED UP: {problem}")
+        _history(show, world.journal_url, color=out is print and _color(sys.stdout))
     code = _verdict(show, outcomes, skipped)
     if interrupted:
         show("demo: interrupted")
@@ -218,6 +225,7 @@ class _World:
         self.conf: Any = None
         self.daemon: Any = None
         self.client: Any = None
+        self.journal_url = f"sqlite:///{tmp / 'journal.sqlite'}"
 
     def start(self) -> None:
         from nova_autopilot.bus.connection import register_oslo_options
@@ -243,7 +251,7 @@ class _World:
         self.daemon = Daemon(
             conf=conf,
             policies=PolicyHolder(str(policies)),
-            journal=Journal.open(f"sqlite:///{self.tmp / 'journal.sqlite'}", redact=redact),
+            journal=Journal.open(self.journal_url, redact=redact),
             cloud=self.stage.daemon_cloud(writes=write_limiter(conf)),
             verifier=Verifier({DEMO_KEY: self.key}, max_age_s=300),
         )
@@ -398,9 +406,29 @@ def _describe(name: str, detail: dict[str, Any]) -> str:
     return f"{name.replace('_', ' ')}" + (f" [{text}]" if text else "")
 
 
+def _color(stream: Any) -> bool:
+    """Emphasis as ``nova-autopilot history`` has it: on a terminal, unless NO_COLOR."""
+    return bool(stream.isatty()) and not os.environ.get("NO_COLOR")
+
+
+def _history(show: Show, journal_url: str, *, color: bool = False) -> None:
+    """What the journal holds, oldest first, as ``nova-autopilot history`` prints it."""
+    from nova_autopilot import history
+    from nova_autopilot.journal import Journal
+    from nova_autopilot.logs import redact
+
+    if not Path(journal_url.removeprefix("sqlite:///")).exists():
+        return  # the daemon never started: nothing was done
+    with Journal.open(journal_url, redact=redact, migrate_schema=False) as journal:
+        operations = journal.history(limit=100)[::-1]
+        views = [history.operation_view(op, journal.steps(op.id)) for op in operations]
+    show.raw("\n== history: what the daemon did (as `nova-autopilot history` shows it)")
+    show.raw(history.render(views, chains=True, color=color))
+
+
 def _verdict(show: Show, outcomes: dict[str, Outcome], skipped: Mapping[str, str]) -> int:
-    """The history table; 0 when every flow that ran ended as expected and one ran."""
-    show.raw("\n== history")
+    """The verdict of each flow; 0 when every flow that ran ended as expected and one ran."""
+    show.raw("\n== verdict")
     show.raw(f"{'flow':<16} {'action':<10} {'outcome':<12} expected")
     ok, ran = True, 0
     for name, flow in FLOWS.items():

@@ -118,6 +118,9 @@ def test_the_demo_plays_every_flow_on_the_real_nova_and_leaves_nothing_behind(
     assert "<- unrescue unrescued" in out
     assert "build-1 is ERROR and was never launched; operations on it: 0" in out
     assert "cleaned up: 4 servers deleted, the demo's queues removed" in out
+    history = out.split("\n== history: what the daemon did", 1)[1].split("\n== verdict\n")[0]
+    for outcome in ("confirmed", "reverted: health gate failed: tcp: ", "rescued", "unrescued"):
+        assert f"\n  outcome   {outcome}" in history
     assert "skipped" not in out
     assert "demo: every flow ended as expected" in out
     assert demo_servers(novabox) == []

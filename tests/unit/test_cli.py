@@ -209,7 +209,7 @@ def test_replay_against_other_policies_shows_what_changes(
     assert "removed  unrescue-when-repaired: unrescue" in out
 
 
-def test_the_demo_runs_the_daemon_through_every_flow_and_exits_0(
+def test_the_demo_runs_every_flow_prints_the_history_and_exits_0(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, out, _ = run(capsys, "demo")
@@ -219,7 +219,43 @@ def test_the_demo_runs_the_daemon_through_every_flow_and_exits_0(
     assert "<- rescue rescued" in out
     assert "<- unrescue unrescued" in out
     assert "build-1 is ERROR and was never launched; operations on it: 0" in out
-    assert "demo: every flow ended as expected" in out
+    # It ends with the journal's history (as `nova-autopilot history` shows it), then the
+    # verdict of each flow.
+    progress, _, rest = out.partition("\n== history: what the daemon did")
+    history, _, verdict = rest.partition("\n== verdict\n")
+    assert "<- unrescue unrescued" in progress
+    assert history, out
+    assert verdict, out
+    # The table of `nova-autopilot history`, oldest first: one row per operation.
+    rows = [line.split() for line in history.splitlines() if line[:4].isdigit()]
+    assert [(row[3], row[-4], row[-3]) for row in rows] == [
+        ("resize", "resize-on-approved-quota", "confirmed"),
+        ("resize", "resize-on-approved-quota", "reverted"),
+        ("rescue", "rescue-failed-boot", "rescued"),
+        ("unrescue", "unrescue-when-repaired", "unrescued"),
+    ]
+    # Then each operation's chain: its event, policy, steps with Nova calls, gate, outcome.
+    chains = history.split("\noperation ")[1:]
+    assert len(chains) == 4
+    web1, web2, db1, repaired = chains
+    assert "  event     request quota.request.approved" in web1
+    assert "  policy    resize-on-approved-quota: " in web1
+    assert "check ok   console: console does not show 'Kernel panic'" in web1
+    assert "POST /v2.1/servers/{id}/action 204  (confirm_resize)" in web1
+    assert "  outcome   confirmed\n" in web1
+    assert "check FAIL console: console shows 'Kernel panic'" in web2
+    assert "POST /v2.1/servers/{id}/action 202  (revert_resize)" in web2
+    assert "  outcome   reverted: health gate failed: console: console shows 'Kernel panic'" in web2
+    assert "  event     nova instance.update" in db1
+    assert "POST /v2.1/servers/{id}/action 200  (rescue)" in db1
+    assert "  outcome   rescued\n" in db1
+    assert "  event     request server.repair.done" in repaired
+    assert "  outcome   unrescued\n" in repaired
+    assert "Nova requests, " in repaired
+    assert "\033[" not in out  # emphasis only on a terminal
+    # The verdict closes the demo.
+    assert "build-1          none       left alone   left alone" in verdict
+    assert verdict.rstrip().endswith("demo: every flow ended as expected")
 
 
 def test_the_installed_console_script_runs() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -385,3 +386,9 @@ def test_skipped_flows_do_not_fail_the_demo_but_one_flow_must_run() -> None:
     assert "no flow could be staged here" in text
     assert verdict({**ran, "web-2": ("resize", "confirmed")}, skipped)[0] == 1
     assert verdict(ran, {})[0] == 1  # the flows that should have run have no outcome
+
+
+def test_without_a_journal_there_is_no_history_to_print(tmp_path: Path) -> None:
+    lines: list[str] = []
+    demo._history(demo.Show(lines.append), f"sqlite:///{tmp_path / 'journal.sqlite'}")
+    assert lines == []
