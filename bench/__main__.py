@@ -1,15 +1,15 @@
-"""Run every benchmark and write its table (Markdown and JSON) under bench/results/."""
+"""Run every benchmark; write its table (Markdown and JSON) under bench/results/, and one
+combined table of every benchmark's headline figures and the machine (summary.md, .json)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
-from datetime import datetime, timezone
+import time
 from pathlib import Path
 
-from bench import intake, latency, matching, observe, operations, sweeps, waiting, writes
+from bench import intake, latency, matching, observe, operations, summary, sweeps, waiting, writes
 
 BENCHMARKS = {
     "matching": matching.run,
@@ -23,28 +23,37 @@ BENCHMARKS = {
 }
 
 
-def machine() -> str:
-    import os
-
-    return f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], help="default: all")
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="every benchmark at a small size, seconds each (a smoke run: the figures "
+        "are not the ones to quote)",
+    )
     parser.add_argument("--out", default="bench/results", help="where the tables are written")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    facts = summary.machine()
+    results = {}
     for name in args.names or list(BENCHMARKS):
+        start = time.monotonic()
         result = BENCHMARKS[name](quick=args.quick)
-        result.update(machine=machine(), when=stamp)
+        took = time.monotonic() - start
+        result.update(
+            machine=summary.machine_line(facts),
+            when=facts["date"],
+            quick=args.quick,
+            seconds=round(took, 1),
+        )
         (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
         (out / f"{name}.md").write_text(result["markdown"] + "\n")
         print(result["markdown"])
-        print()
+        print(f"\n({name}: {took:.1f} s)\n", flush=True)
+        results[name] = result
+    print(summary.write(out, results, facts, quick=args.quick))
     return 0
 
 

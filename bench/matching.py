@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.summary import figure
 from nova_autopilot.events import parse_message
 from nova_autopilot.policies import PolicySet, load_texts
 from tests.samples import on_the_wire, sample
@@ -113,10 +114,28 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             f"| {row['match_cost_vs_10']:.2f}x | {row['parse_match_per_s']:,.0f} "
             f"| {1e6 / row['parse_match_per_s']:.1f} | {row['parse_match_cost_vs_10']:.2f}x |"
         )
+    small, large = rows[0], rows[-1]
+    headline = [
+        figure(
+            f"match only, {large['policies']:,} policies",
+            1e6 / large["match_per_s"],
+            "µs",
+            baseline=f"{small['policies']} policies",
+            baseline_value=1e6 / small["match_per_s"],
+        ),
+        figure(
+            f"parse + match, {large['policies']:,} policies",
+            1e6 / large["parse_match_per_s"],
+            "µs",
+            baseline="JSON decode alone",
+            baseline_value=1e6 / decode_rate,
+        ),
+    ]
     return {
         "benchmark": "matching",
         "decode_per_s": decode_rate,
         "parse_per_s": parse_rate,
         "rows": rows,
+        "headline": headline,
         "markdown": "\n".join(lines),
     }

@@ -17,6 +17,7 @@ import time
 import uuid
 from typing import Any
 
+from bench.summary import figure
 from bench.threads import per_call_us
 from nova_autopilot.bus import CounterSnapshot, IntakeHealth
 from nova_autopilot.journal import Journal
@@ -125,8 +126,30 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         + ("not reachable" if postgres is None else f"{postgres:.2f} ms")
         + " |",
     ]
+    headline = [
+        figure(
+            "one event counted, 8 threads",
+            count_8,
+            "µs",
+            baseline="1 thread",
+            baseline_value=count_1,
+        ),
+        figure(f"a scrape of {series} series", scrape, "ms"),
+        figure("the journal's write check, SQLite", sqlite, "ms"),
+    ]
+    if postgres is not None:
+        headline.append(
+            figure(
+                "the journal's write check, PostgreSQL",
+                postgres,
+                "ms",
+                baseline="SQLite",
+                baseline_value=sqlite,
+            )
+        )
     return {
         "benchmark": "observe",
+        "headline": headline,
         "count_us": {"1": count_1, "8": count_8},
         "scrape_ms": scrape,
         "series": series,
