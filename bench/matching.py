@@ -76,7 +76,7 @@ def typical_message() -> bytes:
 
 
 def run(*, quick: bool = False) -> dict[str, Any]:
-    count, repeats = (2_000, 3) if quick else (20_000, 5)
+    count, repeats = (1_000, 2) if quick else (20_000, 5)
     wire = typical_message()
     event = parse_message(wire)
 

@@ -222,7 +222,7 @@ def measure(count: int, window_s: float) -> dict[str, Any]:
 
 
 def run(*, quick: bool = False) -> dict[str, Any]:
-    count, window_s = (50, 3.0) if quick else (1_000, 30.0)
+    count, window_s = (20, 2.0) if quick else (1_000, 30.0)
     logs.configure(level="WARNING")  # a line per operation would be most of the drain's work
     r = measure(count, window_s)
     per_op_kb = (r["rss_waiting_kb"] - r["rss_before_kb"]) / count
