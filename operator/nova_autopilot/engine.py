@@ -298,7 +298,7 @@ class Engine:
                     f"{accepted.first_seen_at.isoformat()} ({self._so_far(accepted)}); "
                     "a copy published again is never carried out",
                 )
-            self.tally.duplicate(event.source)
+            self.tally.duplicate(event.source, event.event_type)
             log.info("intake.duplicate", message_key=key, first_seen_at=str(accepted.first_seen_at))
             self._answer_duplicate(accepted, correlation_id, reply_to)
             return []

@@ -77,7 +77,7 @@ class Holding:
         report: Callable[[Operation], None],
         publish: Publish,
         result: Callable[[Operation], dict[str, Any]],
-        duplicate: Callable[[str], None],
+        duplicate: Callable[[str, str], None],
         global_approval: bool,
         approval_timeout_s: float,
         servers: ServerLocks | None = None,
@@ -390,7 +390,7 @@ class Holding:
         refuse (``replayed``) one published anew or saying something else."""
         other = first is not None and first.fingerprint not in (None, event.fingerprint)
         if redelivered and not other:
-            self._duplicate(event.source)
+            self._duplicate(event.source, event.event_type)
             log.info("intake.duplicate", message_key=key)
             return
         when = f" at {first.first_seen_at.isoformat()}" if first is not None else ""

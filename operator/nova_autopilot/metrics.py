@@ -87,7 +87,7 @@ class AutopilotCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         tally = self._sources.tally()
         yield from self._engine(tally)
-        yield from self._bus(self._sources.intakes(), tally.duplicates)
+        yield from self._bus(self._sources.intakes(), tally.duplicate_types)
         yield from self._runner(self._sources.in_flight())
         yield from self._cloud(self._sources.nova_calls())
         yield from self._breakers(self._sources.breakers())
@@ -159,23 +159,25 @@ class AutopilotCollector(Collector):
     def _bus(
         self,
         intakes: Sequence[tuple[IntakeHealth, CounterSnapshot]],
-        duplicates: Mapping[str, int],
+        duplicates: Mapping[tuple[str, str], int],
     ) -> Iterator[Metric]:
         dropped = _counter(
             "events_dropped_total",
             "Incoming messages not acted upon: dead-lettered (by their reason) or "
-            "duplicates of a message already processed.",
-            ["source", "reason"],
+            "duplicates of a message already processed; event_type is unknown for a "
+            "message that did not become an event.",
+            ["source", "event_type", "reason"],
         )
-        by_source: dict[tuple[str, str], int] = {}
+        by_source: dict[tuple[str, str, str], int] = {}
         for health, counts in intakes:
-            for reason, n in counts.dead_lettered.items():
-                key = (health.source, reason)
+            for (reason, event_type), n in counts.dead_lettered_types.items():
+                key = (health.source, event_type, reason)
                 by_source[key] = by_source.get(key, 0) + n
-        for source, n in duplicates.items():
-            by_source[source, "duplicate"] = by_source.get((source, "duplicate"), 0) + n
-        for (source, reason), n in sorted(by_source.items()):
-            dropped.add_metric([source, reason], n)
+        for (source, event_type), n in duplicates.items():
+            key = (source, event_type, "duplicate")
+            by_source[key] = by_source.get(key, 0) + n
+        for labels, n in sorted(by_source.items()):
+            dropped.add_metric(list(labels), n)
         yield dropped
         dead = _counter(
             "dead_lettered_total",

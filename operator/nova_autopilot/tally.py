@@ -74,6 +74,8 @@ class TallySnapshot:
     durations: Mapping[tuple[str, str], Distribution] = field(default_factory=dict)
     #: source -> messages already processed (same message id or request id).
     duplicates: Mapping[str, int] = field(default_factory=dict)
+    #: (source, event type) -> the same duplicates, by the type of their event.
+    duplicate_types: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
 class Tally:
@@ -87,6 +89,7 @@ class Tally:
         self._finished: Counter[tuple[str, str]] = Counter()
         self._durations: dict[tuple[str, str], _Buckets] = {}
         self._duplicates: Counter[str] = Counter()
+        self._duplicate_types: Counter[tuple[str, str]] = Counter()
 
     def received(self, source: str, event_type: str, *, matched: bool) -> None:
         with self._lock:
@@ -108,9 +111,10 @@ class Tally:
                 buckets = self._durations.setdefault((action, outcome), _Buckets(self._bounds))
                 buckets.observe(max(0.0, duration_s))
 
-    def duplicate(self, source: str) -> None:
+    def duplicate(self, source: str, event_type: str) -> None:
         with self._lock:
             self._duplicates[source] += 1
+            self._duplicate_types[source, event_type] += 1
 
     def snapshot(self) -> TallySnapshot:
         with self._lock:
@@ -122,4 +126,5 @@ class Tally:
                 finished=dict(self._finished),
                 durations={key: b.frozen() for key, b in self._durations.items()},
                 duplicates=dict(self._duplicates),
+                duplicate_types=dict(self._duplicate_types),
             )

@@ -31,12 +31,28 @@ def intake(name: str, source: str, queue: str, *, alive: bool, reconnects: int) 
     )
 
 
+def counts(received: int, handled: int, dead: Mapping[tuple[str, str], int]) -> CounterSnapshot:
+    """An intake's counters with ``dead``: dead-lettered by (reason, event type)."""
+    by_reason: dict[str, int] = {}
+    for (reason, _), n in dead.items():
+        by_reason[reason] = by_reason.get(reason, 0) + n
+    return CounterSnapshot(
+        received=received,
+        handled=handled,
+        dead_lettered=by_reason,
+        dead_lettered_types=dict(dead),
+    )
+
+
 class Parts:
     """What a daemon's parts would report, changeable between scrapes."""
 
     def __init__(self) -> None:
         self.tally = Tally()
-        self.dead: dict[str, int] = {"not_json": 2}
+        self.dead: dict[tuple[str, str], int] = {
+            ("not_json", "unknown"): 2,
+            ("retries_exhausted", "instance.update"): 1,
+        }
         self.calls: dict[tuple[str, int], int] = {
             ("POST /v2.1/servers/{id}/action", 202): 3,
             ("GET /v2.1/servers/{id}", 200): 7,
@@ -55,11 +71,11 @@ class Parts:
                     alive=True,
                     reconnects=2,
                 ),
-                CounterSnapshot(received=10, handled=8, dead_lettered=dict(self.dead)),
+                counts(10, 7, self.dead),
             ),
             (
                 intake("requests", "request", "nova-autopilot.requests", alive=False, reconnects=0),
-                CounterSnapshot(received=3, handled=2, dead_lettered={"bad_signature": 1}),
+                counts(4, 2, {("bad_signature", "unknown"): 1, ("unknown_request", "x.y"): 1}),
             ),
         ]
 
@@ -101,7 +117,9 @@ def test_the_engine_counts_come_out_with_their_labels() -> None:
     parts.tally.decided("rescue-failed-boot", "dry_run")
     parts.tally.finished("resize", "confirmed", duration_s=42.0)
     parts.tally.finished("resize", "refused", duration_s=None)
-    parts.tally.duplicate("request")
+    parts.tally.duplicate("request", "quota.request.approved")
+    parts.tally.duplicate("nova", "instance.update")
+    parts.tally.duplicate("nova", "instance.update")
     samples = scrape(Metrics(parts.sources()))
 
     received = "nova_autopilot_events_received_total"
@@ -118,7 +136,10 @@ def test_the_engine_counts_come_out_with_their_labels() -> None:
     assert value(samples, finished, action="resize", outcome="confirmed") == 1
     assert value(samples, finished, action="resize", outcome="refused") == 1
     dropped = "nova_autopilot_events_dropped_total"
-    assert value(samples, dropped, source="request", reason="duplicate") == 1
+    request = {"source": "request", "event_type": "quota.request.approved"}
+    assert value(samples, dropped, reason="duplicate", **request) == 1
+    update = {"source": "nova", "event_type": "instance.update"}
+    assert value(samples, dropped, reason="duplicate", **update) == 2
 
 
 def test_durations_form_a_histogram_of_the_operations_that_ran() -> None:
@@ -146,11 +167,20 @@ def test_the_bus_cloud_and_runner_figures_are_read_at_scrape_time() -> None:
     samples = scrape(metrics)
 
     dead = "nova_autopilot_dead_lettered_total"
-    assert value(samples, dead, queue="notifications.nova-autopilot", reason="not_json") == 2
-    assert value(samples, dead, queue="nova-autopilot.requests", reason="bad_signature") == 1
+    notifications, requests_queue = "notifications.nova-autopilot", "nova-autopilot.requests"
+    assert value(samples, dead, queue=notifications, reason="not_json") == 2
+    assert value(samples, dead, queue=notifications, reason="retries_exhausted") == 1
+    assert value(samples, dead, queue=requests_queue, reason="bad_signature") == 1
+    assert value(samples, dead, queue=requests_queue, reason="unknown_request") == 1
     dropped = "nova_autopilot_events_dropped_total"
-    assert value(samples, dropped, source="nova", reason="not_json") == 2
-    assert value(samples, dropped, source="request", reason="bad_signature") == 1
+    # A message that never became an event has no type: unknown.
+    assert value(samples, dropped, source="nova", event_type="unknown", reason="not_json") == 2
+    exhausted = {"source": "nova", "event_type": "instance.update", "reason": "retries_exhausted"}
+    assert value(samples, dropped, **exhausted) == 1
+    unsigned = {"source": "request", "event_type": "unknown", "reason": "bad_signature"}
+    assert value(samples, dropped, **unsigned) == 1
+    unhandled = {"source": "request", "event_type": "x.y", "reason": "unknown_request"}
+    assert value(samples, dropped, **unhandled) == 1
     assert value(samples, "nova_autopilot_broker_reconnects_total", consumer="notifications") == 2
     assert value(samples, "nova_autopilot_consumer_up", consumer="notifications") == 1
     assert value(samples, "nova_autopilot_consumer_up", consumer="requests") == 0
@@ -161,11 +191,12 @@ def test_the_bus_cloud_and_runner_figures_are_read_at_scrape_time() -> None:
     assert value(samples, "nova_autopilot_operations_in_flight", action="rescue") == 0
     assert value(samples, "nova_autopilot_build_info", version="1.2.3") == 1
 
-    parts.dead["not_json"] = 5
+    parts.dead["not_json", "unknown"] = 5
     parts.in_flight["resize"] = 0
     parts.calls["POST /v2.1/servers/{id}/action", 202] = 4
     samples = scrape(metrics)
-    assert value(samples, dead, queue="notifications.nova-autopilot", reason="not_json") == 5
+    assert value(samples, dead, queue=notifications, reason="not_json") == 5
+    assert value(samples, dropped, source="nova", event_type="unknown", reason="not_json") == 5
     assert value(samples, "nova_autopilot_operations_in_flight", action="resize") == 0
     assert value(samples, requests, call="POST /v2.1/servers/{id}/action", status="202") == 4
 

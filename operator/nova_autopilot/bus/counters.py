@@ -13,9 +13,12 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["CounterSnapshot", "Counters"]
+__all__ = ["UNKNOWN_TYPE", "CounterSnapshot", "Counters"]
+
+#: The event type counted for a message that did not become an event.
+UNKNOWN_TYPE: Final = "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,9 @@ class CounterSnapshot:
     retried: int = 0
     abandoned: int = 0
     dead_lettered: dict[str, int] = field(default_factory=dict)
+    #: The same by (reason, event type); the type is ``unknown`` for a message that
+    #: did not become an event (not parsed, or not verified).
+    dead_lettered_types: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def dead_lettered_total(self) -> int:
@@ -59,6 +65,7 @@ class Counters:
         self._retried = 0
         self._abandoned = 0
         self._dead: Counter[str] = Counter()
+        self._dead_types: Counter[tuple[str, str]] = Counter()
 
     def received(self, *, redelivered: bool) -> None:
         with self._lock:
@@ -78,9 +85,10 @@ class Counters:
         with self._lock:
             self._abandoned += count
 
-    def dead_lettered(self, reason: str) -> None:
+    def dead_lettered(self, reason: str, event_type: str | None = None) -> None:
         with self._lock:
             self._dead[reason] += 1
+            self._dead_types[reason, event_type or UNKNOWN_TYPE] += 1
 
     def snapshot(self) -> CounterSnapshot:
         with self._lock:
@@ -91,4 +99,5 @@ class Counters:
                 retried=self._retried,
                 abandoned=self._abandoned,
                 dead_lettered=dict(self._dead),
+                dead_lettered_types=dict(self._dead_types),
             )

@@ -222,7 +222,9 @@ class Settlement:
         )
         properties = {**kept_properties(job.properties), "headers": headers}
         self.publish(_wire_body(job), exchange, routing_key, properties)
-        self._counters.dead_lettered(outcome.reason)
+        self._counters.dead_lettered(
+            outcome.reason, job.event.event_type if job.event is not None else None
+        )
         log.warning(
             "intake.dead_lettered",
             source=self._source,
