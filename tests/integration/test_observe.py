@@ -1,11 +1,15 @@
 """The daemon's metrics, health endpoints and `status`, on the real daemon process,
 the real RabbitMQ and the sandbox Nova over HTTP.
 
-A resize request and its duplicate go through; /metrics, scraped over HTTP,
-then shows exactly what happened. /readyz turns 503 while the broker is cut off
-(a TCP proxy between the daemon and RabbitMQ is cut: its connections closed,
-new ones refused) and 200 once it is back. `nova-autopilot status` reads a live
-daemon, and falls back to the journal when the daemon is down.
+A resize request goes through, the same request published again is refused as
+replayed, a second resize of the same server is refused by its cooldown, and a
+malformed notification, an unsigned request and a request no policy handles are
+dead-lettered; /metrics, scraped over HTTP, then
+shows exactly what happened, Nova's notifications counted by type as the sandbox
+sent them. /readyz turns 503 while the broker is cut off (a TCP proxy between the
+daemon and RabbitMQ is cut: its connections closed, new ones refused) and 200 once
+it is back, each consumer having reconnected once. `nova-autopilot status` reads
+a live daemon, and falls back to the journal when the daemon is down.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import subprocess
 import threading
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,6 +32,8 @@ from urllib.parse import quote
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from nova_autopilot import settings
+from nova_autopilot.bus import RequestClient
 from nova_autopilot.journal import Journal, NewOperation
 from nova_autopilot.sandbox import Sandbox
 from tests.integration import bus_support
@@ -133,6 +140,16 @@ def scrape(base: str) -> Samples:
     return samples
 
 
+def by_labels(samples: Samples, name: str, *labels: str) -> dict[tuple[str, ...], float]:
+    """Every non-zero sample of ``name``, keyed by the values of ``labels`` in that order."""
+    found = {}
+    for (n, ls), v in samples.items():
+        if n == name and v:
+            named = dict(ls)
+            found[tuple(named[label] for label in labels)] = v
+    return found
+
+
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
@@ -205,12 +222,15 @@ def stopped(daemon: Running) -> None:
     assert daemon.process.wait(timeout=40) == 0
 
 
-def test_metrics_show_exactly_what_a_resize_and_its_duplicate_did(world: World) -> None:
+def test_metrics_show_exactly_what_a_resize_refusals_and_dead_letters_did(world: World) -> None:
     port = free_port()
     conf = world.conf(port=port)
     env = {**os.environ, **world.env}
     web = world.sandbox.add_server("web-1", "m1.small")
+    notifications = world.sandbox.notifications
+    assert notifications.flush()  # what Nova said before the daemon listened is not counted
     daemon = started(world, conf)
+    notifications.clear()
     base = f"http://127.0.0.1:{port}"
     try:
         (listening,) = daemon.logged("endpoints.listening")
@@ -224,22 +244,80 @@ def test_metrics_show_exactly_what_a_resize_and_its_duplicate_did(world: World) 
                 "--timestamp", datetime.now(timezone.utc).isoformat())  # fmt: skip
         code, result = send(conf, env, *args, "--id", "quota-1")
         assert (code, result["outcome"]) == (0, "confirmed")
+        # Published again: a replay, dead-lettered (its event known, the second
+        # dead letter on the requests' queue).
         code, again = send(conf, env, *args, "--id", "quota-1")
-        assert again["duplicate"] is True
+        assert (code, again["outcome"], again["refused"]) == (1, "refused", "replayed")
+        # Another resize of the same server, within the default cooldown (1800 s).
+        code, cooled = send(conf, env, *args, "--id", "quota-2")
+        assert (cooled["outcome"], cooled["reason"].split(":")[0]) == ("refused", "cooldown")
+
+        # Dead letters: a notification that is not JSON, a request without a signature
+        # (neither becomes an event: its type is unknown), a signed request of a type
+        # no policy handles (an event, dead-lettered by the engine).
+        bus_support.publish_raw(world.rabbit, [b"{not json"])
+        with RequestClient.from_conf(settings.load(config_files=[str(conf)])) as client:
+            client.publish_request(
+                {"type": "quota.request.approved", "id": "forged-1", "server": {"id": web.id},
+                 "flavor": "m1.large", "timestamp": datetime.now(timezone.utc).isoformat()}
+            )  # fmt: skip
+        unhandled = subprocess.run(
+            [str(BIN / "nova-autopilot"), "--config-file", str(conf), "send", "--type",
+             "server.repair.done", "--server", web.id, "--id", "repair-1"],
+            env=env, capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+        assert unhandled.returncode == 0, unhandled.stderr
+        dead = "nova_autopilot_dead_lettered_total"
+        until(lambda: total(scrape(base), dead) >= 4, 30, "four dead letters")
+        # Every notification the sandbox Nova sent since the daemon listened, counted.
+        assert notifications.flush()
+        assert notifications.failures == 0
+        sent = Counter(n.event_type for n in notifications.all())
+        assert sent["instance.resize_confirm.end"] == 1  # Nova did speak of the resize
+        received = "nova_autopilot_events_received_total"
+        until(
+            lambda: total(scrape(base), received, source="nova") >= sum(sent.values()),
+            30,
+            "every notification of the sandbox received",
+        )
 
         samples = scrape(base)
-        request = {"source": "request", "event_type": "quota.request.approved"}
-        assert value(samples, "nova_autopilot_events_received_total", **request) == 2
-        assert value(samples, "nova_autopilot_events_matched_total", **request) == 2
-        dropped = "nova_autopilot_events_dropped_total"
-        assert value(samples, dropped, source="request", reason="duplicate") == 1
+        assert by_labels(samples, received, "source", "event_type") == {
+            ("request", "quota.request.approved"): 3,
+            ("request", "server.repair.done"): 1,
+        } | {("nova", event_type): n for event_type, n in sent.items()}
+        matched = "nova_autopilot_events_matched_total"
+        assert by_labels(samples, matched, "source", "event_type") == {
+            ("request", "quota.request.approved"): 3,  # the replay too
+        }
+        dropped = by_labels(
+            samples, "nova_autopilot_events_dropped_total", "source", "event_type", "reason"
+        )
+        assert dropped == {
+            ("request", "quota.request.approved", "replayed"): 1,
+            ("nova", "unknown", "not_json"): 1,
+            ("request", "unknown", "unsigned"): 1,
+            ("request", "server.repair.done", "unknown_request"): 1,
+        }
+        queues = {c["name"]: c["queue"] for c in json.loads(get(f"{base}/status")[1])["consumers"]}
+        assert by_labels(samples, dead, "queue", "reason") == {
+            (queues["notifications"], "not_json"): 1,
+            (queues["requests"], "replayed"): 1,
+            (queues["requests"], "unsigned"): 1,
+            (queues["requests"], "unknown_request"): 1,
+        }
         decisions = "nova_autopilot_decisions_total"
-        assert total(samples, decisions) == 1
-        assert value(samples, decisions, policy="resize-on-approved-quota", outcome="run") == 1
+        assert by_labels(samples, decisions, "policy", "outcome") == {
+            ("resize-on-approved-quota", "run"): 1,
+            ("resize-on-approved-quota", "refused"): 1,
+        }
         finished = "nova_autopilot_operations_finished_total"
-        assert total(samples, finished) == 1
-        assert value(samples, finished, action="resize", outcome="confirmed") == 1
-        assert total(samples, "nova_autopilot_guard_refusals_total") == 0
+        assert by_labels(samples, finished, "action", "outcome") == {
+            ("resize", "confirmed"): 1,
+            ("resize", "refused"): 1,
+        }
+        refusals = "nova_autopilot_guard_refusals_total"
+        assert by_labels(samples, refusals, "guard") == {("cooldown",): 1}
         in_flight = "nova_autopilot_operations_in_flight"
         assert {k[1]: v for k, v in samples.items() if k[0] == in_flight} == {
             (("action", a),): 0.0
@@ -272,7 +350,6 @@ def test_metrics_show_exactly_what_a_resize_and_its_duplicate_did(world: World) 
         for consumer in ("notifications", "requests"):
             assert value(samples, "nova_autopilot_consumer_up", consumer=consumer) == 1
             assert value(samples, "nova_autopilot_broker_reconnects_total", consumer=consumer) == 0
-        assert total(samples, "nova_autopilot_dead_lettered_total") == 0
         assert total(samples, "nova_autopilot_build_info") == 1
         assert value(samples, "nova_autopilot_breaker_state", scope="global") == 0
 
@@ -362,7 +439,9 @@ def test_readyz_is_503_while_the_broker_is_cut_off_and_200_once_it_is_back(world
         until(lambda: get(f"{base}/readyz")[0] == 200, 90, "ready again")
         back = scrape(base)
         assert total(back, "nova_autopilot_consumer_up") == 2
-        assert total(back, "nova_autopilot_broker_reconnects_total") >= 1
+        # One cut: each consumer lost its connection once and connected again once.
+        reconnects = by_labels(back, "nova_autopilot_broker_reconnects_total", "consumer")
+        assert reconnects == {("notifications",): 1, ("requests",): 1}
     finally:
         proxy.cut()
         stopped(daemon)
