@@ -56,6 +56,7 @@ from nova_autopilot.engine import Engine
 from nova_autopilot.errors import AutopilotError, CloudError, TemporaryError
 from nova_autopilot.events import Event
 from nova_autopilot.guards import GuardSettings
+from nova_autopilot.holds import HELD_PHASES
 from nova_autopilot.journal import Journal, JournalError, default_url
 from nova_autopilot.liveness import Liveness
 from nova_autopilot.logs import get_logger, redact
@@ -206,6 +207,7 @@ class Daemon:
                 nova_calls=cloud.requests.call_counts,
                 in_flight=self.runner.in_flight_by_action,
                 breakers=self._breaker_states,
+                held=self._held,
                 sweeps=self.sweeper.counts,
                 leader=self.coordinator.is_leader,
             )
@@ -338,6 +340,15 @@ class Daemon:
             return self.engine.breaker_states()
         except JournalError as exc:
             log.warning("metrics.breakers_unreadable", error=str(exc))
+            return {}
+
+    def _held(self) -> dict[str, int]:
+        """For the metrics: the held operations by phase, as the journal holds them;
+        a journal out of reach leaves the gauge out of this scrape."""
+        try:
+            return self.journal.count_unfinished_in(HELD_PHASES)
+        except JournalError as exc:
+            log.warning("metrics.held_unreadable", error=str(exc))
             return {}
 
     def _coordination(self) -> dict[str, Any]:

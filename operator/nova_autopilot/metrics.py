@@ -38,6 +38,10 @@ def _no_breakers() -> Mapping[str, str]:
     return {}
 
 
+def _none_held() -> Mapping[str, int]:
+    return {}
+
+
 def _no_sweeps() -> SweepCounts | None:
     return None
 
@@ -60,6 +64,8 @@ class Sources:
     in_flight: Callable[[], Mapping[str, int]]
     #: Circuit breakers: scope -> closed, half-open or open.
     breakers: Callable[[], Mapping[str, str]] = field(default=_no_breakers)
+    #: Operations decided and held before they run, by phase (queued, awaiting_approval).
+    held: Callable[[], Mapping[str, int]] = field(default=_none_held)
     #: The sweeps so far (None: this process does not sweep).
     sweeps: Callable[[], SweepCounts | None] = field(default=_no_sweeps)
     #: Whether this daemon leads its group (always, alone).
@@ -88,7 +94,7 @@ class AutopilotCollector(Collector):
         tally = self._sources.tally()
         yield from self._engine(tally)
         yield from self._bus(self._sources.intakes(), tally.duplicate_types)
-        yield from self._runner(self._sources.in_flight())
+        yield from self._runner(self._sources.in_flight(), self._sources.held())
         yield from self._cloud(self._sources.nova_calls())
         yield from self._breakers(self._sources.breakers())
         sweeps = self._sources.sweeps()
@@ -203,11 +209,20 @@ class AutopilotCollector(Collector):
         yield reconnects
         yield up
 
-    def _runner(self, in_flight: Mapping[str, int]) -> Iterator[Metric]:
+    def _runner(self, in_flight: Mapping[str, int], held: Mapping[str, int]) -> Iterator[Metric]:
         gauge = _gauge("operations_in_flight", "Operations started and not finished.", ["action"])
         for action, n in sorted(in_flight.items()):
             gauge.add_metric([action], n)
         yield gauge
+        waiting = _gauge(
+            "operations_held",
+            "Operations decided and held before they run: queued behind their server's "
+            "operation, or awaiting an operator's approval.",
+            ["phase"],
+        )
+        for phase, n in sorted(held.items()):
+            waiting.add_metric([phase], n)
+        yield waiting
 
     def _cloud(self, calls: Mapping[tuple[str, int], int]) -> Iterator[Metric]:
         requests = _counter(

@@ -323,6 +323,11 @@ def test_metrics_show_exactly_what_a_resize_refusals_and_dead_letters_did(world:
             (("action", a),): 0.0
             for a in ("finish_resize", "rescue", "resize", "unrescue", "verify_boot")
         }
+        held = "nova_autopilot_operations_held"
+        assert {k[1]: v for k, v in samples.items() if k[0] == held} == {
+            (("phase", "awaiting_approval"),): 0.0,
+            (("phase", "queued"),): 0.0,
+        }
         duration = "nova_autopilot_operation_duration_seconds"
         labels = {"action": "resize", "outcome": "confirmed"}
         assert value(samples, f"{duration}_count", **labels) == 1

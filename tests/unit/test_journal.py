@@ -635,6 +635,18 @@ class JournalBehaviour:
         with pytest.raises(ValueError, match="host"):
             journal.place(running.id, host="h" * 256, availability_zone=None)
 
+    def test_unfinished_operations_are_counted_by_phase(self, journal: Journal) -> None:
+        held = ("queued", "awaiting_approval")
+        assert journal.count_unfinished_in(held) == {"queued": 0, "awaiting_approval": 0}
+        accepted_op(journal, phase="queued")
+        accepted_op(journal, phase="queued", server_id="srv-2")
+        accepted_op(journal, phase="awaiting_approval")
+        finished_op(journal, phase="awaiting_approval", outcome="expired")
+        accepted_op(journal)  # running: in no held phase
+
+        assert journal.count_unfinished_in(held) == {"queued": 2, "awaiting_approval": 1}
+        assert journal.count_unfinished_in(["awaiting_approval"]) == {"awaiting_approval": 1}
+
     def test_a_decision_final_when_recorded_is_accepted_finished_in_one_write(
         self, journal: Journal
     ) -> None:

@@ -60,6 +60,7 @@ class Parts:
         }
         self.in_flight = {"resize": 1, "rescue": 0}
         self.breakers: dict[str, str] = {}
+        self.held = {"queued": 2, "awaiting_approval": 1}
 
     def intakes(self) -> list[tuple[IntakeHealth, CounterSnapshot]]:
         return [
@@ -87,6 +88,7 @@ class Parts:
             nova_calls=lambda: dict(self.calls),
             in_flight=lambda: dict(self.in_flight),
             breakers=lambda: dict(self.breakers),
+            held=lambda: dict(self.held),
         )
 
 
@@ -189,15 +191,20 @@ def test_the_bus_cloud_and_runner_figures_are_read_at_scrape_time() -> None:
     assert value(samples, requests, call="GET /v2.1/servers/{id}", status="404") == 1
     assert value(samples, "nova_autopilot_operations_in_flight", action="resize") == 1
     assert value(samples, "nova_autopilot_operations_in_flight", action="rescue") == 0
+    assert value(samples, "nova_autopilot_operations_held", phase="queued") == 2
+    assert value(samples, "nova_autopilot_operations_held", phase="awaiting_approval") == 1
     assert value(samples, "nova_autopilot_build_info", version="1.2.3") == 1
 
     parts.dead["not_json", "unknown"] = 5
     parts.in_flight["resize"] = 0
+    parts.held = {"queued": 0, "awaiting_approval": 3}
     parts.calls["POST /v2.1/servers/{id}/action", 202] = 4
     samples = scrape(metrics)
     assert value(samples, dead, queue=notifications, reason="not_json") == 5
     assert value(samples, dropped, source="nova", event_type="unknown", reason="not_json") == 5
     assert value(samples, "nova_autopilot_operations_in_flight", action="resize") == 0
+    assert value(samples, "nova_autopilot_operations_held", phase="queued") == 0
+    assert value(samples, "nova_autopilot_operations_held", phase="awaiting_approval") == 3
     assert value(samples, requests, call="POST /v2.1/servers/{id}/action", status="202") == 4
 
 

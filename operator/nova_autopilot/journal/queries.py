@@ -152,6 +152,15 @@ def count_unfinished(*, policy: str | None, exclude_phases: Collection[str]) -> 
     return query
 
 
+def count_unfinished_in(phases: Collection[str]) -> Select[Any]:
+    """(phase, count) of the unfinished operations in ``phases``."""
+    return (
+        select(ops.c.phase, func.count())
+        .where(ops.c.status != "done", ops.c.phase.in_(list(phases)))
+        .group_by(ops.c.phase)
+    )
+
+
 def count_finished(
     *, since: datetime, policy: str | None, outcomes: Collection[str]
 ) -> Select[Any]:

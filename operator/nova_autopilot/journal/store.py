@@ -396,6 +396,14 @@ class Journal:
         query = queries.count_unfinished(policy=policy, exclude_phases=exclude_phases)
         return int(self._db.read(lambda conn: conn.execute(query).scalar_one()))
 
+    def count_unfinished_in(self, phases: Collection[str]) -> dict[str, int]:
+        """How many operations have no outcome yet in each of ``phases`` (zeros
+        included): those held before they run, say."""
+        query = queries.count_unfinished_in(phases)
+        rows = self._db.read(lambda conn: conn.execute(query).tuples().all())
+        found: dict[str, int] = {str(phase): int(n) for phase, n in rows}
+        return {phase: found.get(phase, 0) for phase in phases}
+
     def count_finished(
         self, *, since: datetime, outcomes: Collection[str], policy: str | None = None
     ) -> int:
