@@ -55,7 +55,12 @@ def busy_metrics() -> Metrics:
     health = IntakeHealth(
         "notifications", "nova", "q", "amqp://h//", True, True, None, 0, None, 0, None
     )
-    counts = CounterSnapshot(received=10, handled=9, dead_lettered={"not_json": 1})
+    counts = CounterSnapshot(
+        received=10,
+        handled=9,
+        dead_lettered={"not_json": 1},
+        dead_lettered_types={("not_json", "unknown"): 1},
+    )
     return Metrics(
         Sources(
             version="bench",

@@ -28,6 +28,7 @@ from nova_autopilot.events import parse_message
 from nova_autopilot.policies import PolicySet, load_policies
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = demo.EXIT_INTERRUPTED  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 class _UsageError(Exception):
@@ -725,6 +726,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AutopilotError as exc:  # a start-up problem: say it plainly, no traceback
         print(f"nova-autopilot: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    except KeyboardInterrupt:  # Ctrl-C: stop quietly, with the shell's code for SIGINT
+        print("nova-autopilot: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -438,3 +438,16 @@ def test_refusals_lists_what_the_journal_recorded_newest_first_and_filters(
     code, _, err = run(capsys, "--config-file", str(conf), "refusals", "--since", "soon")
     assert code == 2
     assert "--since" in err
+
+
+def test_ctrl_c_in_a_command_exits_130_with_a_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nova_autopilot import cli
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli._COMMANDS, "check", interrupted)
+    assert main(["check", "--policies", "config/policies.yaml"]) == 130
+    assert capsys.readouterr().err == "nova-autopilot: interrupted\n"
