@@ -10,7 +10,15 @@ import pytest
 from openstack.compute.v2.server import Server as SdkServer
 from openstack.connection import Connection
 
-from nova_autopilot.sandbox import Durations, Flavor, ManualClock, Sandbox, ServerFaults, Settings
+from nova_autopilot.sandbox import (
+    IMAGE_ID,
+    Durations,
+    Flavor,
+    ManualClock,
+    Sandbox,
+    ServerFaults,
+    Settings,
+)
 from tests.unit import sandbox_support
 from tests.unit.sandbox_support import connect
 
@@ -344,6 +352,125 @@ def test_instance_actions_list_what_was_done_newest_first_with_their_events(
     ]
     assert {e.result for e in resize.events} == {"Success"}
     assert resize.message is None
+
+
+def events_of(conn: Connection, server_id: str, action: str) -> list[tuple[str, str | None]]:
+    """(event, result) of the newest ``action`` of a server, as Nova lists them."""
+    found = next(a for a in conn.compute.server_actions(server_id) if a.action == action)
+    detail = conn.compute.get_server_action(found.request_id, server_id)
+    return [(e.event, e.result) for e in detail.events]
+
+
+def test_a_failed_event_shows_the_fault_message_its_traceback_and_its_host(
+    nova: Sandbox, conn: Connection, small: Flavor, large: Flavor
+) -> None:
+    server = nova.add_server("web-1", small)
+    nova.fail(server.id, "resize")
+    conn.compute.resize_server(server.id, large.id)
+    nova.wait_for_status(server.id, "ERROR")
+
+    resize = next(iter(conn.compute.server_actions(server.id)))
+    detail = conn.compute.get_server_action(resize.request_id, server.id)
+    failed = next(e for e in detail.events if e.result == "Error")
+    assert (resize.action, resize.message, failed.event) == (
+        "resize",
+        "Error",
+        "compute_resize_instance",
+    )
+    assert failed.details == "sandbox: injected resize failure for server web-1"
+    # Nova's format_tb: frames only, the raise last, no exception line
+    assert failed.traceback.splitlines()[-1].strip().startswith("raise ")
+    assert failed.host == "sandbox"
+    assert failed.host_id
+    assert {e.details for e in detail.events if e.result == "Success"} == {None}
+
+
+def test_a_resize_with_no_valid_host_fails_both_conductor_events_with_its_reason(
+    nova: Sandbox, conn: Connection, small: Flavor, large: Flavor
+) -> None:
+    server = nova.add_server("web-1", small)
+    nova.fail(server.id, "no_valid_host")
+    conn.compute.resize_server(server.id, large.id)
+    nova.wait_for(lambda s: s.task_state is None, server.id)
+
+    resize = next(iter(conn.compute.server_actions(server.id)))
+    detail = conn.compute.get_server_action(resize.request_id, server.id)
+    assert [(e.event, e.result, e.details) for e in detail.events] == [
+        ("cold_migrate", "Error", "No valid host was found. No valid host found for resize"),
+        (
+            "conductor_migrate_server",
+            "Error",
+            "No valid host was found. No valid host found for resize",
+        ),
+    ]
+
+
+def test_a_failed_spawn_leaves_a_create_that_succeeded_on_its_host(
+    nova: Sandbox, conn: Connection, small: Flavor
+) -> None:
+    created = conn.compute.create_server(
+        name="fail-spawn-web", flavor_id=small.id, image_id=IMAGE_ID, networks="none"
+    )
+    nova.wait_for_status(created.id, "ERROR")
+
+    (create,) = conn.compute.server_actions(created.id)
+    detail = conn.compute.get_server_action(create.request_id, created.id)
+    assert (create.action, create.message) == ("create", None)
+    assert [(e.event, e.result, e.traceback) for e in detail.events] == [
+        ("compute__do_build_and_run_instance", "Success", None)
+    ]
+    assert detail.events[0].host_id  # hashed from the event's host, though the server has none
+
+
+def test_reverting_a_stopped_servers_resize_stops_it_again_within_the_revert(
+    still: Sandbox, clock: ManualClock
+) -> None:
+    nova, conn = still, connect(still.url)
+    small, large = nova.add_flavor("small"), nova.add_flavor("large", ram=256)
+    stopped = nova.add_server("stopped", small, state="SHUTOFF")
+    conn.compute.resize_server(stopped.id, large.id)
+    clock.advance(10)
+    nova.wait_for_status(stopped.id, "VERIFY_RESIZE")
+    conn.compute.revert_server_resize(stopped.id)
+    clock.advance(10)
+    nova.wait_for_status(stopped.id, "SHUTOFF")
+
+    assert events_of(conn, stopped.id, "revertResize") == [
+        ("compute_stop_instance", "Success"),
+        ("compute_finish_revert_resize", "Success"),
+        ("compute_revert_resize", "Success"),
+    ]
+
+
+def test_the_actions_of_a_deleted_server_are_read_from_microversion_2_21(
+    nova: Sandbox, conn: Connection, small: Flavor
+) -> None:
+    server = nova.add_server("web-1", small)
+    conn.compute.delete_server(server.id)
+    conn.compute.wait_for_delete(SdkServer(id=server.id), interval=0.02, wait=10)
+
+    assert [a.action for a in conn.compute.server_actions(server.id)] == ["delete", "create"]
+    path = f"/servers/{server.id}/os-instance-actions"
+    assert conn.compute.get(path, microversion="2.21").status_code == 200
+    assert conn.compute.get(path, microversion="2.20").status_code == 404
+
+
+def test_deleting_a_server_that_never_reached_a_host_records_a_delete_without_events(
+    nova: Sandbox, conn: Connection, small: Flavor
+) -> None:
+    created = conn.compute.create_server(
+        name="no-valid-host-web", flavor_id=small.id, image_id=IMAGE_ID, networks="none"
+    )
+    nova.wait_for_status(created.id, "ERROR")
+    conn.compute.delete_server(created.id)
+    conn.compute.wait_for_delete(SdkServer(id=created.id), interval=0.02, wait=10)
+
+    delete, create = conn.compute.server_actions(created.id)
+    assert (delete.action, create.action) == ("delete", "create")
+    assert conn.compute.get_server_action(delete.request_id, created.id).events == []
+    assert events_of(conn, created.id, "create") == [
+        ("conductor_schedule_and_build_instances", "Error")
+    ]
 
 
 def test_an_unknown_action_is_a_400(nova: Sandbox, conn: Connection, small: Flavor) -> None:

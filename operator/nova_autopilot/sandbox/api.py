@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from nova_autopilot.sandbox import errors, listing, views
 from nova_autopilot.sandbox.cell import Cell
 from nova_autopilot.sandbox.compute import ComputeAPI
-from nova_autopilot.sandbox.model import Flavor, InstanceAction, new_uuid
+from nova_autopilot.sandbox.model import Flavor, InstanceAction, Server, new_uuid
 from nova_autopilot.sandbox.provision import BootRequest, boot
 from nova_autopilot.sandbox.web import Request, Response, Route, json_body
 
@@ -238,9 +238,17 @@ class ComputeRoutes:
 
     # -- instance actions --------------------------------------------------------------
 
+    def _acted_on(self, req: Request, server_id: str) -> Server:
+        """The server whose actions are asked for: from 2.21 on, Nova reads a deleted one too."""
+        if req.version.at_least("2.21"):
+            server = self.cell.store.find_server(server_id)
+            if server is not None and req.ctx.may_see(server.project_id):
+                return server
+        return self.compute.server(req.ctx, server_id)
+
     def list_actions(self, req: Request, params: Params) -> Response:
         with self.cell.store.lock:
-            server = self.compute.server(req.ctx, params["server_id"])
+            server = self._acted_on(req, params["server_id"])
             actions = [a for _, a in sorted(enumerate(server.actions), reverse=True, key=_newest)]
             items = [
                 views.instance_action(a, server, req.version, req.ctx, events=False)
@@ -250,7 +258,7 @@ class ComputeRoutes:
 
     def show_action(self, req: Request, params: Params) -> Response:
         with self.cell.store.lock:
-            server = self.compute.server(req.ctx, params["server_id"])
+            server = self._acted_on(req, params["server_id"])
             action = server.action(params["request_id"])
             if action is None:
                 raise errors.ApiError(

@@ -248,7 +248,7 @@ class ComputeAPI:
             if server.locked and is_owner:
                 return
             action = record_action(self.cell, server, ctx, "lock")
-            action.start_event("api_lock", self.cell.notify.now())
+            action.start_event("api_lock", self.cell.notify.now(), self.cell.notify.host)
             server.locked_by = "owner" if is_owner else "admin"
             if reason:
                 server.locked_reason = reason
@@ -260,7 +260,7 @@ class ComputeAPI:
         with self._lock:
             server = self.server(ctx, server_id)
             action = record_action(self.cell, server, ctx, "unlock")
-            action.start_event("api_unlock", self.cell.notify.now())
+            action.start_event("api_unlock", self.cell.notify.now(), self.cell.notify.host)
             server.locked_by = None
             server.locked_reason = None
             self.cell.notify.save(server)
@@ -276,6 +276,8 @@ class ComputeAPI:
             if not server.on_host:
                 server.request_id, server.initiator = ctx.request_id, (ctx.user_id, ctx.project_id)
                 flows.local_delete(self.cell, server)
+                # Nova records the action once the API has deleted it, with no events.
+                record_action(self.cell, server, ctx, "delete")
                 return
             action = record_action(self.cell, server, ctx, "delete")
             self._run(server, flows.delete(self.cell, server, action))

@@ -33,19 +33,31 @@ def injected_fault(cell: Cell, server: Server, operation: str) -> Fault:
             f'  File "nova_autopilot/sandbox/flows.py", in {operation}\n'
             f"nova_autopilot.sandbox.faults.InjectedFault: {message}\n"
         ),
+        stack=f'  File "nova_autopilot/sandbox/flows.py", in {operation}\n'
+        "    raise InjectedFault(message)\n",
     )
 
 
-def no_valid_host(cell: Cell) -> Fault:
+def no_valid_host(cell: Cell, reason: str = "") -> Fault:
+    """The scheduler's NoValidHost; with a ``reason``, the one the conductor raises
+    again once it has put the server back (only its message and traceback are
+    shown, in the instance action's failed events)."""
+    message = f"No valid host was found. {reason}"
     return Fault(
         code=500,
-        message="No valid host was found. ",
+        message=message,
         created=cell.notify.now(),
         exception="NoValidHost_Remote",
         module="oslo_messaging._drivers.amqpdriver",
         function="_send",
-        details="Traceback (most recent call last):\nnova.exception.NoValidHost: "
-        "No valid host was found. \n",
+        details=f"Traceback (most recent call last):\nnova.exception.NoValidHost: {message}\n",
+        stack=(
+            '  File "nova/conductor/manager.py", in _cold_migrate\n'
+            "    raise exception.NoValidHost(reason=msg)\n"
+            if reason
+            else '  File "nova/conductor/manager.py", in schedule_and_build_instances\n'
+            "    raise exception.NoValidHost(reason=reason)\n"
+        ),
     )
 
 
@@ -63,7 +75,7 @@ def _record_fault(
     """What ``wrap_instance_fault`` and ``wrap_instance_event`` do: record the fault
     and the failed event of the instance action."""
     server.fault = fault
-    action.finish_event(event, cell.notify.now(), error=fault.details or fault.message)
+    action.finish_event(event, cell.notify.now(), failure=fault)
 
 
 def _fail(cell: Cell, server: Server, action: InstanceAction, event: str, fault: Fault) -> None:
@@ -80,10 +92,10 @@ def build(cell: Cell, server: Server, action: InstanceAction) -> Flow:
     yield cell.delay(server, "schedule")
     if cell.plan(server).fails("no_valid_host"):
         server.fault = no_valid_host(cell)
-        action.start_event("conductor_schedule_and_build_instances", notify.now())
+        action.start_event("conductor_schedule_and_build_instances", notify.now(), notify.host)
         notify.save(server, vm_state=states.ERROR, task_state=None)
         action.finish_event(
-            "conductor_schedule_and_build_instances", notify.now(), error=server.fault.details
+            "conductor_schedule_and_build_instances", notify.now(), failure=server.fault
         )
         notify.emit(
             "compute_task.build_instances.error",
@@ -96,7 +108,7 @@ def build(cell: Cell, server: Server, action: InstanceAction) -> Flow:
     _select_destinations(cell, server, server.flavor, boot=True)
     server.availability_zone = "nova"
     notify.save(server, service=CONDUCTOR)
-    action.start_event("compute__do_build_and_run_instance", notify.now())
+    action.start_event("compute__do_build_and_run_instance", notify.now(), notify.host)
     notify.save(server, task_state=None)
     notify.action(server, "create", "start", payload=payloads.create_payload(server))
     notify.save(server)
@@ -118,7 +130,8 @@ def build(cell: Cell, server: Server, action: InstanceAction) -> Flow:
         notify.save(server)
         server.fault = fault
         notify.save(server, vm_state=states.ERROR, task_state=None)
-        action.finish_event("compute__do_build_and_run_instance", notify.now(), error=fault.details)
+        # _do_build_and_run_instance handles the failure itself: its event succeeds.
+        action.finish_event("compute__do_build_and_run_instance", notify.now())
         return
     server.launched_at = notify.now()
     notify.save(server, vm_state=states.ACTIVE, task_state=None, power_state=states.RUNNING)
@@ -141,16 +154,17 @@ def resize(
     assert migration is not None
     new_flavor = migration.new_flavor
     yield cell.delay(server, "schedule")
-    action.start_event("conductor_migrate_server", notify.now())
-    action.start_event("cold_migrate", notify.now())
+    action.start_event("conductor_migrate_server", notify.now(), notify.host)
+    action.start_event("cold_migrate", notify.now(), notify.host)
     if cell.plan(server).fails("no_valid_host"):
         fault = no_valid_host(cell)
         server.fault = fault
         migration.status = "error"
         server.migration = None
         notify.save(server, task_state=None)
+        again = no_valid_host(cell, "No valid host found for resize")
         for event in ("cold_migrate", "conductor_migrate_server"):
-            action.finish_event(event, notify.now(), error=fault.details)
+            action.finish_event(event, notify.now(), failure=again)
         notify.emit(
             "compute_task.migrate_server.error",
             payloads.compute_task_payload(server, new_flavor, fault),
@@ -163,7 +177,7 @@ def resize(
     _select_destinations(cell, server, new_flavor, boot=False)
     for event in ("cold_migrate", "conductor_migrate_server"):
         action.finish_event(event, notify.now())
-    action.start_event("compute_prep_resize", notify.now())
+    action.start_event("compute_prep_resize", notify.now(), notify.host)
     yield cell.delay(server, "resize_prep")
     notify.exists(server)
     notify.action(
@@ -174,7 +188,7 @@ def resize(
         server, "resize_prep", "end", payload=payloads.resize_prep_payload(server, new_flavor)
     )
     action.finish_event("compute_prep_resize", notify.now())
-    action.start_event("compute_resize_instance", notify.now())
+    action.start_event("compute_resize_instance", notify.now(), notify.host)
     migration.status = "migrating"
     notify.save(server, task_state=states.RESIZE_MIGRATING)
     notify.action(server, "resize", "start")
@@ -193,7 +207,7 @@ def resize(
     notify.action(server, "resize", "end")
     action.finish_event("compute_resize_instance", notify.now())
     yield cell.delay(server, "resize_finish")
-    action.start_event("compute_finish_resize", notify.now())
+    action.start_event("compute_finish_resize", notify.now(), notify.host)
     notify.save(server, task_state=states.RESIZE_FINISH)
     notify.action(server, "resize_finish", "start")
     server.flavor = new_flavor
@@ -213,7 +227,7 @@ def confirm(cell: Cell, server: Server, action: InstanceAction) -> Flow:
     migration = server.migration
     assert migration is not None
     yield cell.delay(server, "confirm")
-    action.start_event("compute_confirm_resize", notify.now())
+    action.start_event("compute_confirm_resize", notify.now(), notify.host)
     notify.action(server, "resize_confirm", "start")
     migration.status = "confirmed"
     server.migration = None
@@ -228,25 +242,27 @@ def revert(cell: Cell, server: Server, action: InstanceAction) -> Flow:
     migration = server.migration
     assert migration is not None
     yield cell.delay(server, "revert") / 2
-    action.start_event("compute_revert_resize", notify.now())
+    action.start_event("compute_revert_resize", notify.now(), notify.host)
     notify.exists(server)
     notify.action(server, "resize_revert", "start")
     notify.save(server)
     action.finish_event("compute_revert_resize", notify.now())
     yield cell.delay(server, "revert") / 2
-    action.start_event("compute_finish_revert_resize", notify.now())
+    action.start_event("compute_finish_revert_resize", notify.now(), notify.host)
     server.flavor = migration.old_flavor
     server.launched_at = notify.now()
     migration.status = "reverted"
     server.migration = None
     notify.save(server)
     if migration.old_vm_state == states.STOPPED:
-        # Nova powers the old guest off again through its stop_instance.
+        # Nova powers the old guest off again through its stop_instance (an event of its own).
         notify.save(server, task_state=states.POWERING_OFF)
+        action.start_event("compute_stop_instance", notify.now(), notify.host)
         notify.action(server, "power_off", "start", bdms=False)
         yield cell.delay(server, "power_off")
         notify.save(server, vm_state=states.STOPPED, task_state=None, power_state=states.SHUTDOWN)
         notify.action(server, "power_off", "end", bdms=False)
+        action.finish_event("compute_stop_instance", notify.now())
     else:
         notify.save(server, vm_state=states.ACTIVE, task_state=None)
     notify.action(server, "resize_revert", "end")
@@ -260,7 +276,7 @@ def revert(cell: Cell, server: Server, action: InstanceAction) -> Flow:
 def rescue(cell: Cell, server: Server, action: InstanceAction) -> Flow:
     notify = cell.notify
     yield cell.delay(server, "rescue") / 2
-    action.start_event("compute_rescue_instance", notify.now())
+    action.start_event("compute_rescue_instance", notify.now(), notify.host)
     notify.action(server, "rescue", "start", payload=payloads.rescue_payload(server))
     yield cell.delay(server, "rescue") / 2
     if cell.plan(server).fails("rescue"):
@@ -280,7 +296,7 @@ def rescue(cell: Cell, server: Server, action: InstanceAction) -> Flow:
 def unrescue(cell: Cell, server: Server, action: InstanceAction) -> Flow:
     notify = cell.notify
     yield cell.delay(server, "unrescue")
-    action.start_event("compute_unrescue_instance", notify.now())
+    action.start_event("compute_unrescue_instance", notify.now(), notify.host)
     notify.action(server, "unrescue", "start", bdms=False)
     if cell.plan(server).fails("unrescue"):
         notify.save(server, task_state=None)
@@ -300,7 +316,7 @@ def unrescue(cell: Cell, server: Server, action: InstanceAction) -> Flow:
 def stop(cell: Cell, server: Server, action: InstanceAction) -> Flow:
     notify = cell.notify
     yield cell.delay(server, "power_off")
-    action.start_event("compute_stop_instance", notify.now())
+    action.start_event("compute_stop_instance", notify.now(), notify.host)
     notify.action(server, "power_off", "start", bdms=False)
     notify.save(server, vm_state=states.STOPPED, task_state=None, power_state=states.SHUTDOWN)
     notify.action(server, "power_off", "end", bdms=False)
@@ -310,7 +326,7 @@ def stop(cell: Cell, server: Server, action: InstanceAction) -> Flow:
 def start(cell: Cell, server: Server, action: InstanceAction) -> Flow:
     notify = cell.notify
     yield cell.delay(server, "power_on")
-    action.start_event("compute_start_instance", notify.now())
+    action.start_event("compute_start_instance", notify.now(), notify.host)
     notify.action(server, "power_on", "start", bdms=False)
     if cell.plan(server).fails("power_on"):
         # reverts_task_state: the server stays SHUTOFF, with a fault.
@@ -328,7 +344,7 @@ def start(cell: Cell, server: Server, action: InstanceAction) -> Flow:
 def reboot(cell: Cell, server: Server, action: InstanceAction, *, hard: bool) -> Flow:
     notify = cell.notify
     yield cell.delay(server, "reboot") / 2
-    action.start_event("compute_reboot_instance", notify.now())
+    action.start_event("compute_reboot_instance", notify.now(), notify.host)
     requested = server.task_state
     server.task_state = states.REBOOT_PENDING_HARD if hard else states.REBOOT_PENDING
     notify.action(server, "reboot", "start", bdms=False)
@@ -361,7 +377,7 @@ def reboot(cell: Cell, server: Server, action: InstanceAction, *, hard: bool) ->
 def delete(cell: Cell, server: Server, action: InstanceAction) -> Flow:
     notify = cell.notify
     yield cell.delay(server, "delete") / 2
-    action.start_event("compute_terminate_instance", notify.now())
+    action.start_event("compute_terminate_instance", notify.now(), notify.host)
     notify.action(server, "delete", "start", bdms=False)
     notify.action(server, "shutdown", "start", bdms=False)
     notify.action(server, "shutdown", "end", bdms=False)

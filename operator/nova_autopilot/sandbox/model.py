@@ -68,6 +68,11 @@ class Fault:
     module: str = "nova_autopilot.sandbox.faults"
     function: str = "inject"
     details: str = ""
+    stack: str = ""
+    """What an instance action's failed event shows as its traceback: Nova stores
+    ``format_tb`` there, the frames alone, so its last line is the ``raise`` (no
+    header, no exception line, unlike :attr:`details`). The frames are the
+    sandbox's own; their form is Nova's."""
 
 
 @dataclass
@@ -90,9 +95,13 @@ class ActionEvent:
 
     event: str
     start_time: datetime
+    host: str | None = None
+    """The host of the service that recorded the step (its ``hostId`` is hashed from it)."""
     finish_time: datetime | None = None
     result: str | None = None
     traceback: str | None = None
+    details: str | None = None
+    """The failure's message, as the server's fault would show it (microversion 2.84)."""
 
 
 @dataclass
@@ -108,21 +117,23 @@ class InstanceAction:
     message: str | None = None
     events: list[ActionEvent] = field(default_factory=list)
 
-    def start_event(self, name: str, now: datetime) -> ActionEvent:
-        event = ActionEvent(event=name, start_time=now)
+    def start_event(self, name: str, now: datetime, host: str) -> ActionEvent:
+        event = ActionEvent(event=name, start_time=now, host=host)
         self.events.append(event)
         self.updated_at = now
         return event
 
-    def finish_event(self, name: str, now: datetime, *, error: str | None = None) -> None:
-        """Finish the newest event called ``name``; an error marks the action as failed."""
+    def finish_event(self, name: str, now: datetime, *, failure: Fault | None = None) -> None:
+        """Finish the newest event called ``name``; a failure marks the action as failed."""
         for event in reversed(self.events):
             if event.event == name and event.finish_time is None:
                 event.finish_time = now
-                event.result = "Error" if error else "Success"
-                event.traceback = error
+                event.result = "Error" if failure else "Success"
+                if failure:
+                    event.traceback = failure.stack or None
+                    event.details = failure.message
                 break
-        if error:
+        if failure:
             self.message = "Error"
         self.updated_at = now
 

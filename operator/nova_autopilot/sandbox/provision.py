@@ -135,6 +135,6 @@ def place(
                 finished_at=cell.clock.monotonic(),
             )
         action = record_action(cell, server, RequestContext.admin(project_id), "create")
-        action.start_event("compute__do_build_and_run_instance", now)
-        action.finish_event("compute__do_build_and_run_instance", now, error=None)
+        action.start_event("compute__do_build_and_run_instance", now, cell.notify.host)
+        action.finish_event("compute__do_build_and_run_instance", now)
         return cell.store.add_server(server)

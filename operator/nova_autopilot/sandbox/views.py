@@ -32,10 +32,14 @@ def dbtime(value: datetime | None) -> str | None:
 
 
 def host_id(server: Server) -> str:
-    host = server.current_host
+    return _hashed_host(server.project_id, server.current_host)
+
+
+def _hashed_host(project_id: str, host: str | None) -> str:
+    """Nova's ``hostId``: the host hashed with the project, empty without a host."""
     if not host:
         return ""
-    return hashlib.sha224((server.project_id + host).encode("utf-8")).hexdigest()
+    return hashlib.sha224((project_id + host).encode("utf-8")).hexdigest()
 
 
 def _links(base: str, collection: str, item_id: str) -> list[Document]:
@@ -218,10 +222,10 @@ def instance_action(
             item["traceback"] = event.traceback
         if version.at_least("2.62"):
             if ctx.is_admin:
-                item["host"] = server.host
-            item["hostId"] = host_id(server)
+                item["host"] = event.host
+            item["hostId"] = _hashed_host(action.project_id or server.project_id, event.host)
         if version.at_least("2.84"):
-            item["details"] = None
+            item["details"] = event.details
         listed.append(item)
     doc["events"] = listed
     return doc
