@@ -18,7 +18,16 @@ its own. Both are observed the same way and must agree on
 - once the server goes to ERROR, both interleaved (a failed reboot reports
   ERROR while its task is still set, clears the task with a second
   ``instance.update``, and sends ``compute.exception`` after it),
-- where the server ends: status, vm_state, power_state, flavor, launched or not.
+- where the server ends: status, vm_state, power_state, flavor, launched or not,
+- the instance actions the scenario leaves, read as openstacksdk reads them
+  (``server_actions`` then ``get_server_action`` for each, as the daemon
+  does): action names newest first, their message, user and project, and
+  each action's events in the order Nova lists them with their result, their
+  ``details`` (ids, names and the injected failures' wording masked), the
+  form of their traceback (what its first and last lines are: Nova keeps the
+  frames alone, ending with the ``raise``), whether a host and a hostId are
+  shown; the form of request ids and timestamps; and the fields of the raw
+  list and detail answers at the microversion openstacksdk asks for.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -36,6 +46,7 @@ import openstack.exceptions
 import pytest
 from openstack.compute.v2.flavor import Flavor
 from openstack.compute.v2.server import Server
+from openstack.compute.v2.server_action import ServerAction
 from openstack.connection import Connection
 
 from nova_autopilot.sandbox import Sandbox, ServerFaults
@@ -57,6 +68,8 @@ class Target(Protocol):
 
     name: str
     conn: Connection
+    injected: str
+    """How the target's injected failures' messages begin."""
 
     def notifications(self) -> AbstractContextManager[NotificationLog]: ...
 
@@ -73,6 +86,7 @@ class Target(Protocol):
 
 class RealNova:
     name = "nova"
+    injected = "novabox: injected"
 
     def __init__(self, box: NovaBox) -> None:
         self.box = box
@@ -95,6 +109,7 @@ class RealNova:
 
 class SandboxNova:
     name = "sandbox"
+    injected = "sandbox: injected"
 
     def __init__(self, sandbox: Sandbox, amqp_url: str) -> None:
         self.sandbox = sandbox
@@ -130,6 +145,21 @@ class Observation:
     sequence: list[tuple[str, ...]] = field(default_factory=list)
     shapes: list[tuple[Any, ...]] = field(default_factory=list)
     end: dict[str, Any] = field(default_factory=dict)
+    actions: list[tuple[Any, ...]] = field(default_factory=list)
+    action_forms: dict[str, Any] = field(default_factory=dict)
+
+
+ACTIONS_VERSION = ServerAction._max_microversion
+"""The microversion openstacksdk reads instance actions at."""
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _form(value: Any) -> Any:
+    """A request id or a timestamp with its variable parts masked."""
+    if not isinstance(value, str):
+        return value
+    return re.sub(r"\d", "9", _UUID.sub("<uuid>", value))
 
 
 class Run:
@@ -141,6 +171,7 @@ class Run:
         self.flavors = flavors
         self.seen = Observation()
         self.server_id = ""
+        self.server_name = ""
 
     def boot(self, prefix: str = "conf-", *, until: str = "ACTIVE") -> Server:
         server = self.compute.create_server(
@@ -149,7 +180,7 @@ class Run:
             image_id=IMAGE_ID,
             networks="none",
         )
-        self.server_id = server.id
+        self.server_id, self.server_name = server.id, server.name
         self.poll(until)
         return server
 
@@ -269,7 +300,62 @@ class Run:
             "console": self.console() if data["status"] != "DELETED" else None,
             "fields": sorted(data),
         }
+        self.record_actions()
         return self.seen
+
+    def record_actions(self, timeout: float = 10.0) -> None:
+        """The server's instance actions as the daemon reads them, once every
+        event has finished (Nova finishes an event just after its notification)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = list(self.compute.server_actions(self.server_id))
+            details = [self.compute.get_server_action(a.request_id, self.server_id) for a in listed]
+            events = [e for d in details for e in d.events or ()]
+            if all(e.finish_time for e in events) or time.monotonic() > deadline:
+                break
+            time.sleep(POLL)
+        self.seen.actions = [
+            (
+                d.action,
+                d.message,
+                d.user_id,
+                d.project_id,
+                [
+                    (
+                        e.event,
+                        e.result,
+                        self.masked(e.details),
+                        _traceback_form(e.traceback),
+                        e.host is not None,
+                        bool(e.host_id),
+                    )
+                    for e in d.events or ()
+                ],
+            )
+            for d in details
+        ]
+        times = [d.start_time for d in details]
+        times += [t for e in events for t in (e.start_time, e.finish_time)]
+        base = f"/servers/{self.server_id}/os-instance-actions"
+        raw = self.compute.get(base, microversion=ACTIONS_VERSION).json()["instanceActions"]
+        newest = self.compute.get(
+            f"{base}/{listed[0].request_id}", microversion=ACTIONS_VERSION
+        ).json()["instanceAction"]
+        self.seen.action_forms = {
+            "request_ids": sorted({_form(d.request_id) for d in details}),
+            "times": sorted({str(_form(t)) for t in times}),
+            "listed": sorted({tuple(sorted(item)) for item in raw}),
+            "listed_times": sorted({str(_form(item.get("updated_at"))) for item in raw}),
+            "detail": sorted(newest),
+            "events": sorted({tuple(sorted(e)) for e in newest["events"]}),
+        }
+
+    def masked(self, text: str | None) -> str | None:
+        """A message with the server's id and name, and the target's own words, masked."""
+        if text is None:
+            return None
+        text = text.replace(self.server_id, "<id>").replace(self.server_name, "<name>")
+        return text.replace(self.target.injected, "<injected>")
 
     def console(self) -> str:
         """What kind of console the server shows: a login prompt, a rescue, a panic."""
@@ -282,6 +368,23 @@ class Run:
         if "rescue login:" in output:
             return "rescue"
         return "login" if output.rstrip().endswith("login:") else "other"
+
+
+def _traceback_form(traceback: str | None) -> tuple[str, ...] | None:
+    """What the first and the last line of a traceback are: a ``Traceback`` header,
+    a frame (``File ...``), an exception (``module.Class: message``) or source code."""
+    lines = [line for line in (traceback or "").splitlines() if line.strip()]
+    if not lines:
+        return None
+
+    def kind(line: str) -> str:
+        if line.startswith("Traceback"):
+            return "header"
+        if line.lstrip().startswith("File "):
+            return "frame"
+        return "exception" if re.match(r"[\w.]+: ", line) else "source"
+
+    return kind(lines[0]), kind(lines[-1])
 
 
 def _trail(transitions: list[tuple[str | None, str | None]]) -> list[str]:
@@ -546,3 +649,5 @@ def test_the_sandbox_behaves_as_nova(
     assert sandbox.sequence == nova.sequence
     assert sandbox.shapes == nova.shapes
     assert sandbox.end == nova.end
+    assert sandbox.actions == nova.actions
+    assert sandbox.action_forms == nova.action_forms
