@@ -143,6 +143,42 @@ def test_a_resize_nova_rejects_ends_failed_with_novas_reason() -> None:
 
 
 @pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (  # microversion 2.84 and later: the fault's message, not the traceback
+            {
+                "details": "No valid host was found. No valid host found for resize",
+                "traceback": '  File "conductor/tasks/migrate.py", line 1, in _execute\n'
+                "    raise exception.NoValidHost(reason=msg)\n",
+            },
+            "resize: No valid host was found. No valid host found for resize",
+        ),
+        (  # before 2.84: the traceback's last line
+            {"traceback": '  File "x.py", line 1, in f\n    raise NoValidHost()\n'},
+            "resize: raise NoValidHost()",
+        ),
+        ({"details": "  "}, "resize: conductor_migrate_server failed"),
+    ],
+)
+def test_a_resize_nova_gave_up_on_without_a_fault_reports_its_instance_action(
+    event: dict[str, str], reason: str
+) -> None:
+    cloud = cloud_with()
+    drive = resize(cloud)
+    drive.run()
+    server = cloud.servers[SID]  # Nova gave up: the server is back, no fault recorded
+    server.task_state, server.flavor = None, server.old_flavor or server.flavor
+    cloud.actions_log.insert(
+        0,
+        {
+            "action": "resize",
+            "events": [{"event": "conductor_migrate_server", "result": "Error", **event}],
+        },
+    )
+    assert finished(drive.run()) == ("failed", f"resize failed: {reason}")
+
+
+@pytest.mark.parametrize(
     ("server", "flavor", "reason"),
     [
         ({"vm_state": "error"}, "m1.large", "the server is ERROR (vm_state error)"),

@@ -139,15 +139,24 @@ def failure_reason(ctx: StepContext, server: ServerState) -> str:
     for action in actions[:1]:  # the newest: the one that failed
         for event_ in action.get("events") or ():
             if str(event_.get("result", "")).lower() == "error":
-                detail = _last_line(event_.get("traceback")) or f"{event_.get('event')} failed"
+                detail = (
+                    _text(event_.get("details"))  # the fault's message (microversion 2.84)
+                    or _last_line(event_.get("traceback"))
+                    or f"{event_.get('event')} failed"
+                )
                 return f"{action.get('action', 'action')}: {detail}"
         if action.get("message"):
             return f"{action.get('action', 'action')}: {action['message']}"
     return f"Nova left the server {server.status} (task {server.task_state or 'none'})"
 
 
+def _text(value: Any) -> str | None:
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
 def _last_line(traceback: Any) -> str | None:
-    """The exception line of a traceback Nova recorded."""
+    """The last line of a traceback Nova recorded (older microversions have no
+    ``details``; Nova's tracebacks hold frames only, so it is the raising line)."""
     if not isinstance(traceback, str):
         return None
     lines = [line.strip() for line in traceback.strip().splitlines() if line.strip()]
