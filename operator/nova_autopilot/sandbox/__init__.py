@@ -13,6 +13,7 @@ from nova_autopilot.sandbox.model import IMAGE_ID, Flavor, Server
 from nova_autopilot.sandbox.outbox import Notification
 from nova_autopilot.sandbox.quotas import Quotas
 from nova_autopilot.sandbox.sandbox import Sandbox
+from nova_autopilot.sandbox.tally import WriteCall
 
 __all__ = [
     "IMAGE_ID",
@@ -28,4 +29,5 @@ __all__ = [
     "ServerFaults",
     "Settings",
     "SystemClock",
+    "WriteCall",
 ]

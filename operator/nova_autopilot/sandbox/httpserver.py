@@ -4,14 +4,18 @@ Standard library only (``ThreadingHTTPServer``, one thread per connection,
 HTTP/1.1 keep-alive). For each request it finds the route, counts it,
 negotiates the microversion, identifies the caller from ``X-Auth-Token``,
 lets an injected HTTP fault answer instead if one matches, and otherwise
-calls the route's handler. Errors are answered as Nova answers them.
+calls the route's handler. Errors are answered as Nova answers them. Every
+write call to a server (any method but GET under ``/v2.1/servers/{id}``) is
+also counted for that server once answered, whatever the answer.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
+import time
 from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +35,8 @@ log = logging.getLogger(__name__)
 ADMIN_PREFIX = "/_sandbox"
 _UNVERSIONED = ("/",)
 _NO_AUTH = ("/", "/v2.1")
+_SERVER_PATH = re.compile(r"^/v2\.1/servers/(?P<server_id>[^/]+)(?P<rest>/.*)?$")
+_READS = ("GET", "HEAD")
 
 
 class HttpServer:
@@ -88,9 +94,29 @@ class HttpServer:
     # -- one request -------------------------------------------------------------------
 
     def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Response:
+        arrived = time.monotonic()
         split = urlsplit(target)
         path = split.path or "/"
-        query = parse_qs(split.query, keep_blank_values=True)
+        if path.startswith(ADMIN_PREFIX):
+            return self._answer(method, path, split.query, headers, raw, admin=True)
+        response = self._answer(method, path, split.query, headers, raw, admin=False)
+        if method not in _READS:
+            written = _server_write(method, path, raw, self._router)
+            if written is not None:
+                self._tally.written(*written, response.status, arrived)
+        return response
+
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        query_string: str,
+        headers: dict[str, str],
+        raw: bytes,
+        *,
+        admin: bool,
+    ) -> Response:
+        query = parse_qs(query_string, keep_blank_values=True)
         request_id = new_request_id()
         host = next((v for k, v in headers.items() if k.lower() == "host"), None)
         base = f"http://{host}" if host else self.url
@@ -99,7 +125,7 @@ class HttpServer:
         except ValueError:
             return self._error(errors.bad_request("Malformed request body"), None, request_id)
         request = Request(method, path, query, headers, body, base)
-        if path.startswith(ADMIN_PREFIX):
+        if admin:
             return self._dispatch(self._admin, request, None, request_id, count=False)
         return self._dispatch(self._router, request, request_id=request_id, count=True)
 
@@ -150,6 +176,24 @@ class HttpServer:
         self, exc: errors.ApiError, version: microversion.Version | None, request_id: str
     ) -> Response:
         return _decorate(Response(exc.status, exc.body()), version, request_id)
+
+
+def _server_write(method: str, path: str, raw: bytes, router: Router) -> tuple[str, str] | None:
+    """``(server id, name)`` of a write call addressed to one server, else None."""
+    found = _SERVER_PATH.match(path)
+    if found is None or found["server_id"] == "detail":
+        return None
+    if method == "POST" and (found["rest"] or "").rstrip("/") == "/action":
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            body = None
+        return found["server_id"], action_name(body) or "(none)"
+    try:
+        route, _ = router.match(method, path)
+    except errors.ApiError:
+        return found["server_id"], f"{method} (unknown)"
+    return found["server_id"], f"{method} {route.pattern}"
 
 
 def _with(

@@ -39,7 +39,7 @@ from nova_autopilot.sandbox.notify import Notify
 from nova_autopilot.sandbox.outbox import Notification, Outbox, Publisher
 from nova_autopilot.sandbox.scheduler import Scheduler
 from nova_autopilot.sandbox.store import Store
-from nova_autopilot.sandbox.tally import RequestTally
+from nova_autopilot.sandbox.tally import RequestTally, WriteCall
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,20 @@ class Sandbox:
         keys as in :meth:`request_counts`."""
         return self._tally.log()
 
+    def write_counts(self) -> dict[str, dict[str, int]]:
+        """Write calls per server id, per action (``resize``, ``confirmResize``) or, for
+        the other write methods, ``METHOD /route``; counted whatever they were answered,
+        refusals (409, 400, 404) and injected faults included. Servers never written to
+        are absent."""
+        return self._tally.writes()
+
+    def write_calls(self, server_id: str | None = None) -> list[WriteCall]:
+        """The latest write calls (of one server, or of all) in the order they arrived,
+        each with its status and when it arrived and was answered."""
+        return self._tally.write_log(server_id)
+
     def reset_request_counts(self) -> None:
+        """Forget the request counts and the write calls."""
         self._tally.reset()
 
     def wait_for(
