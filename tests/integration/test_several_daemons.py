@@ -31,6 +31,7 @@ from tests.integration import bus_support, redis_support
 from tests.integration.redis_support import RedisGroup
 from tests.integration.stack import clouds_yaml, until
 from tests.integration.test_daemon import BIN, Running
+from tests.integration.unavailable import unavailable
 
 rabbit = bus_support.rabbit
 redis_group = redis_support.redis_group
@@ -67,7 +68,7 @@ def database() -> Iterator[str]:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except sa.exc.OperationalError as exc:
         admin.dispose()
-        pytest.skip(f"POSTGRESQL UNAVAILABLE, the several daemons test did not run: {exc}")
+        unavailable(f"POSTGRESQL UNAVAILABLE, the several daemons test did not run: {exc}")
     url = admin_url.set(database=name).render_as_string(hide_password=False)
     Journal.open(url).close()  # the schema once, before the daemons race to it
     try:
