@@ -358,6 +358,52 @@ def test_a_server_not_yet_stuck_long_enough_is_decided_once_it_is(
     assert "payload.stuck_for_s is longer than 3600s" in decided.why
 
 
+RESCUED_TOO_LONG = """
+policies:
+  - name: unrescue-forgotten
+    when:
+      source: sweep
+      event: sweep.server.rescue
+      match: {field: payload.stuck_for_s, longer_than: 2h}
+    do: {action: unrescue, params: {server: {id: "{{ instance_id }}"}}}
+"""
+
+
+def test_a_rescue_sweep_with_a_duration_fires_past_it_and_not_before(tmp_path: Path) -> None:
+    cloud = FakeCloud()
+    cloud.add(
+        FakeServer(
+            id=sid(3),
+            name="rescued",
+            flavor="m1.small",
+            vm_state="rescued",
+            updated=stamp(HOUR + timedelta(minutes=59)),
+        )
+    )
+    journal, s, clock = through_engine(tmp_path, RESCUED_TOO_LONG, cloud)
+    try:
+        before = s.sweep()  # in RESCUE for 1h59m: not yet 2h
+        assert before.statuses == ("RESCUE",)
+        (event,) = before.events  # seen, and no policy matched it yet
+        assert event.payload["stuck_for_s"] == 7140
+        assert before.operations == 0
+        assert journal.history() == []
+        clock.now += timedelta(minutes=1)  # exactly 2h: not longer than 2h
+        assert s.sweep().operations == 0
+        clock.now += timedelta(seconds=1)  # 2h and a second
+        assert s.sweep().operations == 1
+        (decided,) = journal.history()
+        assert (decided.server_id, decided.policy, decided.action) == (
+            sid(3),
+            "unrescue-forgotten",
+            "unrescue",
+        )
+        assert decided.event["event_type"] == "sweep.server.rescue"
+        assert "payload.stuck_for_s is longer than 7200s" in decided.why
+    finally:
+        journal.close()
+
+
 # -- the finish_resize action ----------------------------------------------------
 
 
