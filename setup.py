@@ -43,6 +43,8 @@ setup(
         "mysql": ["PyMySQL>=1.1,<2"],
         "postgresql": ["psycopg[binary]>=3.1,<4"],
         "redis": ["redis>=5,<9"],
+        "etcd": ["etcd3gw>=2.3,<3"],
+        "zookeeper": ["kazoo>=2.6,<3"],
         "docs": ["mkdocs>=1.6,<2"],
         "test": [
             "PyMySQL>=1.1,<2",
