@@ -2,9 +2,10 @@
 Redis group, one PostgreSQL journal, the sandbox Nova over HTTP with its
 notifications on the vhost. 1,000 operator requests for 200 servers, five each
 (a resize to m1.large, one per server: the busy guard and the cooldown refuse the
-rest); one daemon is killed with SIGKILL in the middle. Every server is resized
-exactly once (the sandbox counts every write call per server, refused ones too:
-exactly one resize and one confirmation each), the dead daemon's unfinished
+rest), and five servers nobody asks anything about; one daemon is killed with
+SIGKILL in the middle. Every server is resized exactly once (the sandbox counts
+every write call per server, refused ones too: exactly one resize and one
+confirmation each, none to the five others), the dead daemon's unfinished
 operations are finished by the others, and no server ever has two operations at
 once (the journal's spans of a server's operations never overlap, and Nova's
 calls for it come one after the other within its one operation)."""
@@ -42,6 +43,7 @@ redis_group = redis_support.redis_group
 pytestmark = pytest.mark.integration
 
 SERVERS = 200
+BYSTANDERS = 5  # servers nobody asks anything about: Nova must see no write for them
 REQUESTS_PER_SERVER = 5
 DAEMONS = ("d1", "d2", "d3")
 VICTIM = "d2"
@@ -177,6 +179,7 @@ def test_three_daemons_share_a_cloud_and_survive_the_loss_of_one(
         sandbox.add_flavor("m1.small")
         sandbox.add_flavor("m1.large", vcpus=2, ram=256)
         servers = [sandbox.add_server(f"web-{n}", "m1.small").id for n in range(SERVERS)]
+        bystanders = [sandbox.add_server(f"db-{n}", "m1.small").id for n in range(BYSTANDERS)]
         confs, env = configure(tmp_path, rabbit, redis_group, database, sandbox)
         began = time.monotonic()
         for name in DAEMONS:
@@ -266,13 +269,15 @@ def test_three_daemons_share_a_cloud_and_survive_the_loss_of_one(
                 if any(i in raw for i in ids):
                     print(name, raw.strip()[:500])
     counts = sandbox.write_counts()
-    assert sorted(counts) == sorted(servers), odd  # no write call to any other server
+    assert sorted(counts) == sorted(servers), odd  # none to the bystanders, nor elsewhere
     assert all(c == {"confirmResize": 1, "resize": 1} for c in counts.values()), odd
     assert not odd, odd  # each answered 202 and 204
     # ... which Nova accepted and recorded as its instance actions.
     per_server = Counter(tuple(a.action for a in found) for found in actions.values())
     assert per_server == {("resize", "confirmResize"): SERVERS}
     assert all(sandbox.server(sid).flavor.name == "m1.large" for sid in servers)
+    assert all(sandbox.server(sid).flavor.name == "m1.small" for sid in bystanders)
+    assert all(sandbox.write_calls(sid) == [] for sid in bystanders)
     outcomes = Counter(o["outcome"] for o in ops)
     confirmed = Counter(o["server_id"] for o in ops if o["outcome"] == "confirmed")
     assert confirmed == dict.fromkeys(servers, 1)
