@@ -6,7 +6,8 @@ The only module that imports tooz. :class:`Coordinator` joins the group
 the locks it holds and its leadership alive from one heartbeat thread, and
 gives named locks that several processes on several machines exclude each
 other with. A daemon that stops heartbeating loses its membership, its locks
-and its leadership after ``lock_timeout``.
+and its leadership after ``lock_timeout`` (on ZooKeeper: when its session
+expires, after the URL's ``timeout``; docs/scaling.md).
 
 The leader is the member that holds the group's lock ``leader``: every
 heartbeat, a member that is not the leader tries to take it, and the leader
@@ -101,9 +102,16 @@ class _ToozLock:
             log.warning("coordination.release_failed", error=str(exc))
 
     def refresh(self) -> bool:
-        """Keep holding it; False when it was lost meanwhile."""
+        """Keep holding it; False when it was lost meanwhile. Drivers whose locks
+        expire (Redis, etcd) refresh them with ``heartbeat``; ZooKeeper's live as
+        long as the session, which the driver's heartbeat keeps: there it only
+        asks whether it still owns the lock."""
         try:
-            return bool(self._lock.heartbeat())  # type: ignore[attr-defined]
+            heartbeat = getattr(self._lock, "heartbeat", None)
+            if heartbeat is not None:
+                return bool(heartbeat())
+            still_owner = getattr(self._lock, "is_still_owner", None)
+            return bool(still_owner()) if still_owner is not None else True
         except self._errors:
             return False
 

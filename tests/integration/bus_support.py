@@ -39,7 +39,7 @@ from nova_autopilot import settings
 from nova_autopilot.bus import Bus, Delivery
 from nova_autopilot.bus.connection import register_oslo_options
 from nova_autopilot.events import Event
-from tests.integration.unavailable import unavailable
+from tests.unavailable import unavailable
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # oslo.messaging warns about eventlet on import

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from tests.integration.unavailable import unavailable
+from tests.unavailable import unavailable
 
 URL = os.environ.get("NOVA_AUTOPILOT_REDIS_URL", "redis://127.0.0.1:6379")
 

@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from nova_autopilot import cli
 from nova_autopilot.journal import Accepted, Duplicate, Journal
 from nova_autopilot.journal.schema import metadata
-from tests.integration.unavailable import unavailable
+from tests.unavailable import unavailable
 from tests.unit.test_journal import (
     JOURNAL_TABLES,
     Clock,

@@ -36,7 +36,7 @@ from tests.integration import bus_support, redis_support
 from tests.integration.redis_support import RedisGroup
 from tests.integration.stack import clouds_yaml, until
 from tests.integration.test_daemon import BIN, Running
-from tests.integration.unavailable import unavailable
+from tests.unavailable import unavailable
 
 rabbit = bus_support.rabbit
 redis_group = redis_support.redis_group
@@ -153,19 +153,6 @@ def operations(journal: str) -> list[dict[str, Any]]:
                 )
             )
             return [dict(row._mapping) for row in rows]
-    finally:
-        engine.dispose()
-
-
-def steps_of(journal: str, op_id: str) -> list[str]:
-    engine = sa.create_engine(journal)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.text("SELECT name FROM steps WHERE operation_id = :id ORDER BY seq"),
-                {"id": op_id},
-            )
-            return [row[0] for row in rows]
     finally:
         engine.dispose()
 

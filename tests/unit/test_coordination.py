@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from nova_autopilot import settings
-from nova_autopilot.coordination import Coordinator, backend_url
+from nova_autopilot.coordination import Coordinator, _ToozLock, backend_url
 from nova_autopilot.daemon import Daemon
 from nova_autopilot.errors import AutopilotError
 from nova_autopilot.holds import ServerLocks
@@ -87,3 +87,42 @@ def test_a_coordinated_daemon_refuses_a_sqlite_journal(tmp_path: Path) -> None:
     )
     with pytest.raises(AutopilotError, match="PostgreSQL or MariaDB"):
         Daemon.from_conf(conf)
+
+
+class _ExpiringLock:
+    """A Redis or etcd lock: refreshed by its heartbeat, which says whether it is held."""
+
+    def __init__(self, held: bool) -> None:
+        self.held = held
+
+    def heartbeat(self) -> bool:
+        return self.held
+
+
+class _SessionLock:
+    """A ZooKeeper lock: no heartbeat of its own, held while the session lives."""
+
+    def __init__(self, owner: bool) -> None:
+        self.owner = owner
+
+    def is_still_owner(self) -> bool:
+        return self.owner
+
+
+class _BrokenLock:
+    def heartbeat(self) -> bool:
+        raise RuntimeError("backend gone")
+
+
+@pytest.mark.parametrize(
+    ("lock", "held"),
+    [
+        (_ExpiringLock(True), True),
+        (_ExpiringLock(False), False),
+        (_SessionLock(True), True),
+        (_SessionLock(False), False),
+        (_BrokenLock(), False),
+    ],
+)
+def test_a_lock_is_refreshed_the_way_its_driver_keeps_locks(lock: object, held: bool) -> None:
+    assert _ToozLock(lock, RuntimeError).refresh() is held

@@ -1,4 +1,4 @@
-"""What the integration tests do when a real service they need is down: skip with a
+"""What a test does when a real service or tool it needs is missing: skip with a
 loud reason, except in CI (``CI`` set to anything but empty, 0, false or no), where
 a test that did not run is a failure."""
 
