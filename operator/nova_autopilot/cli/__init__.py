@@ -1,0 +1,66 @@
+"""The ``nova-autopilot`` command.
+
+Exit status: 0 success, 1 the thing checked is wrong (invalid policies, a
+malformed event, an unexpected demo outcome), 2 wrong usage or unreadable
+input.
+
+=====================  ==========================================================
+``parser``             the argparse tree: every command, its options and help
+``common``             exit codes, the usage error, configuration, input, JSON
+``policies``           ``check``, ``explain``, ``replay``, ``sweep --dry-run``
+``requests``           ``send``, ``approve``, ``reject``: signed requests on the bus
+``journal_views``      ``history``, ``pending``, ``refusals``, ``breaker``
+``running``            ``run``, ``demo``, ``status``
+=====================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+from nova_autopilot.cli import journal_views, parser, policies, requests, running
+from nova_autopilot.cli.common import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_USAGE, UsageError
+from nova_autopilot.cli.requests import decision_body, request_body
+from nova_autopilot.errors import AutopilotError, PolicyError
+
+__all__ = ["decision_body", "main", "request_body"]
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "check": policies.check,
+    "explain": policies.explain,
+    "replay": policies.replay,
+    "sweep": policies.sweep,
+    "demo": running.demo,
+    "run": running.run,
+    "send": requests.send,
+    "history": journal_views.history,
+    "status": running.status,
+    "approve": requests.decide,
+    "reject": requests.decide,
+    "pending": journal_views.pending,
+    "breaker": journal_views.breaker,
+    "refusals": journal_views.refusals,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # oslo.messaging's dependencies announce eventlet's deprecation on import; it is not ours.
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    args = parser.build().parse_args(argv)
+    try:
+        return int(_COMMANDS[args.command](args))
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    except UsageError as exc:
+        print(f"nova-autopilot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AutopilotError as exc:  # a start-up problem: say it plainly, no traceback
+        print(f"nova-autopilot: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:  # Ctrl-C: stop quietly, with the shell's code for SIGINT
+        print("nova-autopilot: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
