@@ -400,7 +400,7 @@ class Journal:
         """How many operations have no outcome yet in each of ``phases`` (zeros
         included): those held before they run, say."""
         query = queries.count_unfinished_in(phases)
-        rows = self._db.read(lambda conn: conn.execute(query).tuples().all())
+        rows = self._db.read(lambda conn: conn.execute(query).all())
         found: dict[str, int] = {str(phase): int(n) for phase, n in rows}
         return {phase: found.get(phase, 0) for phase in phases}
 
