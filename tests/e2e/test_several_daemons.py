@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import random
 import signal
 import time
 import uuid
@@ -22,7 +21,6 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -34,7 +32,7 @@ from tests.integration import test_several_daemons as several
 from tests.integration.redis_support import RedisGroup
 from tests.integration.stack import until
 from tests.integration.test_daemon import Running
-from tests.integration.test_several_daemons import operations, start
+from tests.integration.test_several_daemons import operations, requests_for, start
 from tests.novabox.client import NovaBox
 
 redis_group = redis_support.redis_group
@@ -42,7 +40,6 @@ database = several.database
 pytestmark = pytest.mark.e2e
 
 SERVERS = 24
-REQUESTS_PER_SERVER = 5
 RESIZE_DELAY = 8  # seconds each resize spends moving the disk: the kill comes meanwhile
 BOOT_BATCH = 4  # booted together, then waited for
 DAEMONS = ("e1", "e2", "e3")
@@ -131,25 +128,6 @@ def in_flight(daemon: Running) -> set[str]:
     return started - {line["operation_id"] for line in daemon.logged("operation.finished")}
 
 
-def requests_for(server_ids: list[str], flavor: str) -> list[dict[str, Any]]:
-    """Five requests per server, in an order that mixes the servers."""
-    bodies = [
-        {
-            "version": 1,
-            "type": "quota.request.approved",
-            "id": f"e2e-several-{server_id}-{n}",
-            "timestamp": datetime.now(timezone.utc).isoformat(),
-            "server": {"id": server_id},
-            "flavor": flavor,
-            "approved_by": "bob",
-        }
-        for server_id in server_ids
-        for n in range(REQUESTS_PER_SERVER)
-    ]
-    random.Random(11).shuffle(bodies)
-    return bodies
-
-
 def nova_time(value: str) -> datetime:
     """Nova's times (``2026-11-26T02:50:01.000000``, UTC, no zone) as aware datetimes."""
     return datetime.fromisoformat(value.rstrip("Z")).replace(tzinfo=timezone.utc)
@@ -192,7 +170,7 @@ def test_three_daemons_on_the_real_nova_finish_a_dead_ones_operations(
     try:
         for name, daemon in daemons.items():
             until(lambda d=daemon: d.logged("daemon.started"), 120, f"{name} started")
-        bodies = requests_for(server_ids, flavor)
+        bodies = requests_for(server_ids, flavor=flavor, prefix="e2e-several", seed=11)
         half = len(bodies) // 2
         victim = daemons[VICTIM]
         with RequestClient.from_conf(settings.load(config_files=[str(confs["e1"])])) as client:

@@ -123,22 +123,24 @@ def start(conf: Path, env: dict[str, str]) -> Running:
     return Running(process)
 
 
-def requests_for(server_ids: list[str]) -> list[dict[str, Any]]:
+def requests_for(
+    server_ids: list[str], *, flavor: str = "m1.large", prefix: str = "quota", seed: int = 7
+) -> list[dict[str, Any]]:
     """Five requests per server, in an order that mixes the servers."""
     bodies = [
         {
             "version": 1,
             "type": "quota.request.approved",
-            "id": f"quota-{server_id}-{n}",
+            "id": f"{prefix}-{server_id}-{n}",
             "timestamp": datetime.now(timezone.utc).isoformat(),
             "server": {"id": server_id},
-            "flavor": "m1.large",
+            "flavor": flavor,
             "approved_by": "bob",
         }
         for server_id in server_ids
         for n in range(REQUESTS_PER_SERVER)
     ]
-    random.Random(7).shuffle(bodies)
+    random.Random(seed).shuffle(bodies)
     return bodies
 
 
