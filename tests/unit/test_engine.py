@@ -218,14 +218,9 @@ def test_a_nova_event_no_policy_matches_costs_no_journal_write(world: World) -> 
     assert not world.journal.is_processed(event.dedupe_key or "")
 
 
-def test_a_restarted_engine_resumes_unfinished_operations(tmp_path: Path) -> None:
-    first = World(tmp_path, policies(POLICIES))
-    first.runner.start()
-    (op_id,) = first.approve()
-    until(lambda: first.runner.waiting() == 1)
-    first.runner.stop(timeout=5)  # the daemon stops while Nova is resizing
-    first.journal.close()
-
+def resume_and_confirm(tmp_path: Path, first: World, op_id: str) -> None:
+    """A second daemon on the same journal and the same Nova resumes the resize,
+    confirms it once Nova has finished, and never asks for it again."""
     second = World(tmp_path, policies(POLICIES))
     second.cloud = first.cloud
     second.runner._cloud = first.cloud  # the same Nova
@@ -244,6 +239,17 @@ def test_a_restarted_engine_resumes_unfinished_operations(tmp_path: Path) -> Non
         second.journal.close()
 
 
+def test_a_restarted_engine_resumes_unfinished_operations(tmp_path: Path) -> None:
+    first = World(tmp_path, policies(POLICIES))
+    first.runner.start()
+    (op_id,) = first.approve()
+    until(lambda: first.runner.waiting() == 1)
+    first.runner.stop(timeout=5)  # the daemon stops while Nova is resizing
+    first.journal.close()
+
+    resume_and_confirm(tmp_path, first, op_id)
+
+
 def test_an_operation_that_stopped_while_asking_nova_does_not_ask_twice(tmp_path: Path) -> None:
     first = World(tmp_path, policies(POLICIES))
     first.runner.start()
@@ -257,19 +263,4 @@ def test_an_operation_that_stopped_while_asking_nova_does_not_ask_twice(tmp_path
     first.journal.advance(op_id, phase="request", state=state, expect_version=asked.version)
     first.journal.close()
 
-    second = World(tmp_path, policies(POLICIES))
-    second.cloud = first.cloud
-    second.runner._cloud = first.cloud
-    second.runner.start()
-    try:
-        first.cloud.nova_finishes(SID)
-        assert second.engine.resume() == 1
-        until(lambda: first.cloud.calls["confirm"] == 1)
-        first.cloud.nova_finishes(SID)
-        second.nova("instance.resize_confirm.end")
-        until(lambda: second.journal.get(op_id).finished)
-        assert second.journal.get(op_id).outcome == "confirmed"
-        assert first.cloud.calls["resize"] == 1
-    finally:
-        second.runner.stop(timeout=5)
-        second.journal.close()
+    resume_and_confirm(tmp_path, first, op_id)
