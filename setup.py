@@ -22,8 +22,8 @@ setup(
     package_data={
         "nova_autopilot": [
             "py.typed",
-            "seed/*.yaml",
-            "seed/*.jsonl",
+            "demo/seed/*.yaml",
+            "demo/seed/*.jsonl",
             "journal/migrations/script.py.mako",
         ]
     },

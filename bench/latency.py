@@ -48,7 +48,7 @@ from bench.summary import figure
 from nova_autopilot import logs, settings
 from nova_autopilot.bus.connection import register_oslo_options
 from nova_autopilot.cloud import Cloud
-from nova_autopilot.daemon import Daemon, PolicyHolder
+from nova_autopilot.daemon.wiring import Daemon, PolicyHolder
 from nova_autopilot.journal import Journal
 from nova_autopilot.sandbox import Sandbox
 from tests.samples import sample

@@ -20,9 +20,9 @@ from typing import Any
 from bench.summary import figure
 from bench.threads import per_call_us
 from nova_autopilot.bus import CounterSnapshot, IntakeHealth
+from nova_autopilot.daemon.metrics import Metrics, Sources
+from nova_autopilot.engine.counts import Tally
 from nova_autopilot.journal import Journal
-from nova_autopilot.metrics import Metrics, Sources
-from nova_autopilot.tally import Tally
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 OUTCOMES = ("confirmed", "reverted", "rescued", "unrescued", "failed", "timed_out", "refused")

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.summary import figure
+from nova_autopilot.engine.sweeps import Sweeper
 from nova_autopilot.journal import Journal
 from nova_autopilot.logs import redact
 from nova_autopilot.policies import PolicySet, load_texts
 from nova_autopilot.sandbox import Sandbox
-from nova_autopilot.sweeps import Sweeper
 from tests.integration.stack import assemble
 
 SERVERS = 1000

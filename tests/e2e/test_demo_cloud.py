@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from openstack.compute.v2.flavor import Flavor
 
-from nova_autopilot.staging import NAME_PREFIX
+from nova_autopilot.demo.staging import NAME_PREFIX
 from tests.integration.stack import until
 from tests.novabox.broker import Broker
 from tests.novabox.client import IMAGE_ID, NovaBox

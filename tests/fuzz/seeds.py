@@ -69,7 +69,7 @@ def main() -> None:
             )
     for path in (
         ROOT / "config" / "policies.yaml",
-        ROOT / "operator" / "nova_autopilot" / "seed" / "demo-policies.yaml",
+        ROOT / "operator" / "nova_autopilot" / "demo" / "seed" / "demo-policies.yaml",
     ):
         _write("policy_loader", path.name, path.read_bytes())
 

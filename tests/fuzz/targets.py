@@ -20,12 +20,12 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from nova_autopilot.authorization import Authorization, FlavorRule, Grant
 from nova_autopilot.bus.requests import request_decoder
 from nova_autopilot.errors import BadMessage, PolicyError
 from nova_autopilot.events import parse_message as _parse_message
 from nova_autopilot.policies.loader import load_texts
-from nova_autopilot.signing import KEY_ID_HEADER, SIGNATURE_HEADER, Verifier, sign
+from nova_autopilot.security.authorization import Authorization, FlavorRule, Grant
+from nova_autopilot.security.signing import KEY_ID_HEADER, SIGNATURE_HEADER, Verifier, sign
 
 __all__ = ["TARGETS", "parse_message", "policy_loader", "verifier"]
 

@@ -19,7 +19,7 @@ import yaml
 
 from nova_autopilot.actions.runner import Runner
 from nova_autopilot.cloud import Cloud, WriteLimiter
-from nova_autopilot.engine import Engine
+from nova_autopilot.engine.flow import Engine
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event, parse_message
 from nova_autopilot.guards import GuardSettings

@@ -16,7 +16,7 @@ import pytest
 from nova_autopilot import settings
 from nova_autopilot.bus import RequestClient
 from nova_autopilot.sandbox import Sandbox
-from nova_autopilot.signing import load_keys, sign
+from nova_autopilot.security.signing import load_keys, sign
 from tests.integration import bus_support
 from tests.integration.stack import until
 from tests.integration.test_daemon import BIN, Running, send, start_daemon, world

@@ -34,7 +34,7 @@ from nova_autopilot.bus import RequestClient
 from nova_autopilot.bus.topology import results_exchange
 from nova_autopilot.journal import Journal
 from nova_autopilot.sandbox import Sandbox
-from nova_autopilot.signing import sign
+from nova_autopilot.security.signing import sign
 from tests.integration import bus_support
 from tests.integration.bus_support import HOST, PORT, Rabbit, take_all
 from tests.integration.stack import clouds_yaml, until

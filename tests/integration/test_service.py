@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from nova_autopilot import settings, signing
+from nova_autopilot import settings
 from nova_autopilot.bus import RequestClient
 from nova_autopilot.sandbox import Sandbox
+from nova_autopilot.security import signing
 from tests.integration import bus_support, test_daemon
 from tests.integration.stack import until
 from tests.integration.test_journal_databases import SERVERS

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from nova_autopilot.cli import main
+from nova_autopilot.engine.sweeps import Sweeper
 from nova_autopilot.events import Event
 from nova_autopilot.journal import Operation
 from nova_autopilot.policies import load_texts
 from nova_autopilot.sandbox import Sandbox
-from nova_autopilot.sweeps import Sweeper
 from tests.integration.stack import Stack, clouds_yaml, until, utc_now
 
 POLICIES = """

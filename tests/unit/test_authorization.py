@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import structlog
 
-from nova_autopilot.authorization import Authorization, AuthorizationError, load_grants
 from nova_autopilot.errors import BadMessage, CloudUnavailable, Rejected
 from nova_autopilot.events import Event
+from nova_autopilot.security.authorization import Authorization, AuthorizationError, load_grants
 from tests.unit.fakes import FakeCloud, FakeServer
 from tests.unit.policy_helpers import request_event
 
@@ -217,8 +217,8 @@ def test_sighup_reloads_the_table_with_the_other_files_or_keeps_them_all(
     tmp_path: Path, cloud: FakeCloud
 ) -> None:
     from nova_autopilot import settings
-    from nova_autopilot.daemon import PolicyHolder
-    from nova_autopilot.reloading import Reloader
+    from nova_autopilot.daemon.reload import Reloader
+    from nova_autopilot.daemon.wiring import PolicyHolder
 
     table_path = write(tmp_path, TABLE)
     policies = tmp_path / "policies.yaml"

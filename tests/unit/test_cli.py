@@ -306,7 +306,7 @@ def test_pending_lists_the_operations_awaiting_approval_from_the_journal(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
 
-    from nova_autopilot.holds import AWAITING_APPROVAL, QUEUED, hold_state
+    from nova_autopilot.engine.holds import AWAITING_APPROVAL, QUEUED, hold_state
     from nova_autopilot.journal import Journal, NewOperation
 
     conf = tmp_path / "nova-autopilot.conf"

@@ -11,9 +11,9 @@ import pytest
 
 from nova_autopilot import settings
 from nova_autopilot.coordination import Coordinator, _ToozLock, backend_url
-from nova_autopilot.daemon import Daemon
+from nova_autopilot.daemon.wiring import Daemon
+from nova_autopilot.engine.holds import ServerLocks
 from nova_autopilot.errors import AutopilotError
-from nova_autopilot.holds import ServerLocks
 
 
 def test_alone_it_leads_its_group_of_one() -> None:

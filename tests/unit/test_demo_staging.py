@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from nova_autopilot import demo
 from nova_autopilot.cli import main
 from nova_autopilot.cloud import FlavorInfo, ImageInfo, NetworkInfo, ServerState
-from nova_autopilot.errors import CloudUnavailable, NotFound, Rejected
-from nova_autopilot.staging import (
+from nova_autopilot.demo import flows as demo
+from nova_autopilot.demo.staging import (
     NAME_PREFIX,
     CloudStage,
     SandboxStage,
@@ -25,6 +24,7 @@ from nova_autopilot.staging import (
     choose,
     parse_metadata,
 )
+from nova_autopilot.errors import CloudUnavailable, NotFound, Rejected
 
 CIRROS = ImageInfo("img-c", "cirros-0.6.2", "ACTIVE")
 UBUNTU = ImageInfo("img-u", "ubuntu-24.04", "ACTIVE", min_disk=10, min_ram=1024)

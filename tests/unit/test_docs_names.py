@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from nova_autopilot.daemon.metrics import Metrics, Sources
+from nova_autopilot.engine.counts import Tally
+from nova_autopilot.engine.sweeps import SweepCounts
 from nova_autopilot.journal import OUTCOMES
-from nova_autopilot.metrics import Metrics, Sources
 from nova_autopilot.policies.model import ACTIONS
-from nova_autopilot.sweeps import SweepCounts
-from nova_autopilot.tally import Tally
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "operator" / "nova_autopilot"

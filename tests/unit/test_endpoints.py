@@ -16,9 +16,9 @@ import pytest
 
 from nova_autopilot.actions.runner import Running
 from nova_autopilot.bus import IntakeHealth
-from nova_autopilot.endpoints import Endpoints
+from nova_autopilot.daemon.endpoints import Endpoints
+from nova_autopilot.daemon.health import Reachability, Readiness, operations_section, readiness
 from nova_autopilot.errors import CloudUnavailable
-from nova_autopilot.health import Reachability, Readiness, operations_section, readiness
 from nova_autopilot.journal import Journal, JournalError
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from nova_autopilot.actions.runner import Runner
-from nova_autopilot.engine import Engine
+from nova_autopilot.engine.flow import Engine
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event
 from nova_autopilot.journal import Journal

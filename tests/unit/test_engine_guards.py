@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from nova_autopilot.actions.runner import Done, Work
 from nova_autopilot.cli import main
-from nova_autopilot.engine import Engine
+from nova_autopilot.engine.flow import Engine
 from nova_autopilot.events import Event
 from nova_autopilot.guards import BreakerLimits, GuardSettings
 from nova_autopilot.journal import Journal, Operation

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from nova_autopilot import history
 from nova_autopilot.cli import main
 from nova_autopilot.journal import Journal, NewOperation, Operation, Step
+from nova_autopilot.reports import history
 
 T0 = datetime(2026, 11, 25, 20, 0, tzinfo=timezone.utc)
 SID = "5e1f7a52-0000-4000-8000-000000000001"

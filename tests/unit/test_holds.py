@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from nova_autopilot.engine import Engine
+from nova_autopilot.engine.flow import Engine
+from nova_autopilot.engine.holds import AWAITING_APPROVAL, QUEUED
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event, parse_message
 from nova_autopilot.guards import GuardSettings
-from nova_autopilot.holds import AWAITING_APPROVAL, QUEUED
 from nova_autopilot.journal import JournalError
 from nova_autopilot.policies import PolicySet
 from tests.unit.policy_helpers import policies

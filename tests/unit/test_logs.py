@@ -67,13 +67,15 @@ def only_line(stream: io.StringIO) -> dict[str, Any]:
 def test_given_json_when_an_event_is_logged_then_one_object_a_line_with_the_standard_keys(
     output: io.StringIO,
 ) -> None:
-    logs.get_logger("nova_autopilot.engine").info("resize.confirmed", server_id="srv-1", attempt=2)
+    logs.get_logger("nova_autopilot.engine.flow").info(
+        "resize.confirmed", server_id="srv-1", attempt=2
+    )
 
     line = only_line(output)
     assert list(line)[:4] == ["timestamp", "level", "logger", "event"]
     assert line["event"] == "resize.confirmed"
     assert line["level"] == "info"
-    assert line["logger"] == "nova_autopilot.engine"
+    assert line["logger"] == "nova_autopilot.engine.flow"
     assert line["server_id"] == "srv-1"
     assert line["attempt"] == 2
     stamp = datetime.datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00"))

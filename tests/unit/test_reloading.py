@@ -12,9 +12,9 @@ import pytest
 import structlog
 
 from nova_autopilot import logs, settings
-from nova_autopilot.daemon import PolicyHolder
-from nova_autopilot.reloading import Reloader
-from nova_autopilot.signing import Verifier
+from nova_autopilot.daemon.reload import Reloader
+from nova_autopilot.daemon.wiring import PolicyHolder
+from nova_autopilot.security.signing import Verifier
 
 POLICY = """
 policies:

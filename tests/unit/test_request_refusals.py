@@ -18,16 +18,16 @@ from kombu import Connection
 from oslo_config import cfg
 
 from nova_autopilot.actions.runner import Runner
-from nova_autopilot.authorization import Authorization
 from nova_autopilot.bus import Bus
 from nova_autopilot.bus.deadletter import ATTEMPT
-from nova_autopilot.engine import Engine
+from nova_autopilot.engine.flow import Engine
 from nova_autopilot.errors import BadMessage, CloudUnavailable, TemporaryError
 from nova_autopilot.events import Event
 from nova_autopilot.journal import Journal
 from nova_autopilot.logs import redact
-from nova_autopilot.refusals import RefusalRecorder
-from nova_autopilot.signing import Verifier, sign
+from nova_autopilot.security.authorization import Authorization
+from nova_autopilot.security.refusals import RefusalRecorder
+from nova_autopilot.security.signing import Verifier, sign
 from tests.integration.bus_support import Recorder
 from tests.unit.fakes import FakeCloud, FakeServer
 from tests.unit.policy_helpers import policies, request_event

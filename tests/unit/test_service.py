@@ -11,10 +11,10 @@ from datetime import datetime, timezone
 
 from nova_autopilot.actions.runner import Runner, Work
 from nova_autopilot.bus import BusHealth, IntakeHealth
-from nova_autopilot.liveness import Liveness
+from nova_autopilot.daemon.liveness import Liveness
+from nova_autopilot.daemon.sdnotify import Notifier
+from nova_autopilot.daemon.service import Counts, ServiceLink, status_line
 from nova_autopilot.policies.model import Confirm
-from nova_autopilot.sdnotify import Notifier
-from nova_autopilot.service import Counts, ServiceLink, status_line
 from tests.unit.fakes import FakeCloud, FakeServer, MemoryStore
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nova_autopilot.errors import BadMessage
-from nova_autopilot.signing import KeyFileError, Verifier, canonical, load_keys, sign
+from nova_autopilot.security.signing import KeyFileError, Verifier, canonical, load_keys, sign
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 KEYS = {"ops-1": "a" * 32, "ops-2": "b" * 32}

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nova_autopilot.errors import BadMessage
-from nova_autopilot.signing import (
+from nova_autopilot.security.signing import (
     KEY_ID_HEADER,
     SIGNATURE_HEADER,
     Verifier,

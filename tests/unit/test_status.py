@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from nova_autopilot import settings, status
+from nova_autopilot import settings
 from nova_autopilot.cli import main
-from nova_autopilot.endpoints import Endpoints
-from nova_autopilot.health import Readiness
+from nova_autopilot.daemon.endpoints import Endpoints
+from nova_autopilot.daemon.health import Readiness
 from nova_autopilot.journal import Journal, NewOperation
+from nova_autopilot.reports import status
 
 DOCUMENT: dict[str, Any] = {
     "daemon": {"version": "0.1.0", "pid": 42, "uptime_s": 3725, "policies": 3, "dry_run": False},

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from nova_autopilot.actions.runner import Runner
-from nova_autopilot.engine import Engine
+from nova_autopilot.engine.flow import Engine
+from nova_autopilot.engine.sweeps import Sweeper, server_event
 from nova_autopilot.events import Event
 from nova_autopilot.journal import Journal
 from nova_autopilot.logs import redact
 from nova_autopilot.policies import PolicySet
 from nova_autopilot.policies.model import Confirm, GateCheck
-from nova_autopilot.sweeps import Sweeper, server_event
 from tests.unit.fakes import Drive, FakeCloud, FakeServer, finished
 from tests.unit.policy_helpers import policies
 
@@ -461,7 +461,7 @@ def test_finish_resize_refuses_a_server_no_longer_waiting_for_confirmation() -> 
 
 
 def test_the_metrics_count_sweeps_by_result_and_the_events_they_emitted() -> None:
-    from nova_autopilot.metrics import Metrics
+    from nova_autopilot.daemon.metrics import Metrics
     from tests.unit.test_metrics import Parts, scrape, value
 
     leading = [False]

@@ -36,7 +36,7 @@ def _journal(args: argparse.Namespace) -> Iterator[Any]:
 def _moments(args: argparse.Namespace, *options: str) -> dict[str, datetime | None]:
     """The ``--since``/``--until`` options as times (ISO 8601, or ``2h`` ago); a usage
     error for a bad one or a ``--limit`` below 1."""
-    from nova_autopilot import history
+    from nova_autopilot.reports import history
 
     now = datetime.now(timezone.utc)
     moments = {}
@@ -56,8 +56,8 @@ def _when(value: datetime | None) -> str:
 
 
 def history(args: argparse.Namespace) -> int:
-    from nova_autopilot import history as chains
     from nova_autopilot.journal import OUTCOMES
+    from nova_autopilot.reports import history as chains
 
     moments = _moments(args, "since", "until")
     if args.outcome and args.outcome not in OUTCOMES:
@@ -93,7 +93,7 @@ def history(args: argparse.Namespace) -> int:
 
 
 def pending(args: argparse.Namespace) -> int:
-    from nova_autopilot import holds
+    from nova_autopilot.engine import holds
 
     with _journal(args) as journal:
         waiting = holds.awaiting(journal) if journal is not None else []

@@ -8,7 +8,6 @@ import argparse
 import sys
 from datetime import datetime, timezone
 
-from nova_autopilot import workbench
 from nova_autopilot.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
@@ -19,7 +18,7 @@ from nova_autopilot.cli.common import (
 )
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import parse_message
-from nova_autopilot.policies import load_policies
+from nova_autopilot.policies import load_policies, workbench
 
 
 def check(args: argparse.Namespace) -> int:
@@ -70,7 +69,7 @@ def sweep(args: argparse.Namespace) -> int:
     conf = load_conf(args)
     policies = load_policies(args.policies or str(conf.policies.path))
     from nova_autopilot.cloud import Cloud  # openstacksdk is heavy: only here
-    from nova_autopilot.sweeps import look
+    from nova_autopilot.engine.sweeps import look
 
     cloud = Cloud.connect(
         cloud=conf.cloud.cloud or None,

@@ -11,10 +11,10 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from nova_autopilot import signing
 from nova_autopilot.cli.common import EXIT_INVALID, EXIT_OK, UsageError, load_conf, print_json
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import parse_message
+from nova_autopilot.security import signing
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 SUCCESS = ("confirmed", "reverted", "rescued", "unrescued", "dry_run")

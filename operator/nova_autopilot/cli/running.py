@@ -7,16 +7,16 @@ import argparse
 import sys
 from typing import Any
 
-from nova_autopilot import demo as demo_flows
 from nova_autopilot import logs
 from nova_autopilot.cli.common import EXIT_INVALID, EXIT_OK, UsageError, load_conf, print_json
+from nova_autopilot.demo import flows as demo_flows
 from nova_autopilot.errors import AutopilotError
 
 
 def run(args: argparse.Namespace) -> int:
     conf = load_conf(args)
     logs.configure(level=conf.logging.level, fmt=conf.logging.format)
-    from nova_autopilot.daemon import Daemon  # the daemon's imports are heavy: only here
+    from nova_autopilot.daemon.wiring import Daemon  # the daemon's imports are heavy: only here
 
     return Daemon.from_conf(conf).run()
 
@@ -48,7 +48,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    from nova_autopilot import status as daemon_status
+    from nova_autopilot.reports import status as daemon_status
 
     conf = load_conf(args)
     try:

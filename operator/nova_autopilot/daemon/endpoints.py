@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from nova_autopilot.health import Readiness
+from nova_autopilot.daemon.health import Readiness
 from nova_autopilot.logs import get_logger
 
 __all__ = ["Endpoints"]

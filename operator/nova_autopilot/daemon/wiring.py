@@ -45,30 +45,31 @@ from typing import Any
 
 from oslo_config import cfg
 
-from nova_autopilot import __version__, health
+from nova_autopilot import __version__
 from nova_autopilot.actions.runner import Runner
-from nova_autopilot.authorization import Authorization, AuthorizationError
 from nova_autopilot.bus import Bus, Delivery, accept_all
 from nova_autopilot.cloud import Cloud, WriteLimiter
 from nova_autopilot.coordination import Coordinator
-from nova_autopilot.endpoints import Endpoints
-from nova_autopilot.engine import Engine
+from nova_autopilot.daemon import health
+from nova_autopilot.daemon.endpoints import Endpoints
+from nova_autopilot.daemon.liveness import Liveness
+from nova_autopilot.daemon.metrics import Metrics, Sources
+from nova_autopilot.daemon.reload import Reloader
+from nova_autopilot.daemon.sdnotify import Notifier
+from nova_autopilot.daemon.service import Counts, ServiceLink
+from nova_autopilot.engine.flow import Engine
+from nova_autopilot.engine.holds import HELD_PHASES
+from nova_autopilot.engine.sweeps import Sweeper
+from nova_autopilot.engine.takeover import Takeover
 from nova_autopilot.errors import AutopilotError, CloudError, TemporaryError
 from nova_autopilot.events import Event
 from nova_autopilot.guards import GuardSettings
-from nova_autopilot.holds import HELD_PHASES
 from nova_autopilot.journal import Journal, JournalError, default_url
-from nova_autopilot.liveness import Liveness
 from nova_autopilot.logs import get_logger, redact
-from nova_autopilot.metrics import Metrics, Sources
 from nova_autopilot.policies import PolicySet, load_policies
-from nova_autopilot.refusals import RefusalRecorder
-from nova_autopilot.reloading import Reloader
-from nova_autopilot.sdnotify import Notifier
-from nova_autopilot.service import Counts, ServiceLink
-from nova_autopilot.signing import Verifier, load_keys
-from nova_autopilot.sweeps import Sweeper
-from nova_autopilot.takeover import Takeover
+from nova_autopilot.security.authorization import Authorization, AuthorizationError
+from nova_autopilot.security.refusals import RefusalRecorder
+from nova_autopilot.security.signing import Verifier, load_keys
 
 log = get_logger(__name__)
 

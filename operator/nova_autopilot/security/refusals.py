@@ -14,7 +14,7 @@ from nova_autopilot.bus import Refused
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events.wire import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, decode_json
 from nova_autopilot.journal import NewRefusal
-from nova_autopilot.signing import key_id_of
+from nova_autopilot.security.signing import key_id_of
 
 __all__ = ["RefusalRecorder"]
 

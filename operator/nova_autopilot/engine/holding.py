@@ -27,9 +27,7 @@ from typing import Any
 
 from nova_autopilot import guards
 from nova_autopilot.actions.runner import Work
-from nova_autopilot.errors import BadMessage
-from nova_autopilot.events import Event
-from nova_autopilot.holds import (
+from nova_autopilot.engine.holds import (
     AWAITING_APPROVAL,
     HELD_PHASES,
     QUEUED,
@@ -42,6 +40,8 @@ from nova_autopilot.holds import (
     occupies,
     plan,
 )
+from nova_autopilot.errors import BadMessage
+from nova_autopilot.events import Event
 from nova_autopilot.journal import (
     INITIAL_PHASE,
     Duplicate,

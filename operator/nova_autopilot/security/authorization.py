@@ -32,7 +32,7 @@ Every entry names all four; a key without an entry may do nothing. Two checks:
 
 Without a table (no ``authorization_file``) every valid signature may ask for
 everything, as before the table existed. SIGHUP reads the file again
-(:mod:`nova_autopilot.reloading`, all or nothing with the other files).
+(:mod:`nova_autopilot.daemon.reload`, all or nothing with the other files).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from nova_autopilot.errors import (
     TemporaryError,
 )
 from nova_autopilot.events import Event
-from nova_autopilot.signing import read_private_file
+from nova_autopilot.security.signing import read_private_file
 
 __all__ = [
     "ANY",

@@ -7,7 +7,7 @@ The daemon's main loop calls :meth:`ServiceLink.tick` about once a second:
 * ``STATUS=`` whenever the line changes: the state, the operations in
   flight, the messages handled, each consumer's state;
 * ``WATCHDOG=1`` every half watchdog interval, and only while
-  :class:`~nova_autopilot.liveness.Liveness` finds the daemon alive. While it
+  :class:`~nova_autopilot.daemon.liveness.Liveness` finds the daemon alive. While it
   is wedged the pings stop and systemd restarts the service after
   ``WatchdogSec``; each change between alive and wedged is logged.
 """
@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from nova_autopilot.liveness import Liveness, Verdict
+from nova_autopilot.daemon.liveness import Liveness, Verdict
+from nova_autopilot.daemon.sdnotify import Notifier
 from nova_autopilot.logs import get_logger
-from nova_autopilot.sdnotify import Notifier
 
 __all__ = ["Counts", "ServiceLink", "status_line"]
 

@@ -24,16 +24,18 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from nova_autopilot import guards, holds
+from nova_autopilot import guards
 from nova_autopilot.actions.boot import VERDICTS
 from nova_autopilot.actions.runner import Done, Runner, Work
 from nova_autopilot.coordination import Coordinator
+from nova_autopilot.engine import holds
+from nova_autopilot.engine.counts import Tally
+from nova_autopilot.engine.facts import BreakerKeeper, Change, JournalFacts
+from nova_autopilot.engine.holding import Holding
+from nova_autopilot.engine.holds import HELD_PHASES
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event
 from nova_autopilot.events.request import OPERATION_TYPES
-from nova_autopilot.guarding import BreakerKeeper, Change, JournalFacts
-from nova_autopilot.holding import Holding
-from nova_autopilot.holds import HELD_PHASES
 from nova_autopilot.journal import (
     INITIAL_PHASE,
     Duplicate,
@@ -45,7 +47,6 @@ from nova_autopilot.journal import (
 from nova_autopilot.logs import bound, get_logger
 from nova_autopilot.policies import Match, PolicySet
 from nova_autopilot.policies.model import Confirm, Policy
-from nova_autopilot.tally import Tally
 
 log = get_logger(__name__)
 

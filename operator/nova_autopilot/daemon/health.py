@@ -24,9 +24,9 @@ from typing import Any
 
 from nova_autopilot.actions.runner import Running
 from nova_autopilot.bus import CounterSnapshot, IntakeHealth
+from nova_autopilot.engine.counts import TallySnapshot
 from nova_autopilot.errors import AutopilotError
 from nova_autopilot.logs import get_logger
-from nova_autopilot.tally import TallySnapshot
 
 __all__ = [
     "Reachability",

@@ -18,7 +18,7 @@ operation step by step:
    rescue -> RESCUE; its repair is reported -> unrescue -> ACTIVE;
 4. a server whose first boot failed (never launched) is left alone.
 
-How each flow's condition is staged is the :mod:`~nova_autopilot.staging`
+How each flow's condition is staged is the :mod:`~nova_autopilot.demo.staging`
 module's business; a flow it cannot stage is skipped, with the reason. At
 the end the demo prints the journal's history of what was done, as
 ``nova-autopilot history`` renders it (each operation's event, policy,
@@ -43,8 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nova_autopilot.logs import configure as configure_logs
-from nova_autopilot.staging import (
+from nova_autopilot.demo.staging import (
     CloudStage,
     Kind,
     SandboxStage,
@@ -55,6 +54,7 @@ from nova_autopilot.staging import (
     parse_metadata,
     seed_text,
 )
+from nova_autopilot.logs import configure as configure_logs
 
 __all__ = ["EXPECTED", "SERVERS", "CloudOptions", "UsageError", "run"]
 
@@ -101,7 +101,7 @@ class CloudOptions:
     fail_spawn_metadata: str | None = None
 
     def choices(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`nova_autopilot.staging.choose`."""
+        """The keyword arguments of :func:`nova_autopilot.demo.staging.choose`."""
         return {
             "image": self.image,
             "flavor": self.flavor,
@@ -229,11 +229,11 @@ class _World:
 
     def start(self) -> None:
         from nova_autopilot.bus.connection import register_oslo_options
-        from nova_autopilot.daemon import Daemon, PolicyHolder, write_limiter
+        from nova_autopilot.daemon.wiring import Daemon, PolicyHolder, write_limiter
         from nova_autopilot.journal import Journal
         from nova_autopilot.logs import redact
+        from nova_autopilot.security.signing import Verifier
         from nova_autopilot.settings import build_conf
-        from nova_autopilot.signing import Verifier
 
         policies = self.tmp / "policies.yaml"
         policies.write_text(seed_text(self.stage.policy_file))
@@ -347,7 +347,7 @@ class _World:
         flavor: str | None = None,
         parameters: Mapping[str, str] | None = None,
     ) -> Outcome:
-        from nova_autopilot.signing import sign
+        from nova_autopilot.security.signing import sign
 
         body: dict[str, Any] = {
             "version": 1,
@@ -413,9 +413,9 @@ def _color(stream: Any) -> bool:
 
 def _history(show: Show, journal_url: str, *, color: bool = False) -> None:
     """What the journal holds, oldest first, as ``nova-autopilot history`` prints it."""
-    from nova_autopilot import history
     from nova_autopilot.journal import Journal
     from nova_autopilot.logs import redact
+    from nova_autopilot.reports import history
 
     if not Path(journal_url.removeprefix("sqlite:///")).exists():
         return  # the daemon never started: nothing was done

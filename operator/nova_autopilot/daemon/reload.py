@@ -18,11 +18,16 @@ from typing import Any, Protocol
 from oslo_config import cfg
 
 from nova_autopilot import settings
-from nova_autopilot.authorization import Authorization, AuthorizationError, Grant, load_grants
 from nova_autopilot.errors import PolicyError
 from nova_autopilot.logs import get_logger, set_level
 from nova_autopilot.policies import PolicySet, load_policies
-from nova_autopilot.signing import KeyFileError, Verifier, load_keys
+from nova_autopilot.security.authorization import (
+    Authorization,
+    AuthorizationError,
+    Grant,
+    load_grants,
+)
+from nova_autopilot.security.signing import KeyFileError, Verifier, load_keys
 
 __all__ = ["Fresh", "Reloader"]
 

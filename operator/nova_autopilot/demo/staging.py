@@ -64,7 +64,7 @@ class StageError(RuntimeError):
 
 
 def seed_text(name: str) -> str:
-    return resources.files("nova_autopilot").joinpath("seed", name).read_text("utf-8")
+    return resources.files("nova_autopilot.demo").joinpath("seed", name).read_text("utf-8")
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Stage(ABC):
 
     #: Where the demo runs, for its output.
     where: str
-    #: The policy file the demo's daemon runs with (in ``nova_autopilot/seed``).
+    #: The policy file the demo's daemon runs with (in ``nova_autopilot/demo/seed``).
     policy_file: str
     #: The flavor the resize flows ask for.
     resize_flavor: str

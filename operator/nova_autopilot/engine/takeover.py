@@ -27,8 +27,8 @@ from datetime import datetime
 
 from nova_autopilot.actions.runner import Runner, Work
 from nova_autopilot.coordination import Coordinator
-from nova_autopilot.holding import Holding
-from nova_autopilot.holds import HELD_PHASES
+from nova_autopilot.engine.holding import Holding
+from nova_autopilot.engine.holds import HELD_PHASES
 from nova_autopilot.journal import Journal, Operation
 from nova_autopilot.logs import bound, get_logger
 
