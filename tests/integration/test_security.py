@@ -37,9 +37,9 @@ from nova_autopilot.sandbox import Sandbox
 from nova_autopilot.security.signing import sign
 from tests.integration import bus_support
 from tests.integration.bus_support import HOST, PORT, Rabbit, take_all
+from tests.integration.journal.test_databases import SERVERS, _unavailable
 from tests.integration.stack import clouds_yaml, until
 from tests.integration.test_daemon import BIN, Running
-from tests.integration.test_journal_databases import SERVERS, _unavailable
 
 rabbit = bus_support.rabbit
 pytestmark = pytest.mark.integration

@@ -29,8 +29,8 @@ from nova_autopilot.bus import RequestClient
 from nova_autopilot.sandbox import Sandbox
 from nova_autopilot.security import signing
 from tests.integration import bus_support, test_daemon
+from tests.integration.journal.test_databases import SERVERS
 from tests.integration.stack import until
-from tests.integration.test_journal_databases import SERVERS
 from tests.unavailable import unavailable
 
 rabbit = bus_support.rabbit

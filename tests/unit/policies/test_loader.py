@@ -16,7 +16,7 @@ from nova_autopilot.policies import load_policies, load_texts
 from nova_autopilot.policies.model import BreakerLimits, Budget
 from tests.unit.policy_helpers import policies
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 VALID = """\
 version: 1

@@ -1,6 +1,6 @@
 """The journal on a real PostgreSQL and a real MariaDB.
 
-The behaviour suite of tests/unit/test_journal.py (``JournalBehaviour``,
+The behaviour suite of tests/integration/journal/test_store.py (``JournalBehaviour``,
 ``MigrationBehaviour``) runs here once per server, plus what only a server shows.
 Each run creates its own uniquely named databases and drops them afterwards; the
 journal's tables are emptied before every test.
@@ -32,8 +32,7 @@ from sqlalchemy.engine import make_url
 from nova_autopilot import cli
 from nova_autopilot.journal import Accepted, Duplicate, Journal
 from nova_autopilot.journal.schema import metadata
-from tests.unavailable import unavailable
-from tests.unit.test_journal import (
+from tests.integration.journal.test_store import (
     JOURNAL_TABLES,
     Clock,
     JournalBehaviour,
@@ -44,6 +43,7 @@ from tests.unit.test_journal import (
     execute,
     new_op,
 )
+from tests.unavailable import unavailable
 
 pytestmark = pytest.mark.integration
 

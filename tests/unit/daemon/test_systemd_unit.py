@@ -11,7 +11,7 @@ from pathlib import Path
 from nova_autopilot import settings
 from tests.unavailable import unavailable
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 UNIT = ROOT / "systemd" / "nova-autopilot.service"
 INSTALLED_BINARY = "/opt/nova-autopilot/bin/nova-autopilot"
 

@@ -19,9 +19,9 @@ from nova_autopilot.events import Event, parse_message
 from nova_autopilot.guards import GuardSettings
 from nova_autopilot.journal import JournalError
 from nova_autopilot.policies import PolicySet
+from tests.integration.actions.test_runner import until
+from tests.integration.engine.test_flow import SID, World, now
 from tests.unit.policy_helpers import policies
-from tests.unit.test_engine import SID, World, now
-from tests.unit.test_runner import until
 
 POLICIES = """
 policies:

@@ -19,9 +19,9 @@ from nova_autopilot.events import Event
 from nova_autopilot.journal import Journal
 from nova_autopilot.logs import redact
 from nova_autopilot.policies import PolicySet
+from tests.integration.actions.test_runner import until
 from tests.unit.fakes import FakeCloud, FakeServer
 from tests.unit.policy_helpers import nova_event, policies, request_event
-from tests.unit.test_runner import until
 
 SID = "11111111-2222-4333-8444-555555555555"
 POLICIES = """

@@ -504,7 +504,7 @@ def test_no_secret_of_the_journal_reaches_the_command_output(
 
 
 def test_every_field_of_the_json_is_documented() -> None:
-    page = (Path(__file__).resolve().parents[2] / "docs" / "history.md").read_text("utf-8")
+    page = (Path(__file__).resolve().parents[3] / "docs" / "history.md").read_text("utf-8")
     step_fields = page.replace(".steps[]", "")  # `.steps[].at` documents a step's `.at`
 
     def undocumented(keys: Any, form: str, text: str = page) -> list[str]:

@@ -1,7 +1,7 @@
 """Behaviour of nova_autopilot.journal, on SQLite files.
 
 ``JournalBehaviour`` and ``MigrationBehaviour`` are written against any database: here
-they run on SQLite in tmp_path; tests/integration/test_journal_databases.py runs the
+they run on SQLite in tmp_path; tests/integration/journal/test_databases.py runs the
 same classes on a real PostgreSQL and a real MariaDB. A module using them provides two
 fixtures: ``journal_url`` (an empty journal database for the test) and ``fresh_url``
 (a database without any table, for the migration tests).

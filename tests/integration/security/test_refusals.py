@@ -28,12 +28,12 @@ from nova_autopilot.logs import redact
 from nova_autopilot.security.authorization import Authorization
 from nova_autopilot.security.refusals import RefusalRecorder
 from nova_autopilot.security.signing import Verifier, sign
+from tests.integration.actions.test_runner import until
 from tests.integration.bus_support import Recorder
+from tests.integration.engine.test_flow import Results, now
+from tests.unit.bus.test_memory import broker, conf, request_body, started, wait_for_messages
 from tests.unit.fakes import FakeCloud, FakeServer
 from tests.unit.policy_helpers import policies, request_event
-from tests.unit.test_bus_memory import broker, conf, request_body, started, wait_for_messages
-from tests.unit.test_engine import Results, now
-from tests.unit.test_runner import until
 
 __all__ = ["broker", "conf"]  # fixtures shared with the memory-bus tests
 

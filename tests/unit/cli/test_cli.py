@@ -13,7 +13,7 @@ import pytest
 from nova_autopilot.cli import main
 from tests.samples import on_the_wire, sample, sample_names
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SEED = str(ROOT / "config" / "policies.yaml")
 STREAM = str(ROOT / "config" / "demo-stream.jsonl")
 
