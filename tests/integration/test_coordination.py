@@ -15,7 +15,7 @@ from typing import ClassVar
 import pytest
 
 from nova_autopilot.coordination import Coordinator
-from nova_autopilot.engine.holds import ServerBusyElsewhere, ServerLocks
+from nova_autopilot.engine.locks import ServerBusyElsewhere, ServerLocks
 from tests.integration import redis_support
 from tests.integration.redis_support import RedisGroup
 from tests.integration.stack import until

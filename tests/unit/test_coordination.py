@@ -12,7 +12,7 @@ import pytest
 from nova_autopilot import settings
 from nova_autopilot.coordination import Coordinator, _ToozLock, backend_url
 from nova_autopilot.daemon.wiring import Daemon
-from nova_autopilot.engine.holds import ServerLocks
+from nova_autopilot.engine.locks import ServerLocks
 from nova_autopilot.errors import AutopilotError
 
 

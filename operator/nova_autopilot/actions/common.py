@@ -1,14 +1,17 @@
-"""Steps every action shares: finding the server, waiting while Nova is busy
-with it, and saying why Nova failed."""
+"""Steps every action shares: finding the server, asking Nova once for a write
+(crash-safe), waiting while Nova is busy with the server, and saying why Nova
+failed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from nova_autopilot.actions.machine import Finish, Next, StepContext, Transition, Wait, describe
 from nova_autopilot.cloud import ServerState
 from nova_autopilot.errors import CloudError, NotFound
+from nova_autopilot.journal import StateKey
 
 #: Notifications that carry Nova's reason for a failed operation.
 ERROR_EVENTS = (
@@ -32,14 +35,29 @@ def begin(
         server = current_server(ctx)
     except NotFound:
         return Finish("failed", "the server does not exist")
-    if ctx.state.get("requested"):
+    if ctx.state.get(StateKey.REQUESTED):
         return Next(resume)
     reached = server.task_state == task or server.vm_state == done
-    if task is not None and ctx.state.get("requesting_at") and reached:
-        ctx.state["requested"] = True
+    if task is not None and ctx.state.get(StateKey.REQUESTING_AT) and reached:
+        ctx.state[StateKey.REQUESTED] = True
         ctx.record("resumed", {**describe(server), "note": "the request had reached Nova"})
         return Next(resume)
     return server
+
+
+def ask_once(ctx: StepContext, call: Callable[[], object]) -> None:
+    """Ask Nova for a write so that a crash can never send it twice unseen: the
+    moment we are about to ask is recorded and checkpointed to the journal first,
+    then ``call`` asks, then the request is marked taken. A daemon that stops in
+    between leaves ``requesting_at`` without ``requested``
+    (:attr:`Operation.asking <nova_autopilot.journal.Operation.asking>`): on
+    resume the action's first phase finds out from Nova whether the request
+    arrived (:func:`begin`) before it asks again. Nova's refusal (an exception of
+    ``call``) propagates, with nothing marked taken."""
+    ctx.state[StateKey.REQUESTING_AT] = ctx.now().isoformat()
+    ctx.checkpoint()
+    call()
+    ctx.state[StateKey.REQUESTED] = True
 
 
 #: Every vm_state Nova knows: once the task ends, any of them is news.
@@ -100,10 +118,10 @@ def wait_while_busy(ctx: StepContext, server: ServerState, *, phase: str) -> Tra
 def current_server(ctx: StepContext) -> ServerState:
     """Resolve the ``server`` parameter once (id or name), then read it again
     on every later call. Nova's 404 propagates as ``NotFound``."""
-    if "server_id" not in ctx.state:
+    if StateKey.SERVER_ID not in ctx.state:
         server = ctx.cloud.find_server(ctx.params["server"])
-        ctx.state["server_id"] = server.id
-        ctx.state["server_name"] = server.name
+        ctx.state[StateKey.SERVER_ID] = server.id
+        ctx.state[StateKey.SERVER_NAME] = server.name
         # Where it runs, for the guards' budgets per host and zone (docs/guards.md).
         ctx.state["host"] = server.host
         ctx.state["availability_zone"] = server.availability_zone

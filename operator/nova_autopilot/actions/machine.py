@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from nova_autopilot.cloud import FlavorInfo, ServerState
 from nova_autopilot.events import Event
-from nova_autopilot.journal import OUTCOMES
+from nova_autopilot.journal import OUTCOMES, StateKey
 from nova_autopilot.policies.model import Confirm
 
 
@@ -133,7 +133,7 @@ class StepContext:
 
     @property
     def server_id(self) -> str:
-        server_id = self.state.get("server_id")
+        server_id = self.state.get(StateKey.SERVER_ID)
         if not server_id:
             raise KeyError("the server is not resolved yet")
         return str(server_id)

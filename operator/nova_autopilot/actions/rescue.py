@@ -18,7 +18,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
-from nova_autopilot.actions.common import begin, failure_reason, take_lock, wait_while_busy
+from nova_autopilot.actions.common import (
+    ask_once,
+    begin,
+    failure_reason,
+    take_lock,
+    wait_while_busy,
+)
 from nova_autopilot.actions.machine import (
     Finish,
     Machine,
@@ -60,20 +66,16 @@ def rescue_check(ctx: StepContext) -> Transition:
 
 
 def rescue_request(ctx: StepContext) -> Transition:
-    state = ctx.state
-    state["requesting_at"] = ctx.now().isoformat()
-    ctx.checkpoint()
     password = secrets.token_urlsafe(18)
     image = ctx.params.get("image") or ctx.rescue_image
     try:
-        ctx.cloud.rescue(ctx.server_id, admin_pass=password, image=image)
+        ask_once(ctx, lambda: ctx.cloud.rescue(ctx.server_id, admin_pass=password, image=image))
     except Conflict as exc:
         outcome = "not_rescuable" if "launch" in exc.message.lower() else "refused"
         return Finish(outcome, f"Nova refused the rescue: {exc.message}")
     except Rejected as exc:
         return Finish("refused", f"Nova refused the rescue: {exc.message}")
     ctx.secrets["admin_password"] = password
-    state["requested"] = True
     ctx.record("rescue_requested", {"image": image})
     return WAIT_RESCUED
 
@@ -126,13 +128,10 @@ def unrescue_check(ctx: StepContext) -> Transition:
 
 
 def unrescue_request(ctx: StepContext) -> Transition:
-    ctx.state["requesting_at"] = ctx.now().isoformat()
-    ctx.checkpoint()
     try:
-        ctx.cloud.unrescue(ctx.server_id)
+        ask_once(ctx, lambda: ctx.cloud.unrescue(ctx.server_id))
     except (Conflict, Rejected) as exc:
         return Finish("refused", f"Nova refused the unrescue: {exc.message}")
-    ctx.state["requested"] = True
     ctx.record("unrescue_requested", {})
     return WAIT_UNRESCUED
 

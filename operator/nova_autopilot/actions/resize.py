@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from nova_autopilot.actions.common import (
+    ask_once,
     begin,
     failure_reason,
     raise_quota,
@@ -36,6 +37,7 @@ from nova_autopilot.actions.machine import (
 )
 from nova_autopilot.cloud import ServerState
 from nova_autopilot.errors import Conflict, NotFound, QuotaExceeded, Rejected
+from nova_autopilot.journal import StateKey
 
 SETTLED = ("ACTIVE", "SHUTOFF")
 #: How often a failing gate is tried again until ``gate_timeout``.
@@ -70,7 +72,7 @@ def check(ctx: StepContext) -> Transition:
     if not isinstance(server, ServerState):
         return server
     state = ctx.state
-    if state.get("requesting_at"):
+    if state.get(StateKey.REQUESTING_AT):
         return _after_crash(ctx, server)
     busy = wait_while_busy(ctx, server, phase="check")
     if busy is not None:
@@ -103,14 +105,14 @@ def check(ctx: StepContext) -> Transition:
 def _after_crash(ctx: StepContext, server: ServerState) -> Transition:
     """We were about to ask, or had asked, when the daemon stopped."""
     if server.task_state is not None or server.status == "VERIFY_RESIZE":
-        ctx.state["requested"] = True
+        ctx.state[StateKey.REQUESTED] = True
         ctx.record("resumed", {**describe(server), "note": "the resize was already requested"})
         return Next("wait_verify")
-    since = datetime.fromisoformat(ctx.state["requesting_at"]) - timedelta(seconds=5)
+    since = datetime.fromisoformat(ctx.state[StateKey.REQUESTING_AT]) - timedelta(seconds=5)
     for action in ctx.cloud.actions(server.id):
         started = str(action.get("start_time") or "")
         if action.get("action") == "resize" and started and _after(started, since):
-            ctx.state["requested"] = True
+            ctx.state[StateKey.REQUESTED] = True
             ctx.record("resumed", {"note": "Nova recorded our resize request"})
             return Next("wait_verify")
     return Next("request")
@@ -127,15 +129,12 @@ def _after(stamp: str, since: datetime) -> bool:
 def request(ctx: StepContext) -> Transition:
     state = ctx.state
     raise_quota(ctx, state.get("project_id"))
-    state["requesting_at"] = ctx.now().isoformat()
-    ctx.checkpoint()
     try:
-        ctx.cloud.resize(ctx.server_id, state["new_flavor_id"])
+        ask_once(ctx, lambda: ctx.cloud.resize(ctx.server_id, state["new_flavor_id"]))
     except QuotaExceeded as exc:
         return Finish("failed", f"quota exceeded: {exc.message}")
     except (Conflict, Rejected) as exc:
         return Finish("refused", f"Nova refused the resize: {exc.message}")
-    state["requested"] = True
     ctx.record("resize_requested", {"flavor": state["new_flavor"]})
     return WAIT_VERIFY
 

@@ -39,7 +39,7 @@ from nova_autopilot.actions.machine import (
 from nova_autopilot.cloud import CALLS_KEPT, RequestCounter, ServerState, counting_for
 from nova_autopilot.errors import PermanentError, TemporaryError
 from nova_autopilot.events import Event
-from nova_autopilot.journal import OperationFinished, StaleOperation
+from nova_autopilot.journal import OperationFinished, StaleOperation, StateKey
 from nova_autopilot.logs import get_logger
 from nova_autopilot.policies.model import Confirm
 
@@ -108,7 +108,7 @@ class Done:
     secrets: Mapping[str, str]
 
 
-class _Tally:
+class _StepRequests:
     """An operation's Nova requests since the last step took them."""
 
     def __init__(self, counter: RequestCounter, op_id: str) -> None:
@@ -179,7 +179,7 @@ class _Job:
 
     @property
     def server_id(self) -> str | None:
-        value = self.state.get("server_id")
+        value = self.state.get(StateKey.SERVER_ID)
         return str(value) if value else None
 
     @property
@@ -370,7 +370,7 @@ class Runner:
 
     def _steps(self, job: _Job, event: Event | None, snapshot: ServerState | None) -> None:
         machine = registry.MACHINES[job.work.action]
-        tally = _Tally(self._cloud.requests, job.work.op_id)
+        since_step = _StepRequests(self._cloud.requests, job.work.op_id)
         pending: list[_Pending] = []
         ctx = StepContext(
             operation_id=job.work.op_id,
@@ -382,7 +382,7 @@ class Runner:
             clock=self._clock,
             probe=self._probe,
             record=lambda name, detail: pending.append(
-                _Pending(name, detail, *tally.take(), at=self._clock())
+                _Pending(name, detail, *since_step.take(), at=self._clock())
             ),
             checkpoint=lambda: self._persist(job),
             rescue_image=self._rescue_image,
@@ -398,7 +398,7 @@ class Runner:
             try:
                 transition: Transition = machine.phases[phase](ctx)
             except TemporaryError as exc:
-                self._flush(job, pending, tally, f"{phase}.retry", {"error": str(exc)})
+                self._flush(job, pending, since_step, f"{phase}.retry", {"error": str(exc)})
                 self._retry_later(job)
                 return
             except PermanentError as exc:
@@ -409,7 +409,7 @@ class Runner:
             self._watch(job)
             self._place(job)
             ctx.woken_by = None  # a snapshot left unread stays: it is still this moment's
-            self._flush(job, pending, tally, phase, {})
+            self._flush(job, pending, since_step, phase, {})
             if isinstance(transition, Next):
                 job.phase = transition.phase
                 job.attempts = 0
@@ -430,13 +430,13 @@ class Runner:
         self,
         job: _Job,
         pending: list[_Pending],
-        tally: _Tally,
+        since_step: _StepRequests,
         fallback: str,
         detail: dict[str, Any],
     ) -> None:
         """Write the phase's steps, each with the Nova requests made up to it;
         those made after the last one go with it."""
-        requests, calls = tally.take()
+        requests, calls = since_step.take()
         if not pending and (requests or detail):
             pending.append(_Pending(fallback, detail, 0, [], at=self._clock()))
         if pending:

@@ -94,6 +94,7 @@ def history(args: argparse.Namespace) -> int:
 
 def pending(args: argparse.Namespace) -> int:
     from nova_autopilot.engine import holds
+    from nova_autopilot.journal import StateKey
 
     with _journal(args) as journal:
         waiting = holds.awaiting(journal) if journal is not None else []
@@ -108,7 +109,7 @@ def pending(args: argparse.Namespace) -> int:
             "why": op.why,
             "request_id": op.request_id,
             "created_at": op.created_at.isoformat(),
-            "approval_until": op.state.get(holds.UNTIL),
+            "approval_until": op.state.get(StateKey.HOLD_UNTIL),
         }
         for op in waiting
     ]

@@ -22,17 +22,22 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
 
 from nova_autopilot import guards
 from nova_autopilot.actions.boot import VERDICTS
 from nova_autopilot.actions.runner import Done, Runner, Work
 from nova_autopilot.coordination import Coordinator
-from nova_autopilot.engine import holds
+from nova_autopilot.engine.approvals import Approvals, Authorizer, authorize
+from nova_autopilot.engine.conduct import (
+    Conductor,
+    NoReporter,
+    Reporter,
+    announce_refusal,
+    result_of,
+)
 from nova_autopilot.engine.counts import Tally
-from nova_autopilot.engine.facts import BreakerKeeper, Change, JournalFacts
-from nova_autopilot.engine.holding import Holding
-from nova_autopilot.engine.holds import HELD_PHASES
+from nova_autopilot.engine.holds import Holds
+from nova_autopilot.engine.locks import ServerLocks
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event
 from nova_autopilot.events.request import OPERATION_TYPES
@@ -46,38 +51,9 @@ from nova_autopilot.journal import (
 )
 from nova_autopilot.logs import bound, get_logger
 from nova_autopilot.policies import Match, PolicySet
-from nova_autopilot.policies.model import Confirm, Policy
+from nova_autopilot.policies.model import Confirm
 
 log = get_logger(__name__)
-
-
-class Reporter(Protocol):
-    """Where outcomes go (the bus's results publisher)."""
-
-    def publish(
-        self, result: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
-    ) -> None: ...
-
-
-class Authorizer(Protocol):
-    """May the key that signed a request have this done? (``authorization.py``)"""
-
-    def check_operation(
-        self,
-        event: Event,
-        *,
-        action: str,
-        params: Mapping[str, Any],
-        server_id: str | None,
-        server_name: str | None,
-    ) -> str | None: ...
-
-
-class NoReporter:
-    def publish(
-        self, result: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
-    ) -> None:
-        return None
 
 
 def _server_ref(match: Match, event: Event) -> tuple[str | None, str | None]:
@@ -116,7 +92,7 @@ def _final(
 
 def _verdict_event(operation: Operation, event_type: str) -> Event:
     """What a finished boot verification tells the policies."""
-    server_id = operation.server_id or operation.state.get("server_id")
+    server_id = operation.server_ref
     return Event(
         source="autopilot",
         format="verdict",
@@ -132,26 +108,6 @@ def _verdict_event(operation: Operation, event_type: str) -> Event:
         project_id=operation.project_id,
         timestamp=operation.finished_at,
     )
-
-
-def result_of(operation: Operation, *, secrets: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The result message of a finished operation."""
-    result: dict[str, Any] = {
-        "operation_id": operation.id,
-        "policy": operation.policy,
-        "action": operation.action,
-        "server_id": operation.server_id or operation.state.get("server_id"),
-        "request_id": operation.request_id,
-        "outcome": operation.outcome,
-        "reason": operation.reason,
-        "mode": operation.mode,
-        "nova_requests": operation.nova_requests,
-        "created_at": operation.created_at.isoformat(),
-        "finished_at": operation.finished_at.isoformat() if operation.finished_at else None,
-    }
-    if secrets:
-        result["secrets"] = dict(secrets)
-    return result
 
 
 class Engine:
@@ -177,39 +133,35 @@ class Engine:
         self._journal = journal
         self._runner = runner
         self._clock = clock
-        self._reporter = reporter or NoReporter()
         self._authorizer = authorizer
         self._guards = guard_settings or guards.GuardSettings()
-        self._breakers = BreakerKeeper(journal)
         # Guards count what the journal holds: deciding and recording happen under one
         # lock, so concurrent messages cannot both take the last unit of a budget.
         self._deciding = threading.Lock()
-        self.tally = Tally()
         self._global_approval = global_approval
-        self._holding = Holding(
+        self.tally = Tally()
+        self.locks = ServerLocks(
+            coordinator=coordinator,
+            occupied=lambda server_id: any(o.occupies for o in journal.in_flight(server_id)),
+            wait_s=lock_wait_s,
+        )
+        self._conductor = Conductor(
             journal=journal,
+            runner=runner,
             policies=policies,
-            submit=runner.submit,
-            recheck=self._recheck,
-            take_trials=lambda scopes, op_id, now: self._breakers.take_trials(
-                scopes, op_id, now=now
-            ),
-            report=lambda operation: self._report(operation, {}, ran=False),
-            publish=lambda result, correlation_id, reply_to: self._reporter.publish(
-                result, correlation_id=correlation_id, reply_to=reply_to
-            ),
-            result=result_of,
-            duplicate=self.tally.duplicate,
+            guard_settings=self._guards,
+            reporter=reporter or NoReporter(),
+            tally=self.tally,
+            locks=self.locks,
+            owner=None if coordinator is None or coordinator.single else coordinator.member_id,
+        )
+        self.holds = Holds(
+            conductor=self._conductor,
             global_approval=global_approval,
             approval_timeout_s=approval_timeout_s,
-            servers=holds.ServerLocks(
-                coordinator=coordinator,
-                occupied=lambda server_id: any(
-                    holds.occupies(o) for o in journal.in_flight(server_id)
-                ),
-                wait_s=lock_wait_s,
-            ),
-            owner=None if coordinator is None or coordinator.single else coordinator.member_id,
+        )
+        self._approvals = Approvals(
+            conductor=self._conductor, holds=self.holds, authorizer=authorizer
         )
 
     # -- intake -----------------------------------------------------------
@@ -231,13 +183,8 @@ class Engine:
         now = self._clock()
         if event.source == "request" and event.event_type in OPERATION_TYPES:
             self.tally.received(event.source, event.event_type, matched=True)
-            return self._holding.answer(
-                event,
-                now,
-                correlation_id,
-                reply_to,
-                check=self._check_approver,
-                redelivered=redelivered,
+            return self._approvals.answer(
+                event, now, correlation_id, reply_to, redelivered=redelivered
             )
         self._runner.notify(event)
         matches = self._policies().match(event)
@@ -248,7 +195,7 @@ class Engine:
             )
         if not matches:
             return []  # nothing decided, nothing to record: a duplicate would change nothing
-        with self._holding.locked(_server_ref(m, event)[0] for m in matches) as elsewhere:
+        with self.locks.held(_server_ref(m, event)[0] for m in matches) as elsewhere:
             return self._decide(
                 matches, event, now, correlation_id, reply_to, elsewhere, redelivered=redelivered
             )
@@ -303,8 +250,8 @@ class Engine:
             log.info("intake.duplicate", message_key=key, first_seen_at=str(accepted.first_seen_at))
             self._answer_duplicate(accepted, correlation_id, reply_to)
             return []
-        for new, verdict, match in plans:
-            self._start(new, verdict, match, now)
+        for new, verdict, _ in plans:
+            self._start(new, verdict, now)
         return [new.id for new, _, _ in plans]
 
     def _plan(
@@ -325,17 +272,15 @@ class Engine:
         if match.error:
             verdict = guards.Verdict("refuse", f"parameters: {match.error}", "parameters")
         else:
-            facts = JournalFacts(
-                self._journal,
+            facts = self._conductor.facts(
                 policy=policy.name,
                 server_id=server_id,
                 project_id=event.project_id,
                 host=host,
                 availability_zone=zone,
-                held_phases=HELD_PHASES,
                 busy=True if server_id in elsewhere else None,
             )
-            verdict = guards.hold(
+            verdict = guards.decide_or_wait(
                 policy,
                 guards.for_policy(policy, self._guards),
                 self._guards,
@@ -362,7 +307,7 @@ class Engine:
             reply_to=reply_to,
             deadline_at=now + timedelta(seconds=policy.confirm.timeout_s),
         )
-        return self._holding.record_as(new, verdict, policy, now), verdict, match
+        return self.holds.record_as(new, verdict, policy, now), verdict, match
 
     def _authorize(self, matches: list[Match], event: Event) -> None:
         """Refuse the whole request (``BadMessage("not_authorized")``) when its key
@@ -375,15 +320,14 @@ class Engine:
             if match.error:
                 continue  # refused for its parameters, with nothing sent to Nova
             server_id, server_name = _server_ref(match, event)
-            refusal = self._authorizer.check_operation(
+            authorize(
+                self._authorizer,
                 event,
                 action=match.action,
                 params=match.params,
                 server_id=server_id,
                 server_name=server_name,
             )
-            if refusal is not None:
-                raise BadMessage("not_authorized", refusal)
 
     def _so_far(self, duplicate: Duplicate) -> str:
         """What the first copy of a request led to, as the journal holds it now."""
@@ -398,57 +342,8 @@ class Engine:
             states.append(f"operation {op_id} {operation.action}: {now}")
         return "; ".join(states) or "it led to no operation"
 
-    def _check_approver(self, operation: Operation, event: Event) -> None:
-        """A key may approve or reject only what it could have asked for."""
-        if self._authorizer is None:
-            return
-        refusal = self._authorizer.check_operation(
-            event,
-            action=operation.action,
-            params=operation.params,
-            server_id=operation.server_id,
-            server_name=operation.server_name,
-        )
-        if refusal is not None:
-            raise BadMessage("not_authorized", refusal)
-
-    def _recheck(
-        self, policy: Policy, operation: Operation, busy: bool, now: datetime
-    ) -> guards.Verdict:
-        """The guards again, for a held operation about to run: the breakers, its server
-        (``busy``: occupied by another), the cooldown, the concurrency cap; its share of
-        loops and budgets was taken when it was decided."""
-        facts = JournalFacts(
-            self._journal,
-            policy=policy.name,
-            server_id=operation.server_id,
-            project_id=operation.project_id,
-            host=operation.host,
-            availability_zone=operation.availability_zone,
-            held_phases=HELD_PHASES,
-            busy=busy,
-        )
-        verdict = guards.decide(
-            policy,
-            guards.for_policy(policy, self._guards),
-            self._guards,
-            facts,
-            now=now,
-            has_server=operation.server_id is not None,
-            held=True,
-        )
-        if verdict.decision == "refuse":
-            self.tally.decided(policy.name, "refused", guard=verdict.guard or "other")
-            self._refused(operation.action, verdict)
-        return verdict
-
-    def _start(
-        self, new: NewOperation, verdict: guards.Verdict, match: Match, now: datetime
-    ) -> None:
-        if verdict.trials and not self._breakers.take_trials(verdict.trials, new.id, now=now):
-            verdict = guards.Verdict(
-                "refuse", "breaker: half-open, another decision took the trial", "breaker"
-            )
+    def _start(self, new: NewOperation, verdict: guards.Verdict, now: datetime) -> None:
+        verdict = self._conductor.take_trials(verdict, new.id, now)
         refused = verdict.decision == "refuse"
         self.tally.decided(
             new.policy,
@@ -459,29 +354,26 @@ class Engine:
             if verdict.decision == "run":
                 if verdict.trials:
                     log.warning("breaker.trial", scopes=list(verdict.trials), action=new.action)
-                version = self._holding.claim(new.id, new.server_id, 0, now)
-                if version is None:
-                    return  # another daemon has it
-                log.info("operation.started", action=new.action)
-                work = Work(new.id, new.action, new.params, match.policy.confirm, now)
-                self._runner.submit(dataclasses.replace(work, version=version))
+                self._conductor.start(
+                    new.id,
+                    server_id=new.server_id,
+                    action=new.action,
+                    params=new.params,
+                    policy=new.policy,
+                    version=0,
+                    now=now,
+                )
                 return
             if verdict.decision in ("queue", "await_approval"):
-                self._holding.hold(self._journal.get(new.id), now)
+                self.holds.hold(self._journal.get(new.id), now)
                 return
             if refused:
-                self._refused(new.action, verdict)
+                announce_refusal(new.action, verdict)
+            operation = self._journal.get(new.id)
             if new.outcome is None:  # a trial lost after it was recorded
-                self._journal.finish(new.id, outcome="refused", reason=verdict.reason, now=now)
-            self._report(self._journal.get(new.id), {}, ran=False)
-
-    @staticmethod
-    def _refused(action: str, verdict: guards.Verdict) -> None:
-        """Say it loudly when the guard is one that signals a problem."""
-        if verdict.guard == "loop":
-            log.error("guard.loop", action=action, reason=verdict.reason)
-        elif verdict.guard == "breaker":
-            log.warning("breaker.refused", action=action, reason=verdict.reason)
+                self._conductor.end(operation, "refused", verdict.reason, now)
+            else:
+                self._conductor.report(operation, {}, ran=False)
 
     def _answer_duplicate(
         self, duplicate: Duplicate, correlation_id: str | None, reply_to: str | None
@@ -489,122 +381,48 @@ class Engine:
         if reply_to is None:
             return
         for op_id in duplicate.operation_ids:
-            operation = self._journal.get(op_id)
-            result = result_of(operation) | {"duplicate": True}
-            self._reporter.publish(result, correlation_id=correlation_id, reply_to=reply_to)
+            result = result_of(self._journal.get(op_id)) | {"duplicate": True}
+            self._conductor.answer(result, correlation_id=correlation_id, reply_to=reply_to)
 
     # -- outcomes ---------------------------------------------------------
 
     def on_done(self, done: Done) -> None:
         """The runner's callback when an operation ends."""
         operation = self._journal.get(done.op_id)
-        self._report(operation, done.secrets, ran=True)
-        self._keep_breakers(operation)
-        self._holding.release_next(operation.server_id, self._clock())
-        self._holding.servers.drop(operation.server_id)
+        self._conductor.report(operation, done.secrets, ran=True)
+        self._conductor.settle_breakers(operation, self._clock())
+        self.holds.release_next(operation.server_id, self._clock())
+        self.locks.drop(operation.server_id)
         verdict = (
             VERDICTS.get(operation.outcome or "") if operation.action == "verify_boot" else None
         )
         if verdict is not None:
             self.handle(_verdict_event(operation, verdict))
 
-    def _report(self, operation: Operation, secrets: Mapping[str, str], *, ran: bool) -> None:
-        duration = (
-            (operation.finished_at - operation.created_at).total_seconds()
-            if operation.finished_at
-            else None
-        )
-        self.tally.finished(
-            operation.action, str(operation.outcome), duration_s=duration if ran else None
-        )
-        log.info(
-            f"{operation.action}.{operation.outcome}",
-            operation_id=operation.id,
-            policy=operation.policy,
-            server_id=operation.server_id or operation.state.get("server_id"),
-            reason=operation.reason,
-            nova_requests=operation.nova_requests,
-            duration_s=duration,
-        )
-        self._reporter.publish(
-            result_of(operation),
-            correlation_id=operation.correlation_id,
-            reply_to=None,
-        )
-        if operation.reply_to:
-            self._reporter.publish(
-                result_of(operation, secrets=secrets),
-                correlation_id=operation.correlation_id,
-                reply_to=operation.reply_to,
-            )
-
-    def _keep_breakers(self, operation: Operation) -> None:
-        """Open a breaker on a run of failures; settle a half-open breaker's trial."""
-        policy = self._policies().by_name(operation.policy)
-        policy_limits = (
-            guards.for_policy(policy, self._guards).breaker
-            if policy is not None
-            else self._guards.policy_breaker
-        )
-        limits = {
-            guards.GLOBAL: self._guards.breaker,
-            guards.policy_scope(operation.policy): policy_limits,
-        }
-        for change in self._breakers.after(operation, limits, now=self._clock()):
-            self._announce(change, operation.policy, limits[change.breaker.scope])
-
     def breaker_states(self) -> dict[str, str]:
         """Every circuit breaker's state by scope (``closed``, ``open``, ``half_open``),
         the global one always, as the journal holds them: for metrics and status."""
-        states = {guards.GLOBAL: "closed"}
-        states.update({scope: b.state for scope, b in self._journal.breakers().items()})
-        return states
-
-    def _announce(self, change: Change, policy: str, limits: guards.BreakerLimits) -> None:
-        breaker = change.breaker
-        policy_name = None if breaker.scope == guards.GLOBAL else policy
-        details = {
-            "scope": breaker.scope,
-            "failures": breaker.failures,
-            "window_s": limits.window_s,
-            "half_open_after_s": limits.half_open_after_s,
-            "reason": breaker.reason,
-        }
-        if change.outcome == "opened":
-            log.error("breaker.opened", **details)
-        elif change.outcome == "reopened":
-            log.error("breaker.reopened", **details)
-        else:
-            log.warning("breaker.closed", scope=breaker.scope)
-        self._reporter.publish(
-            change.result(policy_name, limits), correlation_id=None, reply_to=None
-        )
+        return self._conductor.breaker_states()
 
     def on_lost(self, op_id: str) -> None:
         """The runner's callback when another daemon took an operation over."""
-        self._holding.servers.drop(self._journal.get(op_id).server_id)
+        self.locks.drop(self._journal.get(op_id).server_id)
 
     # -- restart ----------------------------------------------------------
 
-    @property
-    def holding(self) -> Holding:
-        return self._holding
-
     def work_of(self, operation: Operation) -> Work:
         """What the runner needs to resume an unfinished operation from its phase. One
-        that was asking Nova (``requesting_at`` without ``requested``) starts again
-        from its first phase, which finds out whether the request reached Nova."""
+        that was asking Nova (:attr:`Operation.asking`) starts again from its first
+        phase, which finds out whether the request reached Nova."""
         policy = self._policies().by_name(operation.policy)
-        state = operation.state
-        asking = bool(state.get("requesting_at")) and not state.get("requested")
         return Work(
             operation.id,
             operation.action,
             operation.params,
             policy.confirm if policy else Confirm(),
-            holds.released_at(operation) or operation.created_at,
-            None if asking or operation.phase == INITIAL_PHASE else operation.phase,
-            state,
+            operation.released_at or operation.created_at,
+            None if operation.asking or operation.phase == INITIAL_PHASE else operation.phase,
+            operation.state,
             operation.version,
         )
 
@@ -614,18 +432,18 @@ class Engine:
         works = []
         held: set[str | None] = set()
         for operation in self._journal.unfinished():
-            if self._holding.track(operation):
+            if self.holds.track(operation):
                 held.add(operation.server_id)
                 continue
             works.append(self.work_of(operation))
         count = self._runner.resume(works)
-        log.info("operations.resumed", count=count, held=len(self._holding))
+        log.info("operations.resumed", count=count, held=len(self.holds))
         now = self._clock()
         for server_id in held:
-            self._holding.release_next(server_id, now)
+            self.holds.release_next(server_id, now)
         return count
 
     def expire_due(self, now: datetime | None = None) -> int:
         """End the held operations whose time is over; how many. The daemon calls
         it every second."""
-        return self._holding.expire_due(now or self._clock())
+        return self.holds.expire_due(now or self._clock())

@@ -27,9 +27,9 @@ from datetime import datetime
 
 from nova_autopilot.actions.runner import Runner, Work
 from nova_autopilot.coordination import Coordinator
-from nova_autopilot.engine.holding import Holding
-from nova_autopilot.engine.holds import HELD_PHASES
-from nova_autopilot.journal import Journal, Operation
+from nova_autopilot.engine.holds import Holds
+from nova_autopilot.engine.locks import ServerLocks
+from nova_autopilot.journal import HELD_PHASES, Journal, Operation
 from nova_autopilot.logs import bound, get_logger
 
 log = get_logger(__name__)
@@ -41,14 +41,16 @@ class Takeover:
         *,
         journal: Journal,
         coordinator: Coordinator,
-        holding: Holding,
+        holds: Holds,
+        locks: ServerLocks,
         runner: Runner,
         work_of: Callable[[Operation], Work],
         clock: Callable[[], datetime],
     ) -> None:
         self._journal = journal
         self._coordinator = coordinator
-        self._holding = holding
+        self._holds = holds
+        self._locks = locks
         self._runner = runner
         self._work_of = work_of
         self._clock = clock
@@ -68,7 +70,7 @@ class Takeover:
             if operation.phase in HELD_PHASES:
                 if leader:
                     held_servers.add(operation.server_id)
-                    if operation.id not in self._tracked and self._holding.track(operation):
+                    if operation.id not in self._tracked and self._holds.track(operation):
                         self._tracked.add(operation.id)
                 continue
             if operation.id in mine:
@@ -80,14 +82,14 @@ class Takeover:
             taken += self._adopt(operation, me)
         now = self._clock()
         for server_id in held_servers:
-            self._holding.release_next(server_id, now)
+            self._holds.release_next(server_id, now)
         self._tracked &= {o.id for o in self._journal.unfinished() if o.phase in HELD_PHASES}
         if taken:
             log.info("operations.taken_over", count=taken, member_id=me)
         return taken
 
     def _adopt(self, operation: Operation, me: str) -> int:
-        servers = self._holding.servers
+        servers = self._locks
         if not servers.take(operation.server_id):
             return 0  # its owner still holds the server, or another survivor does
         claimed = self._journal.claim(operation.id, owner=me, now=self._clock())

@@ -11,12 +11,19 @@ without any Nova write call.
 =========================  ===================================================
 ``limits``                 ``[guards]`` settings, a policy's limits over them
 ``breaker``                circuit breakers: open, half-open trial, close
-``decision``               the chain of guards: :func:`decide`; :func:`hold`
+``decision``               the chain of guards: :func:`decide`; :func:`decide_or_wait`
 =========================  ===================================================
 """
 
 from nova_autopilot.guards.breaker import GLOBAL, policy_scope
-from nova_autopilot.guards.decision import NOT_ACTED, Facts, Verdict, approval, decide, hold
+from nova_autopilot.guards.decision import (
+    NOT_ACTED,
+    Facts,
+    Verdict,
+    approval,
+    decide,
+    decide_or_wait,
+)
 from nova_autopilot.guards.limits import (
     SCOPES,
     BreakerLimits,
@@ -38,7 +45,7 @@ __all__ = [
     "Verdict",
     "approval",
     "decide",
+    "decide_or_wait",
     "for_policy",
-    "hold",
     "policy_scope",
 ]

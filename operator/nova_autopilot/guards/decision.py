@@ -1,6 +1,6 @@
 """The chain of guards over one decision, cheapest first; the first refusal wins.
 
-:func:`hold` turns a verdict into one that waits, when the policy says so: behind
+:func:`decide_or_wait` turns a verdict into one that waits, when the policy says so: behind
 the server's operation in flight (``limits.when_busy: wait``), or for an operator's
 approval (``mode: approve``, or ``[guards] require_approval``).
 """
@@ -105,7 +105,7 @@ def decide(
     return Verdict("run", trials=tuple(trials))
 
 
-def hold(
+def decide_or_wait(
     policy: Policy,
     limits: PolicyLimits,
     settings: GuardSettings,

@@ -28,11 +28,14 @@ from nova_autopilot.journal.errors import (
     UnknownOperation,
 )
 from nova_autopilot.journal.records import (
+    AWAITING_APPROVAL,
     BREAKER_STATES,
     FAILURES,
+    HELD_PHASES,
     INITIAL_PHASE,
     MODES,
     OUTCOMES,
+    QUEUED,
     Accepted,
     Activity,
     Breaker,
@@ -44,17 +47,21 @@ from nova_autopilot.journal.records import (
     Operation,
     Outcome,
     Refusal,
+    StateKey,
     Status,
     Step,
 )
 from nova_autopilot.journal.store import Journal
 
 __all__ = [
+    "AWAITING_APPROVAL",
     "BREAKER_STATES",
     "FAILURES",
+    "HELD_PHASES",
     "INITIAL_PHASE",
     "MODES",
     "OUTCOMES",
+    "QUEUED",
     "Accepted",
     "Activity",
     "Breaker",
@@ -72,6 +79,7 @@ __all__ = [
     "Refusal",
     "SchemaMismatch",
     "StaleOperation",
+    "StateKey",
     "Status",
     "Step",
     "UnknownOperation",

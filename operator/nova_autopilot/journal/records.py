@@ -9,12 +9,15 @@ from datetime import datetime, timezone
 from typing import Any, Final, Literal, get_args
 
 __all__ = [
+    "AWAITING_APPROVAL",
     "BREAKER_STATES",
     "FAILURES",
+    "HELD_PHASES",
     "INITIAL_PHASE",
     "LIMITS",
     "MODES",
     "OUTCOMES",
+    "QUEUED",
     "STATUSES",
     "Accepted",
     "Activity",
@@ -28,6 +31,7 @@ __all__ = [
     "Operation",
     "Outcome",
     "Refusal",
+    "StateKey",
     "Status",
     "Step",
     "aware_utc",
@@ -67,6 +71,38 @@ FAILURES: Final[tuple[Outcome, ...]] = ("failed", "timed_out", "reverted")
 BREAKER_STATES: Final[tuple[BreakerState, ...]] = ("closed", "open", "half_open")
 #: The phase of an operation no state machine has moved yet.
 INITIAL_PHASE: Final = "start"
+#: The phases of an operation held before it runs, which no state machine knows:
+#: queued behind its server's operation in flight, or awaiting an operator's approval.
+QUEUED: Final = "queued"
+AWAITING_APPROVAL: Final = "awaiting_approval"
+HELD_PHASES: Final = (QUEUED, AWAITING_APPROVAL)
+
+
+class StateKey:
+    """The keys of an operation's ``state`` that more than its state machine reads.
+
+    The rest of ``state`` belongs to the state machine alone; these are read by the
+    engine, the reports and the runner too, through :class:`Operation`'s properties.
+    """
+
+    #: The server's id, once the action resolved a name (``server_id`` is then None).
+    SERVER_ID: Final = "server_id"
+    SERVER_NAME: Final = "server_name"
+    #: When the action was about to ask Nova for its write (checkpointed first) ...
+    REQUESTING_AT: Final = "requesting_at"
+    #: ... and that Nova took it. The first without the second: a daemon stopped in
+    #: between, and whether the request reached Nova is found out on resume.
+    REQUESTED: Final = "requested"
+    #: Until when a held operation may wait; past it, it ends ``expired``.
+    HOLD_UNTIL: Final = "hold_until"
+    #: When a held operation was released to run: its deadline counts from there.
+    RELEASED_AT: Final = "released_at"
+
+
+def _moment(state: Mapping[str, Any], key: str) -> datetime | None:
+    value = state.get(key)
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
 
 # Column widths of the schema (journal/schema.py); values are checked before they reach a
 # database, because SQLite would keep a longer value that PostgreSQL and MariaDB refuse.
@@ -218,6 +254,41 @@ class Operation:
     @property
     def finished(self) -> bool:
         return self.status == "done"
+
+    @property
+    def server_ref(self) -> str | None:
+        """The server's id as far as known: as decided, else as its action resolved it."""
+        resolved = self.state.get(StateKey.SERVER_ID)
+        return self.server_id or (str(resolved) if resolved else None)
+
+    @property
+    def asking(self) -> bool:
+        """Whether it was asking Nova for its write when it last recorded itself, with
+        no word that Nova took it: on resume, its first phase finds out which."""
+        return bool(self.state.get(StateKey.REQUESTING_AT)) and not self.state.get(
+            StateKey.REQUESTED
+        )
+
+    @property
+    def held(self) -> bool:
+        """Held before it runs: queued, or awaiting approval."""
+        return self.phase in HELD_PHASES and not self.finished
+
+    @property
+    def occupies(self) -> bool:
+        """Whether it keeps its server busy for the others: running, or awaiting
+        approval. A queued operation waits its turn like the others."""
+        return not self.finished and self.phase != QUEUED
+
+    @property
+    def held_until(self) -> datetime | None:
+        """Until when a held operation may wait."""
+        return _moment(self.state, StateKey.HOLD_UNTIL)
+
+    @property
+    def released_at(self) -> datetime | None:
+        """When a held operation was released to run (None: it never was held)."""
+        return _moment(self.state, StateKey.RELEASED_AT)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from nova_autopilot.engine.flow import Engine
-from nova_autopilot.engine.holds import AWAITING_APPROVAL, QUEUED
+from nova_autopilot.journal import AWAITING_APPROVAL, QUEUED
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event, parse_message
 from nova_autopilot.guards import GuardSettings

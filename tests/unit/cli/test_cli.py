@@ -306,7 +306,8 @@ def test_pending_lists_the_operations_awaiting_approval_from_the_journal(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
 
-    from nova_autopilot.engine.holds import AWAITING_APPROVAL, QUEUED, hold_state
+    from nova_autopilot.engine.holds import hold_state
+    from nova_autopilot.journal import AWAITING_APPROVAL, QUEUED
     from nova_autopilot.journal import Journal, NewOperation
 
     conf = tmp_path / "nova-autopilot.conf"
