@@ -1,7 +1,8 @@
 # nova-autopilot: every set-up step a fresh machine needs is behind these targets.
 #   make demo   - install the package alone into .venv and run the embedded demo
 #   make test   - install the package with its test and docs tools into .venv, start the local
-#                 services, lint, type-check, build the documentation, run every test
+#                 services, lint (ruff, and the layer contracts of .importlinter), type-check,
+#                 build the documentation, run every test
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -34,6 +35,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports .importlinter --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

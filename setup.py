@@ -54,6 +54,7 @@ setup(
             "hypothesis>=6.100,<7",
             "atheris>=3.0,<4",
             "ruff>=0.6,<1",
+            "import-linter>=2.1,<3",
             "mypy>=1.10,<3",
             "types-PyYAML",
         ],
