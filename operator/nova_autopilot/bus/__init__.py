@@ -16,6 +16,7 @@ from nova_autopilot.bus.client import Reply, RequestClient
 from nova_autopilot.bus.connection import BrokerSettings, notification_broker, request_broker
 from nova_autopilot.bus.counters import Counters, CounterSnapshot
 from nova_autopilot.bus.delivery import (
+    RETRIES_EXHAUSTED,
     Delivery,
     Handler,
     RefusalSink,
@@ -27,7 +28,6 @@ from nova_autopilot.bus.delivery import (
 from nova_autopilot.bus.facade import Bus, BusHealth
 from nova_autopilot.bus.intake import Intake, IntakeHealth
 from nova_autopilot.bus.notifications import notification_intake
-from nova_autopilot.bus.outcome import RETRIES_EXHAUSTED
 from nova_autopilot.bus.requests import request_intake
 from nova_autopilot.bus.results import ResultPublisher, result_routing_key
 

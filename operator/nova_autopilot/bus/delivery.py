@@ -1,4 +1,4 @@
-"""What the bus hands to a handler with each event, and what it expects back.
+"""A delivered message: what the handler gets with it, and what becomes of it.
 
 A handler is any callable ``handler(event, delivery) -> None``. Its outcome
 decides what happens to the message:
@@ -17,6 +17,14 @@ twice (after a lost connection, a stop in the middle of a call, or a delayed
 retry). The handler recognises it by ``event.dedupe_key`` /
 ``delivery.message_id``, and tells such a copy from one published anew by
 ``delivery.repeated``.
+
+Inside the bus a message travels as a :class:`Job`. :func:`receive` makes one
+of each kombu message, before any handler runs: nothing raised by the decoder
+escapes, so a message that cannot become an Event is a job whose outcome is
+already decided (the dead-letter queue). :func:`run_handler` is the one place
+where a handler's exception is caught: it never lets one escape, so a bug in a
+handler costs one message (which is dead-lettered, not lost) and never the
+consuming thread.
 """
 
 from __future__ import annotations
@@ -24,19 +32,41 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
+from nova_autopilot.bus.deadletter import attempt_of
+from nova_autopilot.errors import BadMessage, TemporaryError
 from nova_autopilot.events import Event, Source
+from nova_autopilot.logs import get_logger
 
 __all__ = [
+    "ABANDONED",
+    "HANDLED",
+    "RETRIES_EXHAUSTED",
+    "Abandoned",
+    "DeadLetter",
+    "Decoder",
     "Delivery",
+    "Handled",
     "Handler",
+    "Job",
+    "Outcome",
     "RefusalSink",
     "Refused",
     "RequestCheck",
+    "Retry",
     "Verifier",
     "accept_all",
+    "handler_error_reason",
+    "receive",
+    "run_handler",
 ]
+
+log = get_logger("nova_autopilot.bus")
+
+#: Dead-letter reason of a message whose handler kept failing temporarily.
+RETRIES_EXHAUSTED: Final = "retries_exhausted"
+_MAX_DETAIL = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +150,135 @@ class Refused:
 #: Told of every message dead-lettered, after its copy is in the dead-letter
 #: queue (to record it); what it raises is logged, never changes the outcome.
 RefusalSink = Callable[[Refused], None]
+
+
+# --- outcomes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """The handler returned: acknowledge."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """The handler failed temporarily: try again after the next delay."""
+
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """The message cannot be processed: keep it in the dead-letter queue."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Abandoned:
+    """Not processed (the bus is stopping or the connection was lost): leave
+    it unacknowledged, the broker delivers it again."""
+
+
+Outcome = Handled | Retry | DeadLetter | Abandoned
+HANDLED: Final = Handled()
+ABANDONED: Final = Abandoned()
+
+
+def handler_error_reason(exc: BaseException) -> str:
+    return f"handler_error: {type(exc).__name__}"
+
+
+def shorten(text: str) -> str:
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+
+
+def run_handler(handler: Handler, event: Event, delivery: Delivery) -> Outcome:
+    """Call ``handler`` and classify what it did."""
+    try:
+        handler(event, delivery)
+    except TemporaryError as exc:
+        return Retry(shorten(f"{type(exc).__name__}: {exc}"))
+    except BadMessage as exc:
+        return DeadLetter(exc.reason, shorten(exc.detail))
+    except Exception as exc:  # a handler bug costs one message, never the bus
+        log.error(
+            "intake.handler_failed",
+            source=delivery.source,
+            message_id=delivery.message_id,
+            event_type=event.event_type,
+            error=type(exc).__name__,
+            exc_info=True,
+        )
+        return DeadLetter(handler_error_reason(exc), shorten(f"{type(exc).__name__}: {exc}"))
+    return HANDLED
+
+
+# --- a message on its way through the bus -----------------------------------------------
+
+
+@dataclass(slots=True)
+class Job:
+    """One message on its way through the bus."""
+
+    generation: int
+    tag: int
+    body: bytes
+    properties: dict[str, Any]
+    delivery: Delivery
+    event: Event | None = None
+    outcome: Outcome | None = None
+    #: How the body came compressed (kombu decompressed it), if it did.
+    compression: str | None = None
+
+
+#: Turns a body (and its headers) into an Event, or raises BadMessage.
+Decoder = Callable[[bytes, Mapping[str, Any]], Event]
+
+
+def receive(
+    message: Any,
+    *,
+    decode: Decoder,
+    source: Source,
+    queue: str,
+    generation: int,
+    received_at: datetime,
+) -> Job:
+    """The job of one kombu message (``message.body`` already decompressed by
+    kombu when it came with a ``compression`` header; copies compress it again)."""
+    info = message.delivery_info
+    body = message.body
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    headers = message.headers or {}
+    properties = message.properties
+    event: Event | None = None
+    failure: DeadLetter | None = None
+    try:
+        if message.errors:
+            error = message.errors[0][1]
+            raise BadMessage("bad_compression", f"{type(error).__name__}: {error}")
+        event = decode(body, headers)
+    except BadMessage as exc:
+        failure = DeadLetter(exc.reason, shorten(exc.detail))
+    except Exception as exc:  # noqa: BLE001 - a decoder must not stop the intake
+        failure = DeadLetter("unparseable", shorten(f"{type(exc).__name__}: {exc}"))
+    delivery = Delivery(
+        source=source,
+        queue=queue,
+        message_id=properties.get("message_id") or (event.message_id if event else None),
+        redelivered=bool(info.get("redelivered", False)),
+        attempt=attempt_of(headers) if headers else 1,
+        correlation_id=properties.get("correlation_id"),
+        reply_to=properties.get("reply_to"),
+        headers=headers,
+        received_at=received_at,
+        exchange=info.get("exchange") or "",
+        routing_key=info.get("routing_key") or "",
+    )
+    job = Job(generation, message.delivery_tag, body, properties, delivery, event, failure)
+    if not message.errors:
+        job.compression = headers.get("compression")
+    return job

@@ -32,12 +32,11 @@ from kombu.messaging import Consumer, Producer
 
 from nova_autopilot.bus.connection import Backoff, BrokerSettings, connect
 from nova_autopilot.bus.counters import Counters
-from nova_autopilot.bus.delivery import Handler, RefusalSink
-from nova_autopilot.bus.reception import Decoder, receive
+from nova_autopilot.bus.delivery import Decoder, Handler, Job, RefusalSink, receive
 from nova_autopilot.bus.retry import RetryPlan
 from nova_autopilot.bus.settlement import Settlement
 from nova_autopilot.bus.topology import IntakeTopology
-from nova_autopilot.bus.workers import Job, Workers
+from nova_autopilot.bus.workers import Workers
 from nova_autopilot.logs import get_logger
 
 __all__ = ["Intake", "IntakeHealth"]

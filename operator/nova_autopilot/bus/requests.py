@@ -18,9 +18,15 @@ from oslo_config import cfg
 
 from nova_autopilot.bus.connection import BrokerSettings, request_broker
 from nova_autopilot.bus.counters import Counters
-from nova_autopilot.bus.delivery import Handler, RefusalSink, RequestCheck, Verifier, accept_all
+from nova_autopilot.bus.delivery import (
+    Decoder,
+    Handler,
+    RefusalSink,
+    RequestCheck,
+    Verifier,
+    accept_all,
+)
 from nova_autopilot.bus.intake import Intake
-from nova_autopilot.bus.reception import Decoder
 from nova_autopilot.bus.retry import RetryPlan
 from nova_autopilot.bus.topology import request_topology
 from nova_autopilot.errors import BadMessage

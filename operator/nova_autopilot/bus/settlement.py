@@ -24,11 +24,18 @@ from kombu.messaging import Producer
 
 from nova_autopilot.bus.counters import Counters
 from nova_autopilot.bus.deadletter import dead_letter_headers, kept_properties, retry_headers
-from nova_autopilot.bus.delivery import RefusalSink, Refused
-from nova_autopilot.bus.outcome import RETRIES_EXHAUSTED, Abandoned, DeadLetter, Handled, Retry
+from nova_autopilot.bus.delivery import (
+    RETRIES_EXHAUSTED,
+    Abandoned,
+    DeadLetter,
+    Handled,
+    Job,
+    RefusalSink,
+    Refused,
+    Retry,
+)
 from nova_autopilot.bus.retry import LocalDelayer, RetryPlan
 from nova_autopilot.bus.topology import IntakeTopology
-from nova_autopilot.bus.workers import Job
 from nova_autopilot.logs import get_logger
 
 __all__ = ["Settlement"]

@@ -13,32 +13,14 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from nova_autopilot.bus.delivery import Delivery, Handler
-from nova_autopilot.bus.outcome import ABANDONED, Outcome, run_handler
-from nova_autopilot.events import Event
+from nova_autopilot.bus.delivery import ABANDONED, Handler, Job, run_handler
 from nova_autopilot.logs import get_logger
 
-__all__ = ["Job", "Workers"]
+__all__ = ["Workers"]
 
 log = get_logger("nova_autopilot.bus")
-
-
-@dataclass(slots=True)
-class Job:
-    """One message on its way through the bus."""
-
-    generation: int
-    tag: int
-    body: bytes
-    properties: dict[str, Any]
-    delivery: Delivery
-    event: Event | None = None
-    outcome: Outcome | None = None
-    #: How the body came compressed (kombu decompressed it), if it did.
-    compression: str | None = None
 
 
 _STOP = object()

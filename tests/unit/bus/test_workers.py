@@ -7,9 +7,8 @@ import random
 import threading
 from datetime import datetime, timezone
 
-from nova_autopilot.bus.delivery import Delivery
-from nova_autopilot.bus.outcome import ABANDONED, HANDLED, DeadLetter
-from nova_autopilot.bus.workers import Job, Workers
+from nova_autopilot.bus.delivery import ABANDONED, HANDLED, DeadLetter, Delivery, Job
+from nova_autopilot.bus.workers import Workers
 from nova_autopilot.events import Event
 
 NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)

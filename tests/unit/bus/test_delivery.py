@@ -6,10 +6,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from nova_autopilot.bus.delivery import Delivery
-from nova_autopilot.bus.outcome import (
+from nova_autopilot.bus.delivery import (
     HANDLED,
     DeadLetter,
+    Delivery,
     Retry,
     handler_error_reason,
     run_handler,
