@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from nova_autopilot.bus.deadletter import attempt_of
+from nova_autopilot.bus.copies import attempt_of
 from nova_autopilot.errors import BadMessage, TemporaryError
 from nova_autopilot.events import Event, Source
 from nova_autopilot.logs import get_logger

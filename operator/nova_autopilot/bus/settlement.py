@@ -3,8 +3,8 @@
 
 Used only by the consuming thread of an intake, on the channel the messages
 came from. A failed message is first published (persistent, confirmed by the
-broker) to its delay or dead-letter queue and only then acknowledged, so a
-crash between the two leaves a duplicate, never a loss.
+broker) to its delay or dead-letter queue (:mod:`.copies`) and only then
+acknowledged, so a crash between the two leaves a duplicate, never a loss.
 
 Acknowledgements follow the delivery order: the settled prefix is
 acknowledged with one ``multiple`` ack, and a message settled out of order
@@ -22,8 +22,14 @@ from typing import Any
 from kombu.compression import compress
 from kombu.messaging import Producer
 
+from nova_autopilot.bus.copies import (
+    LocalDelayer,
+    RetryPlan,
+    dead_letter_headers,
+    kept_properties,
+    retry_headers,
+)
 from nova_autopilot.bus.counters import Counters
-from nova_autopilot.bus.deadletter import dead_letter_headers, kept_properties, retry_headers
 from nova_autopilot.bus.delivery import (
     RETRIES_EXHAUSTED,
     Abandoned,
@@ -34,7 +40,6 @@ from nova_autopilot.bus.delivery import (
     Refused,
     Retry,
 )
-from nova_autopilot.bus.retry import LocalDelayer, RetryPlan
 from nova_autopilot.bus.topology import IntakeTopology
 from nova_autopilot.logs import get_logger
 

@@ -19,7 +19,7 @@ from oslo_config import cfg
 
 from nova_autopilot.actions.runner import Runner
 from nova_autopilot.bus import Bus
-from nova_autopilot.bus.deadletter import ATTEMPT
+from nova_autopilot.bus.copies import ATTEMPT
 from nova_autopilot.engine.flow import Engine
 from nova_autopilot.errors import BadMessage, CloudUnavailable, TemporaryError
 from nova_autopilot.events import Event
