@@ -4,7 +4,7 @@
 """
 
 from nova_autopilot.policies.loader import load_policies, load_texts
-from nova_autopilot.policies.matching import Match, PolicySet, Verdict
+from nova_autopilot.policies.matching import Explanation, Match, PolicySet
 from nova_autopilot.policies.model import ACTIONS, Policy
 
-__all__ = ["ACTIONS", "Match", "Policy", "PolicySet", "Verdict", "load_policies", "load_texts"]
+__all__ = ["ACTIONS", "Explanation", "Match", "Policy", "PolicySet", "load_policies", "load_texts"]

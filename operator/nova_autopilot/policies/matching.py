@@ -40,7 +40,7 @@ class Match:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class Explanation:
     """``explain``'s answer for one policy: matched, or the first reason why not."""
 
     policy: str
@@ -128,34 +128,34 @@ class PolicySet:
                 matches.append(render(policy, event))
         return matches
 
-    def explain(self, event: Event) -> list[Verdict]:
+    def explain(self, event: Event) -> list[Explanation]:
         """For every policy, matched or not, and the first reason why not."""
-        verdicts = []
+        found = []
         for policy in self.policies:
-            verdicts.append(self._verdict(policy, event))
-        return verdicts
+            found.append(self._explain(policy, event))
+        return found
 
-    def _verdict(self, policy: Policy, event: Event) -> Verdict:
+    def _explain(self, policy: Policy, event: Event) -> Explanation:
         if not policy.enabled:
-            return Verdict(policy.name, False, "policy is disabled")
+            return Explanation(policy.name, False, "policy is disabled")
         if not _source_ok(policy, event):
-            return Verdict(
+            return Explanation(
                 policy.name,
                 False,
                 f"source is {event.source!r}, the policy listens to {policy.when.source!r}",
             )
         if not any(fnmatch.fnmatchcase(event.event_type, p) for p in policy.when.events):
             wanted = ", ".join(policy.when.events)
-            return Verdict(
+            return Explanation(
                 policy.name, False, f"event type {event.event_type!r} is not one of: {wanted}"
             )
         condition = policy.when.condition
         miss = condition.evaluate(event) if condition is not None else None
         if miss is not None:
-            return Verdict(policy.name, False, f"condition failed: {miss}")
+            return Explanation(policy.name, False, f"condition failed: {miss}")
         match = render(policy, event)
         if match.error:
-            return Verdict(
+            return Explanation(
                 policy.name, True, f"matched, but parameters failed: {match.error}", match
             )
-        return Verdict(policy.name, True, "all conditions held", match)
+        return Explanation(policy.name, True, "all conditions held", match)
