@@ -32,9 +32,8 @@ from kombu.messaging import Consumer, Producer
 
 from nova_autopilot.bus.connection import Backoff, BrokerSettings, connect
 from nova_autopilot.bus.copies import RetryPlan
-from nova_autopilot.bus.counters import Counters
 from nova_autopilot.bus.delivery import Decoder, Handler, Job, RefusalSink, receive
-from nova_autopilot.bus.settlement import Settlement
+from nova_autopilot.bus.settlement import Counters, Settlement
 from nova_autopilot.bus.topology import IntakeTopology
 from nova_autopilot.bus.workers import Workers
 from nova_autopilot.logs import get_logger

@@ -16,9 +16,9 @@ from oslo_config import cfg
 
 from nova_autopilot.bus.connection import BrokerSettings, notification_broker
 from nova_autopilot.bus.copies import RetryPlan
-from nova_autopilot.bus.counters import Counters
 from nova_autopilot.bus.delivery import Handler
 from nova_autopilot.bus.intake import Intake
+from nova_autopilot.bus.settlement import Counters
 from nova_autopilot.bus.topology import notification_topology
 from nova_autopilot.events import Event, parse_message
 

@@ -18,7 +18,6 @@ from oslo_config import cfg
 
 from nova_autopilot.bus.connection import BrokerSettings, request_broker
 from nova_autopilot.bus.copies import RetryPlan
-from nova_autopilot.bus.counters import Counters
 from nova_autopilot.bus.delivery import (
     Decoder,
     Handler,
@@ -28,6 +27,7 @@ from nova_autopilot.bus.delivery import (
     accept_all,
 )
 from nova_autopilot.bus.intake import Intake
+from nova_autopilot.bus.settlement import Counters
 from nova_autopilot.bus.topology import request_topology
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event, parse_message

@@ -10,14 +10,24 @@ Acknowledgements follow the delivery order: the settled prefix is
 acknowledged with one ``multiple`` ack, and a message settled out of order
 (its predecessor is still in a handler) on its own, so a slow handler never
 holds back the others' acks or fills the prefetch window.
+
+Every message received ends in exactly one of: handled (acknowledged after the
+handler returned), retried (sent to a delay queue), dead-lettered (by reason),
+or abandoned (its outcome was not settled because the connection was lost or
+the bus stopped: the broker delivers it again). Until then it is in flight.
+So ``received == handled + retried + dead_lettered + abandoned + in_flight``
+once the dust settles, and nothing is ever dropped without a count
+(:class:`Counters`, for the metrics layer).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from kombu.compression import compress
 from kombu.messaging import Producer
@@ -29,7 +39,6 @@ from nova_autopilot.bus.copies import (
     kept_properties,
     retry_headers,
 )
-from nova_autopilot.bus.counters import Counters
 from nova_autopilot.bus.delivery import (
     RETRIES_EXHAUSTED,
     Abandoned,
@@ -43,10 +52,13 @@ from nova_autopilot.bus.delivery import (
 from nova_autopilot.bus.topology import IntakeTopology
 from nova_autopilot.logs import get_logger
 
-__all__ = ["Settlement"]
+__all__ = ["UNKNOWN_TYPE", "CounterSnapshot", "Counters", "Settlement"]
 
 log = get_logger("nova_autopilot.bus")
 _SETTLED = -1.0
+
+#: The event type counted for a message that did not become an event.
+UNKNOWN_TYPE: Final = "unknown"
 
 
 def _wire_body(job: Job) -> bytes:
@@ -276,4 +288,89 @@ class Settlement:
                 reason=outcome.reason,
                 message_id=job.delivery.message_id,
                 error=f"{type(exc).__name__}: {exc}",
+            )
+
+
+# --- counts ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSnapshot:
+    """The counters of one intake at one moment."""
+
+    received: int = 0
+    redelivered: int = 0
+    handled: int = 0
+    retried: int = 0
+    abandoned: int = 0
+    dead_lettered: dict[str, int] = field(default_factory=dict)
+    #: The same by (reason, event type); the type is ``unknown`` for a message that
+    #: did not become an event (not parsed, or not verified).
+    dead_lettered_types: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def dead_lettered_total(self) -> int:
+        return sum(self.dead_lettered.values())
+
+    @property
+    def settled(self) -> int:
+        return self.handled + self.retried + self.dead_lettered_total + self.abandoned
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "redelivered": self.redelivered,
+            "handled": self.handled,
+            "retried": self.retried,
+            "abandoned": self.abandoned,
+            "dead_lettered": dict(self.dead_lettered),
+        }
+
+
+class Counters:
+    """Thread-safe counters of one intake (the notification or the request queue)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._received = 0
+        self._redelivered = 0
+        self._handled = 0
+        self._retried = 0
+        self._abandoned = 0
+        self._dead: Counter[str] = Counter()
+        self._dead_types: Counter[tuple[str, str]] = Counter()
+
+    def received(self, *, redelivered: bool) -> None:
+        with self._lock:
+            self._received += 1
+            if redelivered:
+                self._redelivered += 1
+
+    def handled(self, count: int = 1) -> None:
+        with self._lock:
+            self._handled += count
+
+    def retried(self) -> None:
+        with self._lock:
+            self._retried += 1
+
+    def abandoned(self, count: int = 1) -> None:
+        with self._lock:
+            self._abandoned += count
+
+    def dead_lettered(self, reason: str, event_type: str | None = None) -> None:
+        with self._lock:
+            self._dead[reason] += 1
+            self._dead_types[reason, event_type or UNKNOWN_TYPE] += 1
+
+    def snapshot(self) -> CounterSnapshot:
+        with self._lock:
+            return CounterSnapshot(
+                received=self._received,
+                redelivered=self._redelivered,
+                handled=self._handled,
+                retried=self._retried,
+                abandoned=self._abandoned,
+                dead_lettered=dict(self._dead),
+                dead_lettered_types=dict(self._dead_types),
             )
