@@ -18,6 +18,13 @@ Requests::
       result.<action>.<outcome>  (bind your own queues)
 
 ``docs/messaging.md`` has the whole picture.
+
+The daemon's pool queue, its retry queues and its dead-letter queue outlive
+the daemon on purpose: the broker keeps what was not handled. A listener
+that comes and goes on someone else's broker (``nova-autopilot demo
+--cloud``, on the vhost of a real Nova) gives them names of its own and
+deletes them when it is done (:func:`delete_notification_queues`), so that
+nothing of it keeps collecting copies of the cloud's notifications.
 """
 
 from __future__ import annotations
@@ -30,14 +37,17 @@ from kombu.entity import Exchange, Queue, binding
 from kombu.transport.virtual import Channel as VirtualChannel
 from oslo_config import cfg
 
-from nova_autopilot.bus.connection import BrokerSettings
+from nova_autopilot.bus.connection import BrokerSettings, connect, notification_broker
 from nova_autopilot.events import Source
 
 __all__ = [
     "NOTIFICATION_PRIORITIES",
     "IntakeTopology",
     "delay_queue_name",
+    "delete_notification_queues",
+    "notification_queue_names",
     "notification_topology",
+    "request_exchange",
     "request_topology",
     "results_exchange",
 ]
@@ -197,3 +207,28 @@ def results_exchange(conf: cfg.ConfigOpts) -> Exchange:
 def request_exchange(conf: cfg.ConfigOpts) -> Exchange:
     """Where operators (and :class:`~nova_autopilot.bus.client.RequestClient`) publish."""
     return Exchange(conf.requests.exchange, type="topic", durable=True)
+
+
+# --- a short-lived listener's queues -----------------------------------------------
+
+
+def notification_queue_names(conf: cfg.ConfigOpts) -> tuple[str, ...]:
+    """The queues the notification intake configured by ``conf`` declares."""
+    broker = notification_broker(conf)
+    topology = notification_topology(conf, broker, delays=conf.notifications.retry_delays)
+    return (
+        topology.queue_name,
+        *(str(queue.name) for queue in topology.delay_queues),
+        str(topology.dead_letter_queue.name),
+    )
+
+
+def delete_notification_queues(conf: cfg.ConfigOpts) -> tuple[str, ...]:
+    """Delete the pool queue, its retry queues and its dead-letter queue
+    (with whatever they hold); the names deleted. Nova's exchange stays."""
+    names = notification_queue_names(conf)
+    with connect(notification_broker(conf)) as connection:
+        channel = connection.channel()
+        for name in names:
+            channel.queue_delete(queue=name)
+    return names

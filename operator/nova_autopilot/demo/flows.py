@@ -54,6 +54,7 @@ from nova_autopilot.demo.staging import (
     parse_metadata,
     seed_text,
 )
+from nova_autopilot.errors import EXIT_INTERRUPTED
 from nova_autopilot.logs import configure as configure_logs
 
 __all__ = ["EXPECTED", "SERVERS", "CloudOptions", "UsageError", "run"]
@@ -82,8 +83,6 @@ FLOWS: dict[str, Flow] = {
 }
 EXPECTED = {name: flow.expected for name, flow in FLOWS.items()}
 DEMO_KEY = "demo-key"
-#: Exit status after Ctrl-C or SIGTERM (the shell's 128 + SIGINT).
-EXIT_INTERRUPTED = 130
 
 Outcome = tuple[str, str | None]
 
@@ -269,7 +268,7 @@ class _World:
         if self.daemon is not None:
             self.daemon.stop(timeout=10)
         if self.stage.shares_the_broker and self.conf is not None:
-            from nova_autopilot.bus.teardown import delete_notification_queues
+            from nova_autopilot.bus.topology import delete_notification_queues
 
             try:
                 delete_notification_queues(self.conf)

@@ -343,7 +343,7 @@ def test_a_cloud_that_is_unknown_or_unreachable_is_reported() -> None:
 
 def test_the_daemon_listens_on_the_clouds_broker_in_queues_of_its_own() -> None:
     from nova_autopilot.bus.connection import register_oslo_options
-    from nova_autopilot.bus.teardown import notification_queue_names
+    from nova_autopilot.bus.topology import notification_queue_names
     from nova_autopilot.settings import build_conf
 
     stage = cloud_stage(FakeCloud())
