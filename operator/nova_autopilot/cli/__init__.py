@@ -22,9 +22,9 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from nova_autopilot.cli import journal_views, parser, policies, requests, running
-from nova_autopilot.cli.common import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_USAGE, UsageError
+from nova_autopilot.cli.common import EXIT_INVALID, EXIT_USAGE, UsageError
 from nova_autopilot.cli.requests import decision_body, request_body
-from nova_autopilot.errors import AutopilotError, PolicyError
+from nova_autopilot.errors import EXIT_INTERRUPTED, AutopilotError, PolicyError
 
 __all__ = ["decision_body", "main", "request_body"]
 

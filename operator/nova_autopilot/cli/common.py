@@ -10,10 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from nova_autopilot import settings
-from nova_autopilot.demo import flows as demo
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-EXIT_INTERRUPTED = demo.EXIT_INTERRUPTED  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 class UsageError(Exception):
