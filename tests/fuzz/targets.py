@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from nova_autopilot.bus.requests import request_decoder
+from nova_autopilot.bus.sources import request_decoder
 from nova_autopilot.errors import BadMessage, PolicyError
 from nova_autopilot.events import parse_message as _parse_message
 from nova_autopilot.policies.loader import load_texts

@@ -14,22 +14,18 @@ dead-letter queue. Only this package imports oslo.messaging and kombu.
 
 from nova_autopilot.bus.client import Reply, RequestClient
 from nova_autopilot.bus.connection import BrokerSettings, notification_broker, request_broker
-from nova_autopilot.bus.delivery import (
-    RETRIES_EXHAUSTED,
-    Delivery,
-    Handler,
-    RefusalSink,
-    Refused,
+from nova_autopilot.bus.delivery import RETRIES_EXHAUSTED, Delivery, Handler, RefusalSink, Refused
+from nova_autopilot.bus.facade import Bus, BusHealth
+from nova_autopilot.bus.intake import Intake, IntakeHealth
+from nova_autopilot.bus.results import ResultPublisher, result_routing_key
+from nova_autopilot.bus.settlement import Counters, CounterSnapshot
+from nova_autopilot.bus.sources import (
     RequestCheck,
     Verifier,
     accept_all,
+    notification_intake,
+    request_intake,
 )
-from nova_autopilot.bus.facade import Bus, BusHealth
-from nova_autopilot.bus.intake import Intake, IntakeHealth
-from nova_autopilot.bus.notifications import notification_intake
-from nova_autopilot.bus.requests import request_intake
-from nova_autopilot.bus.results import ResultPublisher, result_routing_key
-from nova_autopilot.bus.settlement import Counters, CounterSnapshot
 
 __all__ = [
     "RETRIES_EXHAUSTED",

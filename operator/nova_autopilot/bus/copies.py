@@ -162,7 +162,7 @@ def retry_headers(
     return out
 
 
-# --- delayed retries -------------------------------------------------------------------
+# --- delayed retries --------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,10 +53,7 @@ __all__ = [
     "Outcome",
     "RefusalSink",
     "Refused",
-    "RequestCheck",
     "Retry",
-    "Verifier",
-    "accept_all",
     "handler_error_reason",
     "receive",
     "run_handler",
@@ -110,22 +107,6 @@ class Handler(Protocol):
     def __call__(self, event: Event, delivery: Delivery, /) -> None: ...
 
 
-#: Checks a request before it is parsed: ``verify(body, headers)`` returns
-#: the id of the key that vouches for it (None when nothing was checked), or
-#: raises ``BadMessage("unsigned", ...)`` / ``BadMessage("bad_signature", ...)``
-#: (the message is then dead-lettered).
-Verifier = Callable[[bytes, Mapping[str, Any]], str | None]
-
-#: Checks a parsed, verified request (may its key send it?): returns, or raises
-#: ``BadMessage("not_authorized", ...)`` (the message is then dead-lettered).
-RequestCheck = Callable[[Event], None]
-
-
-def accept_all(body: bytes, headers: Mapping[str, Any]) -> None:
-    """The default :data:`Verifier`: every request is accepted, signed by nobody."""
-    del body, headers
-
-
 @dataclass(frozen=True, slots=True)
 class Refused:
     """A message the bus dead-lettered, as told to a :data:`RefusalSink`.
@@ -152,7 +133,7 @@ class Refused:
 RefusalSink = Callable[[Refused], None]
 
 
-# --- outcomes -------------------------------------------------------------------------
+# --- outcomes ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

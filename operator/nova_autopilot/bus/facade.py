@@ -35,21 +35,19 @@ from typing import Any
 from oslo_config import cfg
 
 from nova_autopilot.bus.client import RequestClient
-from nova_autopilot.bus.compression import bound_decompression
 from nova_autopilot.bus.connection import notification_broker, request_broker
-from nova_autopilot.bus.delivery import (
-    Handler,
-    RefusalSink,
-    Refused,
+from nova_autopilot.bus.delivery import Handler, RefusalSink, Refused
+from nova_autopilot.bus.intake import Intake, IntakeHealth
+from nova_autopilot.bus.results import ResultPublisher
+from nova_autopilot.bus.settlement import CounterSnapshot
+from nova_autopilot.bus.sources import (
     RequestCheck,
     Verifier,
     accept_all,
+    bound_decompression,
+    notification_intake,
+    request_intake,
 )
-from nova_autopilot.bus.intake import Intake, IntakeHealth
-from nova_autopilot.bus.notifications import notification_intake
-from nova_autopilot.bus.requests import request_intake
-from nova_autopilot.bus.results import ResultPublisher
-from nova_autopilot.bus.settlement import CounterSnapshot
 from nova_autopilot.bus.topology import request_exchange, request_topology, results_exchange
 from nova_autopilot.logs import get_logger
 

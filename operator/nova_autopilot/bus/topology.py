@@ -209,7 +209,7 @@ def request_exchange(conf: cfg.ConfigOpts) -> Exchange:
     return Exchange(conf.requests.exchange, type="topic", durable=True)
 
 
-# --- a short-lived listener's queues -----------------------------------------------
+# --- a short-lived listener's queues ----------------------------------------------------
 
 
 def notification_queue_names(conf: cfg.ConfigOpts) -> tuple[str, ...]:

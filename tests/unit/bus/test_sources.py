@@ -1,5 +1,6 @@
-"""Compressed bodies decompress up to a ceiling and no further, whatever the
-format; formats that cannot be bounded are refused."""
+"""What the bus accepts from its sources: compressed bodies decompress up to a
+ceiling and no further, whatever the format; formats that cannot be bounded
+are refused."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from kombu import compression
 
-from nova_autopilot.bus.compression import CompressionRefused, bound_decompression
+from nova_autopilot.bus.sources import CompressionRefused, bound_decompression
 
 LIMIT = 100_000
 FORMATS: dict[str, Callable[[bytes], bytes]] = {
