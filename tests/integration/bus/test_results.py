@@ -1,0 +1,79 @@
+"""Results on the real RabbitMQ, the standard AMQP way: to the results exchange
+and to the requester's reply queue, with the request's correlation id."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kombu import Connection, Exchange, Queue
+
+from nova_autopilot.bus import Bus, Delivery, RequestClient
+from nova_autopilot.events import Event
+from tests.integration import bus_support
+from tests.integration.bus_support import (
+    Rabbit,
+    Recorder,
+    bus_conf,
+    request_body,
+    started,
+    take_all,
+)
+
+pytestmark = pytest.mark.integration
+rabbit = bus_support.rabbit
+
+
+def test_a_request_reaches_the_handler_and_its_result_comes_back_with_its_correlation_id(
+    rabbit: Rabbit,
+) -> None:
+    conf = bus_conf(rabbit)
+    bus: Bus
+
+    def answer(event: Event, delivery: Delivery) -> None:
+        bus.results.publish(
+            {"request": event.request_id, "server": event.instance_id, "outcome": "confirmed"},
+            action="resize",
+            outcome="confirmed",
+            correlation_id=delivery.correlation_id,
+            reply_to=delivery.reply_to,
+        )
+
+    handler = Recorder(answer)
+    bus = started(Bus(conf=conf, request_handler=handler))
+    observer = Queue(
+        "observer",
+        exchange=Exchange(conf.requests.results_exchange, type="topic", durable=True),
+        routing_key="result.resize.#",
+    )
+    with Connection(rabbit.amqp_url) as conn:
+        observer.bind(conn.default_channel).declare()
+    try:
+        with RequestClient.from_conf(conf) as client:
+            correlation_id = client.publish_request(
+                request_body("quota-2026-0042"), reply_to=client.reply_queue()
+            )
+            reply = client.wait_for_reply(correlation_id, timeout=15)
+    finally:
+        bus.stop(10)
+
+    assert correlation_id == "quota-2026-0042"
+    assert reply.correlation_id == "quota-2026-0042"
+    assert reply.result_key == "result.resize.confirmed"
+    assert reply.body == {
+        "request": "quota-2026-0042",
+        "server": bus_support.SERVER,
+        "outcome": "confirmed",
+    }
+    (event, delivery), *_ = handler.calls
+    assert (event.source, event.event_type, event.request_id) == (
+        "request",
+        "quota.request.approved",
+        "quota-2026-0042",
+    )
+    assert delivery.correlation_id == "quota-2026-0042"
+    assert delivery.routing_key == "request.quota.request.approved"
+    (copy,) = take_all(rabbit, "observer")
+    assert json.loads(copy.body) == reply.body
+    assert copy.properties["correlation_id"] == "quota-2026-0042"
+    assert copy.properties["delivery_mode"] == 2
