@@ -47,7 +47,7 @@ from nova_autopilot.bus.copies import RetryPlan
 from nova_autopilot.bus.delivery import Decoder, Handler, RefusalSink
 from nova_autopilot.bus.intake import Intake
 from nova_autopilot.bus.settlement import Counters
-from nova_autopilot.bus.topology import notification_topology, request_topology
+from nova_autopilot.bus.topology import IntakeTopology, notification_topology, request_topology
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event, parse_message
 from nova_autopilot.events.wire import check_nesting
@@ -96,8 +96,6 @@ def notification_intake(
     ``retry_delays`` overrides ``[notifications] retry_delays`` (whose unit is
     whole seconds); tests use fractions of a second.
     """
-    broker = broker or notification_broker(conf)
-    delays = list(conf.notifications.retry_delays if retry_delays is None else retry_delays)
     max_bytes = conf.intake.max_message_bytes
     max_depth = conf.intake.max_json_depth
 
@@ -105,14 +103,14 @@ def notification_intake(
         del headers
         return parse_message(body, expect="nova", max_bytes=max_bytes, max_depth=max_depth)
 
-    return Intake(
+    return _intake(
+        conf,
         name="notifications",
-        topology=notification_topology(conf, broker, delays=delays),
-        broker=broker,
+        topology_of=notification_topology,
+        broker=broker or notification_broker(conf),
         decode=decode,
         handler=handler,
-        threads=conf.notifications.executor_threads,
-        retry=RetryPlan.of(delays),
+        retry_delays=retry_delays,
         counters=counters,
     )
 
@@ -174,17 +172,43 @@ def request_intake(
     executor_threads`` threads, and retried with ``[notifications]
     retry_delays`` (or ``retry_delays``) like notifications.
     """
-    broker = broker or request_broker(conf)
-    delays = list(conf.notifications.retry_delays if retry_delays is None else retry_delays)
     decode = request_decoder(
         verify=verify,
         max_bytes=conf.requests.max_message_bytes,
         max_depth=conf.intake.max_json_depth,
         check=check,
     )
-    return Intake(
+    return _intake(
+        conf,
         name="requests",
-        topology=request_topology(conf, broker, delays=delays),
+        topology_of=request_topology,
+        broker=broker or request_broker(conf),
+        decode=decode,
+        handler=handler,
+        retry_delays=retry_delays,
+        counters=counters,
+        on_dead_letter=on_dead_letter,
+    )
+
+
+def _intake(
+    conf: cfg.ConfigOpts,
+    *,
+    name: str,
+    topology_of: Callable[..., IntakeTopology],
+    broker: BrokerSettings,
+    decode: Decoder,
+    handler: Handler,
+    retry_delays: Sequence[float] | None,
+    counters: Counters | None,
+    on_dead_letter: RefusalSink | None = None,
+) -> Intake:
+    """Either intake: ``[notifications] executor_threads`` threads, and the
+    delays of ``[notifications] retry_delays`` unless ``retry_delays`` is given."""
+    delays = list(conf.notifications.retry_delays if retry_delays is None else retry_delays)
+    return Intake(
+        name=name,
+        topology=topology_of(conf, broker, delays=delays),
         broker=broker,
         decode=decode,
         handler=handler,

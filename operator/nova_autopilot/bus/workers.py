@@ -21,8 +21,6 @@ from nova_autopilot.logs import get_logger
 __all__ = ["Workers"]
 
 log = get_logger("nova_autopilot.bus")
-
-
 _STOP = object()
 
 
