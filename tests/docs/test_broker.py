@@ -146,7 +146,7 @@ def test_the_page_gives_every_party_its_permissions() -> None:
 
 
 def test_the_daemons_permissions_are_the_ones_the_bus_is_tested_with() -> None:
-    from tests.integration.test_bus_permissions import CONFIGURE, READ, WRITE
+    from tests.integration.bus.test_topology import CONFIGURE, READ, WRITE
 
     assert PERMISSIONS["nova-autopilot"] == {"configure": CONFIGURE, "write": WRITE, "read": READ}
 
