@@ -31,7 +31,7 @@ from nova_autopilot.security.signing import Verifier, sign
 from tests.integration.actions.test_runner import until
 from tests.integration.bus_support import Recorder
 from tests.integration.engine.test_flow import Results, now
-from tests.unit.bus.test_memory import broker, conf, request_body, started, wait_for_messages
+from tests.unit.bus.test_bus import broker, conf, request_body, started, wait_for_messages
 from tests.unit.fakes import FakeCloud, FakeServer
 from tests.unit.policy_helpers import policies, request_event
 
