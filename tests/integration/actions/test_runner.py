@@ -346,7 +346,7 @@ def test_each_step_lists_the_nova_calls_it_made_and_their_count(
 def test_a_step_with_more_calls_than_kept_says_how_many_are_left_out(
     cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("nova_autopilot.cloud.CALLS_KEPT", 1)
+    monkeypatch.setattr("nova_autopilot.cloud.accounting.CALLS_KEPT", 1)
     monkeypatch.setattr("nova_autopilot.actions.runner.CALLS_KEPT", 1)
     h = Harness(cloud)
     h.runner.start()

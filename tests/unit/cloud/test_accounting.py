@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nova_autopilot.cloud import CALLS_KEPT, RequestCounter, counting_for
+from nova_autopilot.cloud.accounting import CALLS_KEPT, RequestCounter, counting_for
 
 SID = "5e1f7a52-0000-4000-8000-000000000001"
 

@@ -1,25 +1,20 @@
-"""The edge to Nova: the only module that imports openstacksdk.
+"""The calls to Nova, through openstacksdk: the only module that imports it.
 
-It offers the few calls the actions need, returns plain frozen values
-(:class:`ServerState`, :class:`FlavorInfo`), maps openstacksdk's and
-keystoneauth's exceptions into our vocabulary (404 ``NotFound``, 409
-``Conflict``, 403 quota ``QuotaExceeded``, other 4xx ``Rejected``, 5xx,
-time-outs and connection failures ``CloudUnavailable``), and counts every
-HTTP request made, in total, per call and per operation; for an operation it
-also keeps the calls themselves (which call, method, path template, status),
-so that each recorded step can say which requests it made.
+:class:`Cloud` offers the few calls the actions need, returns the plain values
+of :mod:`.values`, maps openstacksdk's and keystoneauth's exceptions into our
+vocabulary (404 ``NotFound``, 409 ``Conflict``, 403 quota ``QuotaExceeded``,
+other 4xx ``Rejected``, 5xx, time-outs and connection failures
+``CloudUnavailable``), counts every HTTP request it makes (:mod:`.accounting`)
+and lets every write call wait for its turn (:mod:`.pacing`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import re
 import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -29,6 +24,16 @@ import openstack
 import openstack.connection
 import openstack.exceptions as sdk_exc
 
+from nova_autopilot.cloud.accounting import RequestCounter, counting_as, counting_for
+from nova_autopilot.cloud.pacing import WriteLimiter
+from nova_autopilot.cloud.values import (
+    FlavorInfo,
+    ImageInfo,
+    Listing,
+    NetworkInfo,
+    ServerState,
+    server_state,
+)
 from nova_autopilot.errors import (
     CloudError,
     CloudUnavailable,
@@ -39,222 +44,6 @@ from nova_autopilot.errors import (
 )
 
 T = TypeVar("T")
-
-#: Nova's numeric power states, as the API returns them.
-POWER_STATES = {
-    0: "pending",
-    1: "running",
-    3: "paused",
-    4: "shutdown",
-    6: "crashed",
-    7: "suspended",
-}
-_ID_IN_PATH = re.compile(
-    r"/[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
-)
-_current_operation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "nova_autopilot_operation", default=None
-)
-_current_call: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "nova_autopilot_call", default=None
-)
-#: Calls kept per operation until the next step takes them (the counts stay exact beyond).
-CALLS_KEPT = 50
-#: Paths are cut to this length, so a call stays small whatever a name in it holds.
-PATH_KEPT = 200
-
-
-@dataclass(frozen=True, slots=True)
-class FlavorInfo:
-    id: str
-    name: str
-    vcpus: int | None = None
-    ram: int | None = None
-    disk: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ImageInfo:
-    id: str
-    name: str
-    status: str | None = None
-    min_disk: int = 0
-    min_ram: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkInfo:
-    id: str
-    name: str
-    external: bool = False
-    shared: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ServerState:
-    """What Nova says about a server at one moment."""
-
-    id: str
-    name: str
-    status: str
-    vm_state: str | None
-    task_state: str | None
-    power_state: str | None
-    launched_at: str | None
-    flavor_name: str | None
-    project_id: str | None = None
-    host: str | None = None
-    availability_zone: str | None = None
-    locked: bool = False
-    addresses: tuple[str, ...] = ()
-    fault: str | None = None
-    updated: str | None = None
-
-    @property
-    def launched(self) -> bool:
-        return bool(self.launched_at)
-
-    @property
-    def busy(self) -> bool:
-        return self.task_state is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Listing:
-    """Servers as one list call found them, and the HTTP requests (pages) it took."""
-
-    servers: tuple[ServerState, ...]
-    requests: int
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One HTTP request an operation made: the :class:`Cloud` call it served
-    (``resize``, ``get_server``...), its method, its path with ids as ``{id}``
-    and no query string, and Nova's status. Never a body, header or token."""
-
-    call: str | None
-    method: str
-    path: str
-    status: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"call": self.call, "method": self.method, "path": self.path, "status": self.status}
-
-
-class RequestCounter:
-    """Counts HTTP requests to the cloud: in total, by call, by status, by the
-    pair of them (``("POST /v2.1/servers/{id}/action", 202)``) and by operation;
-    keeps each operation's calls (at most :data:`CALLS_KEPT`) until taken."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.total = 0
-        self.by_call: Counter[str] = Counter()
-        self.by_status: Counter[int] = Counter()
-        self.by_call_status: Counter[tuple[str, int]] = Counter()
-        self.by_operation: Counter[str] = Counter()
-        self._calls: dict[str, list[Call]] = {}
-
-    def record(self, method: str, path: str, status: int) -> None:
-        template = _ID_IN_PATH.sub("/{id}", path.split("?", 1)[0])[:PATH_KEPT]
-        call = f"{method} {template}"
-        operation = _current_operation.get()
-        with self._lock:
-            self.total += 1
-            self.by_call[call] += 1
-            self.by_status[status] += 1
-            self.by_call_status[call, status] += 1
-            if operation is not None:
-                self.by_operation[operation] += 1
-                kept = self._calls.setdefault(operation, [])
-                if len(kept) < CALLS_KEPT:
-                    kept.append(Call(_current_call.get(), method, template, status))
-
-    def for_operation(self, operation_id: str) -> int:
-        with self._lock:
-            return self.by_operation[operation_id]
-
-    def take_calls(self, operation_id: str) -> list[Call]:
-        """The operation's calls since the last take, oldest first (at most
-        :data:`CALLS_KEPT`: compare with :meth:`for_operation` for the count)."""
-        with self._lock:
-            return self._calls.pop(operation_id, [])
-
-    def call_counts(self) -> dict[tuple[str, int], int]:
-        """A copy of the counts by (call, status)."""
-        with self._lock:
-            return dict(self.by_call_status)
-
-    def forget(self, operation_id: str) -> None:
-        with self._lock:
-            self.by_operation.pop(operation_id, None)
-            self._calls.pop(operation_id, None)
-
-
-class WriteLimiter:
-    """A thread-safe token bucket for Nova write calls: ``rate`` calls per second
-    on average, up to ``burst`` at once after a quiet spell.
-
-    Each call reserves the next free moment in arrival order (so waiting callers
-    are served first come, first served) and sleeps until then. A call that would
-    have to wait longer than its bound reserves nothing and raises
-    ``CloudUnavailable``, a temporary error: the operation retries later instead
-    of failing. ``clock`` and ``sleep`` are injectable for tests.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        burst: int = 1,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError(f"a write rate must be positive, got {rate}")
-        if burst < 1:
-            raise ValueError(f"a burst must be at least 1, got {burst}")
-        self.rate = rate
-        self.burst = burst
-        self._interval = 1.0 / rate
-        self._tolerance = (burst - 1) * self._interval
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._next: float | None = None  # the earliest moment the next call may go
-        self.calls = 0
-        self.waited_s = 0.0
-
-    def acquire(self, call: str, *, max_wait_s: float) -> float:
-        """Wait for this call's turn; the seconds waited."""
-        with self._lock:
-            now = self._clock()
-            earliest = now - self._tolerance  # unused credit never exceeds the burst
-            at = earliest if self._next is None else max(self._next, earliest)
-            wait = max(0.0, at - now)
-            if wait > max_wait_s:
-                raise CloudUnavailable(
-                    f"Nova write rate limit: {call} would wait {wait:.1f} s, "
-                    f"more than the {max_wait_s:g} s allowed",
-                    call=call,
-                )
-            self._next = at + self._interval
-            self.calls += 1
-            self.waited_s += wait
-        if wait > 0:
-            self._sleep(wait)
-        return wait
-
-
-@contextlib.contextmanager
-def counting_for(operation_id: str) -> Iterator[None]:
-    """Attribute the requests made inside the block to an operation."""
-    token = _current_operation.set(operation_id)
-    try:
-        yield
-    finally:
-        _current_operation.reset(token)
 
 
 def _message(exc: sdk_exc.HttpException) -> str:
@@ -281,23 +70,6 @@ def _translate(call: str, exc: Exception) -> CloudError:
     return CloudUnavailable(f"{type(exc).__name__}: {exc}", call=call)
 
 
-def _flavor_name(server: Any) -> str | None:
-    flavor = server.flavor
-    if flavor is None:
-        return None
-    name = getattr(flavor, "original_name", None) or getattr(flavor, "name", None)
-    return str(name) if name else None
-
-
-def _addresses(addresses: Mapping[str, Any] | None) -> tuple[str, ...]:
-    found = []
-    for entries in (addresses or {}).values():
-        for entry in entries or ():
-            if isinstance(entry, Mapping) and entry.get("addr"):
-                found.append(str(entry["addr"]))
-    return tuple(found)
-
-
 def _image(image: Any) -> ImageInfo:
     return ImageInfo(
         id=str(image.id),
@@ -305,29 +77,6 @@ def _image(image: Any) -> ImageInfo:
         status=image.status,
         min_disk=int(image.min_disk or 0),
         min_ram=int(image.min_ram or 0),
-    )
-
-
-def server_state(server: Any) -> ServerState:
-    """Turn an openstacksdk Server into a :class:`ServerState`."""
-    power = server.power_state
-    fault = server.fault
-    return ServerState(
-        id=str(server.id),
-        name=str(server.name or ""),
-        status=str(server.status or "UNKNOWN"),
-        vm_state=server.vm_state,
-        task_state=server.task_state,
-        power_state=POWER_STATES.get(power, str(power)) if power is not None else None,
-        launched_at=server.launched_at,
-        flavor_name=_flavor_name(server),
-        project_id=server.project_id,
-        host=server.compute_host,
-        availability_zone=server.availability_zone or None,
-        locked=bool(server.is_locked),
-        addresses=_addresses(server.addresses),
-        fault=str(fault.get("message")) if isinstance(fault, Mapping) else None,
-        updated=server.updated_at,
     )
 
 
@@ -389,13 +138,11 @@ class Cloud:
         return cls(conn, writes=writes)
 
     def _call(self, call: str, fn: Callable[[], T]) -> T:
-        token = _current_call.set(call)
-        try:
-            return fn()
-        except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
-            raise _translate(call, exc) from None
-        finally:
-            _current_call.reset(token)
+        with counting_as(call):
+            try:
+                return fn()
+            except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
+                raise _translate(call, exc) from None
 
     def _write(self, call: str, fn: Callable[[], T]) -> T:
         """A write call: it waits for its turn under the write limit first."""
