@@ -1,4 +1,12 @@
-"""What the daemon says about itself: readiness, and the sections of its status.
+"""What the daemon says about itself: liveness, readiness, and the sections of its status.
+
+Liveness is whether the daemon really works, what the systemd watchdog is fed
+on (:mod:`.systemd`). The daemon is alive when every consumer is attached to
+its queue and its thread turns, no message has been in a handler (or waiting
+for one) longer than ``wedged_after`` seconds, and the operation runner can
+still run a task within that time. A handler stuck on a journal write behind a
+database lock, or a worker pool whose every thread hangs, is *wedged*: the
+process still runs but does no work, and only a restart helps.
 
 Readiness asks three things: are the consumers attached to their queues, does
 the journal take a write now (a probe row written and rolled back), and did
@@ -23,14 +31,16 @@ from datetime import datetime
 from typing import Any
 
 from nova_autopilot.actions.runner import Running
-from nova_autopilot.bus import CounterSnapshot, IntakeHealth
+from nova_autopilot.bus import BusHealth, CounterSnapshot, IntakeHealth
 from nova_autopilot.engine.counts import TallySnapshot
 from nova_autopilot.errors import AutopilotError
 from nova_autopilot.logs import get_logger
 
 __all__ = [
+    "Liveness",
     "Reachability",
     "Readiness",
+    "Verdict",
     "consumers_section",
     "counters_section",
     "operations_section",
@@ -41,6 +51,58 @@ log = get_logger(__name__)
 
 #: Nova counts as reachable while its last answer is younger than this many intervals.
 REACHABLE_FOR_INTERVALS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """``alive``, or the reasons it is not (one short phrase each)."""
+
+    alive: bool
+    problems: tuple[str, ...] = ()
+
+
+class Liveness:
+    """Judges the bus's health and the runner's responsiveness.
+
+    ::
+
+        liveness = Liveness(bus_health=bus.health, runner_responsive=runner.responsive,
+                            wedged_after=20.0)
+        verdict = liveness.check()      # Verdict(alive=False, problems=("requests: ...",))
+    """
+
+    def __init__(
+        self,
+        *,
+        bus_health: Callable[[], BusHealth],
+        runner_responsive: Callable[[float], bool],
+        wedged_after: float,
+    ) -> None:
+        self._bus_health = bus_health
+        self._runner_responsive = runner_responsive
+        self.wedged_after = wedged_after
+
+    def check(self) -> Verdict:
+        problems = [*self._bus_problems(), *self._runner_problems()]
+        return Verdict(alive=not problems, problems=tuple(problems))
+
+    def _bus_problems(self) -> list[str]:
+        problems = []
+        for intake in self._bus_health().intakes:
+            if not intake.attached:
+                reason = f" ({intake.last_error})" if intake.last_error else ""
+                problems.append(f"{intake.name} consumer not attached{reason}")
+            elif not intake.alive:
+                problems.append(f"{intake.name} consumer not turning")
+            oldest = intake.oldest_in_flight_s
+            if oldest is not None and oldest >= self.wedged_after:
+                problems.append(f"{intake.name} handler wedged for {oldest:.0f} s")
+        return problems
+
+    def _runner_problems(self) -> list[str]:
+        if self._runner_responsive(self.wedged_after):
+            return []
+        return [f"operation workers wedged (no free worker within {self.wedged_after:g} s)"]
 
 
 class Reachability:

@@ -11,10 +11,10 @@ resumes the journal's unfinished operations, and waits for a signal:
   and the log level, all or nothing (:mod:`.reloading`); a broken file keeps
   the running set of all of them and logs every problem.
 
-Under systemd (:mod:`.service`) it sends READY=1 once the journal is open and
+Under systemd (:mod:`.systemd`) it sends READY=1 once the journal is open and
 the consumers are attached, a STATUS line with live counts, WATCHDOG=1 only
 while the consumers and the operation workers really work
-(:mod:`.liveness`), RELOADING=1 around a reload and STOPPING=1 on SIGTERM.
+(:mod:`.health`), RELOADING=1 around a reload and STOPPING=1 on SIGTERM.
 
 With ``[metrics] enabled`` it serves ``/metrics``, ``/healthz``, ``/readyz``
 and ``/status`` (:meth:`Daemon.status`, one section per part) over HTTP.
@@ -52,11 +52,9 @@ from nova_autopilot.cloud import Cloud, WriteLimiter
 from nova_autopilot.coordination import Coordinator
 from nova_autopilot.daemon import health
 from nova_autopilot.daemon.endpoints import Endpoints
-from nova_autopilot.daemon.liveness import Liveness
 from nova_autopilot.daemon.metrics import Metrics, Sources
 from nova_autopilot.daemon.reload import Reloader
-from nova_autopilot.daemon.sdnotify import Notifier
-from nova_autopilot.daemon.service import Counts, ServiceLink
+from nova_autopilot.daemon.systemd import Counts, Notifier, ServiceLink
 from nova_autopilot.engine.flow import Engine
 from nova_autopilot.engine.holds import HELD_PHASES
 from nova_autopilot.engine.sweeps import Sweeper
@@ -238,7 +236,7 @@ class Daemon:
         )
         self.service = ServiceLink(
             notifier=notifier or Notifier.from_environment(),
-            liveness=Liveness(
+            liveness=health.Liveness(
                 bus_health=self.bus.health,
                 runner_responsive=self.runner.responsive,
                 wedged_after=float(conf.wedged_after),

@@ -11,9 +11,8 @@ from datetime import datetime, timezone
 
 from nova_autopilot.actions.runner import Runner, Work
 from nova_autopilot.bus import BusHealth, IntakeHealth
-from nova_autopilot.daemon.liveness import Liveness
-from nova_autopilot.daemon.sdnotify import Notifier
-from nova_autopilot.daemon.service import Counts, ServiceLink, status_line
+from nova_autopilot.daemon.health import Liveness
+from nova_autopilot.daemon.systemd import Counts, Notifier, ServiceLink, status_line
 from nova_autopilot.policies.model import Confirm
 from tests.unit.fakes import FakeCloud, FakeServer, MemoryStore
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nova_autopilot.daemon.sdnotify import Notifier, notify_address, watchdog_interval
+from nova_autopilot.daemon.systemd import Notifier, notify_address, watchdog_interval
 
 
 class Manager:
