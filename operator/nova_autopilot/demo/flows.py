@@ -56,6 +56,7 @@ from nova_autopilot.demo.staging import (
 )
 from nova_autopilot.errors import EXIT_INTERRUPTED
 from nova_autopilot.logs import configure as configure_logs
+from nova_autopilot.reports.table import Column, table
 
 __all__ = ["EXPECTED", "SERVERS", "CloudOptions", "UsageError", "run"]
 
@@ -428,18 +429,21 @@ def _history(show: Show, journal_url: str, *, color: bool = False) -> None:
 def _verdict(show: Show, outcomes: dict[str, Outcome], skipped: Mapping[str, str]) -> int:
     """The verdict of each flow; 0 when every flow that ran ended as expected and one ran."""
     show.raw("\n== verdict")
-    show.raw(f"{'flow':<16} {'action':<10} {'outcome':<12} expected")
+    rows: list[list[str]] = []
     ok, ran = True, 0
     for name, flow in FLOWS.items():
         if name in skipped:
-            show.raw(f"{name:<16} skipped: {skipped[name]}")
+            rows.append([name, f"skipped: {skipped[name]}"])
             continue
         ran += 1
         got = outcomes.get(name, ("-", None))
         match = got == flow.expected
         ok = ok and match
         mark = "" if match else "  <-- NO"
-        show.raw(f"{name:<16} {got[0]:<10} {got[1] or '-':<12} {flow.expected[1]}{mark}")
+        rows.append([name, got[0], got[1] or "-", f"{flow.expected[1]}{mark}"])
+    columns = [Column("flow", width=16), Column("action", width=10), Column("outcome", width=12)]
+    for line in table([*columns, Column("expected")], rows, gap=" ").split("\n"):
+        show.raw(line)
     show.raw("")
     if ran == 0:
         show("demo: no flow could be staged here")

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from nova_autopilot.journal import INITIAL_PHASE, Operation, Step
 from nova_autopilot.logs import redact
+from nova_autopilot.reports.table import Column, table
 
 __all__ = [
     "CHAIN_UP_TO",
@@ -260,7 +261,11 @@ def render(
 
 
 def _table(views: Sequence[Mapping[str, Any]], style: _Style) -> str:
-    header = ("CREATED (UTC)", "OPERATION", "ACTION", "SERVER", "POLICY", "OUTCOME", "REQS", "TIME")
+    columns = [
+        *map(Column, ("CREATED (UTC)", "OPERATION", "ACTION", "SERVER", "POLICY", "OUTCOME")),
+        Column("REQS", right=True),
+        Column("TIME", right=True),
+    ]
     rows = [
         (
             _short_time(view["created_at"]),
@@ -274,22 +279,12 @@ def _table(views: Sequence[Mapping[str, Any]], style: _Style) -> str:
         )
         for view in views
     ]
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    right = {6, 7}
 
-    def line(cells: Sequence[str], outcome: str | None = None, head: bool = False) -> str:
-        out = []
-        for i, cell in enumerate(cells):
-            padded = cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            if i == 5 and not head:
-                padded = padded.replace(cell, style.outcome(outcome), 1)
-            out.append(padded)
-        text = "  ".join(out).rstrip()
-        return style(text, "bold") if head else text
+    def paint(row: int, column: int, cell: str) -> str:
+        return style.outcome(views[row]["outcome"]) if column == 5 else cell
 
-    lines = [line(header, head=True)]
-    lines.extend(line(row, view["outcome"]) for row, view in zip(rows, views, strict=True))
-    return "\n".join(lines)
+    head, newline, body = table(columns, rows, paint=paint).partition("\n")
+    return style(head, "bold") + newline + body
 
 
 def _chain(view: Mapping[str, Any], style: _Style) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from nova_autopilot.errors import PermanentError
 from nova_autopilot.journal import Journal, default_url, missing_sqlite_file
+from nova_autopilot.reports.table import Column, table
 
 __all__ = ["DaemonSilent", "ask", "endpoint", "render", "render_journal", "unfinished"]
 
@@ -94,13 +95,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Plain aligned columns under a header."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
+    columns = [Column(h.upper()) for h in headers]
+    return table(columns, [[_cell(v) for v in row] for row in rows])
 
 
 def _age(seconds: Any) -> str:
@@ -117,7 +115,7 @@ def _age(seconds: Any) -> str:
 def _operations(operations: Sequence[Mapping[str, Any]]) -> str:
     if not operations:
         return "no operation in flight"
-    return table(
+    return _table(
         ["operation", "action", "server", "phase", "age"],
         [
             [
@@ -133,7 +131,7 @@ def _operations(operations: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _counts(rows: Sequence[Mapping[str, Any]], first: str, second: str) -> str:
-    return table(
+    return _table(
         [first, second, "count"], [[r.get(first), r.get(second), r.get("count")] for r in rows]
     )
 
@@ -179,7 +177,7 @@ def render(document: Mapping[str, Any]) -> str:
     consumers = document.get("consumers") or []
     out.append("\nConsumers")
     out.append(
-        table(
+        _table(
             ["consumer", "up", "queue", "reconnects", "last error"],
             [
                 [
@@ -196,7 +194,7 @@ def render(document: Mapping[str, Any]) -> str:
     breakers = document.get("breakers")
     if isinstance(breakers, Mapping) and breakers:
         out.append("\nCircuit breakers")
-        out.append(table(["scope", "state"], sorted(breakers.items())))
+        out.append(_table(["scope", "state"], sorted(breakers.items())))
     sweeps = document.get("sweeps")
     if isinstance(sweeps, Mapping) and sweeps.get("last"):
         out.append("\nSweeps")
@@ -214,7 +212,7 @@ def render(document: Mapping[str, Any]) -> str:
     refusals = counters.get("guard_refusals") or {}
     if refusals:
         out.append("\nGuard refusals")
-        out.append(table(["guard", "count"], sorted(refusals.items())))
+        out.append(_table(["guard", "count"], sorted(refusals.items())))
     return "\n".join(out)
 
 
