@@ -102,7 +102,13 @@ class ComputeAPI:
                     "Server disk was unable to be resized because: "
                     "Resize to zero disk flavor is not allowed."
                 )
-            check_resize(self.cell, server, new, forced=self.cell.plan(server).quota_exceeded)
+            check_resize(
+                server,
+                new,
+                store=self.cell.store,
+                quotas=self.cell.settings.quotas,
+                forced=self.cell.plan(server).quota_exceeded,
+            )
             server.migration = Migration(
                 id=self.cell.store.next_migration_id(),
                 old_flavor=server.flavor,

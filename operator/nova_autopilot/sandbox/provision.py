@@ -73,7 +73,7 @@ def boot(cell: Cell, ctx: RequestContext, request: BootRequest) -> tuple[Server,
         except errors.ApiError as exc:
             raise errors.bad_request(exc.message) from None
         server = _new_server(cell, ctx, request.name, flavor, request.image_ref)
-        check_boot(cell, server.project_id, flavor)
+        check_boot(server.project_id, flavor, store=cell.store, quotas=cell.settings.quotas)
         server.metadata = dict(request.metadata)
         server.description = request.description
         server.key_name = request.key_name

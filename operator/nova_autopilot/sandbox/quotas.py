@@ -9,13 +9,10 @@ had used up its quota.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from nova_autopilot.sandbox import errors
 from nova_autopilot.sandbox.model import Flavor, Server
-
-if TYPE_CHECKING:
-    from nova_autopilot.sandbox.cell import Cell
+from nova_autopilot.sandbox.store import Store
 
 UNLIMITED = -1
 
@@ -32,10 +29,10 @@ class Quotas:
         return int(getattr(self, resource))
 
 
-def usage(cell: Cell, project_id: str) -> dict[str, int]:
+def usage(store: Store, project_id: str) -> dict[str, int]:
     """What a project uses now (servers not deleted, at their current flavor)."""
     used = {"instances": 0, "cores": 0, "ram": 0}
-    for server in cell.store.servers(deleted=False):
+    for server in store.servers(deleted=False):
         if server.project_id == project_id:
             used["instances"] += 1
             used["cores"] += server.flavor.vcpus
@@ -69,7 +66,9 @@ def _over(
     )
 
 
-def check_resize(cell: Cell, server: Server, new: Flavor, *, forced: bool = False) -> None:
+def check_resize(
+    server: Server, new: Flavor, *, store: Store, quotas: Quotas, forced: bool = False
+) -> None:
     """Raise Nova's 403 if growing ``server`` to ``new`` goes over the project's quota."""
     deltas: dict[str, int] = {}
     if new.vcpus > server.flavor.vcpus:
@@ -80,14 +79,14 @@ def check_resize(cell: Cell, server: Server, new: Flavor, *, forced: bool = Fals
         deltas = {"cores": new.vcpus}
     if not deltas:
         return
-    error = _over(deltas, usage(cell, server.project_id), cell.settings.quotas, forced)
+    error = _over(deltas, usage(store, server.project_id), quotas, forced)
     if error is not None:
         raise error
 
 
-def check_boot(cell: Cell, project_id: str, flavor: Flavor) -> None:
+def check_boot(project_id: str, flavor: Flavor, *, store: Store, quotas: Quotas) -> None:
     """Raise Nova's 403 if one more server of ``flavor`` goes over the project's quota."""
     requested = {"instances": 1, "cores": flavor.vcpus, "ram": flavor.ram}
-    error = _over(requested, usage(cell, project_id), cell.settings.quotas, forced=False)
+    error = _over(requested, usage(store, project_id), quotas, forced=False)
     if error is not None:
         raise error
