@@ -12,8 +12,8 @@ from nova_autopilot.sandbox.faults import HttpFault, ServerFaults
 from nova_autopilot.sandbox.model import IMAGE_ID, Flavor, Server
 from nova_autopilot.sandbox.outbox import Notification
 from nova_autopilot.sandbox.quotas import Quotas
+from nova_autopilot.sandbox.request_counts import WriteCall
 from nova_autopilot.sandbox.sandbox import Sandbox
-from nova_autopilot.sandbox.tally import WriteCall
 
 __all__ = [
     "IMAGE_ID",

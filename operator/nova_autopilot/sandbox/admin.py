@@ -31,8 +31,8 @@ from nova_autopilot.sandbox import errors
 from nova_autopilot.sandbox.faults import FaultBook, HttpFault, ServerFaults
 from nova_autopilot.sandbox.model import Server
 from nova_autopilot.sandbox.outbox import Outbox
+from nova_autopilot.sandbox.request_counts import RequestCounts
 from nova_autopilot.sandbox.store import Store
-from nova_autopilot.sandbox.tally import RequestTally
 from nova_autopilot.sandbox.web import Request, Response, Route
 
 Params = Mapping[str, str]
@@ -51,13 +51,13 @@ class AdminRoutes:
         *,
         store: Store,
         faults: FaultBook,
-        tally: RequestTally,
+        counts: RequestCounts,
         outbox: Outbox,
         place: PlaceServer,
     ) -> None:
         self.store = store
         self.faults = faults
-        self.tally = tally
+        self.counts = counts
         self.outbox = outbox
         self.place = place
 
@@ -82,7 +82,7 @@ class AdminRoutes:
             {
                 "servers": servers,
                 "faults": self.faults.snapshot(),
-                "requests": self.tally.snapshot(),
+                "requests": self.counts.snapshot(),
                 "notifications": len(self.outbox.all()),
             },
         )
@@ -124,10 +124,10 @@ class AdminRoutes:
         return Response(204)
 
     def requests(self, req: Request, params: Params) -> Response:
-        return Response(200, {"requests": self.tally.snapshot(), "total": self.tally.total()})
+        return Response(200, {"requests": self.counts.snapshot(), "total": self.counts.total()})
 
     def reset_requests(self, req: Request, params: Params) -> Response:
-        self.tally.reset()
+        self.counts.reset()
         return Response(204)
 
     def notifications(self, req: Request, params: Params) -> Response:

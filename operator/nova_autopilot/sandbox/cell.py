@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from nova_autopilot.sandbox.clock import Clock
 from nova_autopilot.sandbox.durations import Durations
 from nova_autopilot.sandbox.faults import FaultBook, ServerFaults
+from nova_autopilot.sandbox.instance_notifications import Notify
 from nova_autopilot.sandbox.model import Server
-from nova_autopilot.sandbox.notify import Notify
 from nova_autopilot.sandbox.quotas import Quotas
 from nova_autopilot.sandbox.scheduler import Scheduler
 from nova_autopilot.sandbox.store import Store

@@ -17,8 +17,8 @@ from collections.abc import Callable, Collection
 from nova_autopilot.sandbox import console, errors, flows, states
 from nova_autopilot.sandbox.cell import Cell
 from nova_autopilot.sandbox.context import RequestContext
+from nova_autopilot.sandbox.instance_notifications import API
 from nova_autopilot.sandbox.model import InstanceAction, Migration, Server
-from nova_autopilot.sandbox.notify import API
 from nova_autopilot.sandbox.quotas import check_resize
 from nova_autopilot.sandbox.scheduler import Flow
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from nova_autopilot.sandbox import payloads, states
 from nova_autopilot.sandbox.cell import Cell
+from nova_autopilot.sandbox.instance_notifications import API, CONDUCTOR, SCHEDULER
 from nova_autopilot.sandbox.model import Fault, Flavor, InstanceAction, Server
-from nova_autopilot.sandbox.notify import API, CONDUCTOR, SCHEDULER
 from nova_autopilot.sandbox.scheduler import Flow
 
 

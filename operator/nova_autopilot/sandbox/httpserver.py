@@ -27,7 +27,7 @@ from nova_autopilot.sandbox.api import action_name
 from nova_autopilot.sandbox.context import RequestContext
 from nova_autopilot.sandbox.faults import FaultBook
 from nova_autopilot.sandbox.model import new_request_id
-from nova_autopilot.sandbox.tally import RequestTally
+from nova_autopilot.sandbox.request_counts import RequestCounts
 from nova_autopilot.sandbox.web import Request, Response, Route, Router
 
 log = logging.getLogger(__name__)
@@ -48,14 +48,14 @@ class HttpServer:
         routes: Sequence[Route],
         admin_routes: Sequence[Route],
         faults: FaultBook,
-        tally: RequestTally,
+        counts: RequestCounts,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self._router = Router(routes)
         self._admin = Router(admin_routes)
         self._faults = faults
-        self._tally = tally
+        self._counts = counts
         self._address = (host, port)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -103,7 +103,7 @@ class HttpServer:
         if method not in _READS:
             written = _server_write(method, path, raw, self._router)
             if written is not None:
-                self._tally.written(*written, response.status, arrived)
+                self._counts.written(*written, response.status, arrived)
         return response
 
     def _answer(
@@ -142,11 +142,11 @@ class HttpServer:
             route, params = router.match(request.method, request.path)
         except errors.ApiError as exc:
             if count:
-                self._tally.count(RequestTally.key(request.method, "(unknown)"))
+                self._counts.count(RequestCounts.key(request.method, "(unknown)"))
             return self._error(exc, None, request_id)
         action = action_name(request.body) if route.pattern.endswith("/action") else None
         if count:
-            self._tally.count(RequestTally.key(request.method, route.pattern, action))
+            self._counts.count(RequestCounts.key(request.method, route.pattern, action))
         try:
             if count and route.pattern not in _UNVERSIONED:
                 version = microversion.requested(request.headers)

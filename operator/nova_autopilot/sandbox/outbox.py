@@ -76,7 +76,7 @@ def stamp() -> tuple[str, str]:
 
 
 class Publisher(Protocol):
-    """Where notifications go besides the record (oslo.messaging, see :mod:`.notifier`)."""
+    """Where notifications go besides the record (oslo.messaging, see :mod:`.oslo_publisher`)."""
 
     def publish(self, notification: Notification) -> None: ...
 

@@ -34,12 +34,12 @@ from nova_autopilot.sandbox.compute import ComputeAPI, console_text
 from nova_autopilot.sandbox.durations import Durations
 from nova_autopilot.sandbox.faults import FaultBook, HttpFault, ServerFaults
 from nova_autopilot.sandbox.httpserver import HttpServer
+from nova_autopilot.sandbox.instance_notifications import Notify
 from nova_autopilot.sandbox.model import DEFAULT_IMAGE, Flavor, Image, Server, new_uuid
-from nova_autopilot.sandbox.notify import Notify
 from nova_autopilot.sandbox.outbox import Notification, Outbox, Publisher
+from nova_autopilot.sandbox.request_counts import RequestCounts, WriteCall
 from nova_autopilot.sandbox.scheduler import Scheduler
 from nova_autopilot.sandbox.store import Store
-from nova_autopilot.sandbox.tally import RequestTally, WriteCall
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ class Sandbox:
         if sum(x is not None for x in (transport_url, transport, publisher)) > 1:
             raise ValueError("give at most one of transport_url, transport and publisher")
         if publisher is None and (transport_url is not None or transport is not None):
-            from nova_autopilot.sandbox.notifier import OsloPublisher  # slow import: only if asked
+            # oslo.messaging is slow to import: only when asked
+            from nova_autopilot.sandbox.oslo_publisher import OsloPublisher
 
             publisher = OsloPublisher(transport_url=transport_url, transport=transport)
         self.clock: Clock = clock or SystemClock()
@@ -97,11 +98,11 @@ class Sandbox:
             settings=self.settings,
         )
         self._compute = ComputeAPI(cell=self._cell)
-        self._tally = RequestTally()
+        self._counts = RequestCounts()
         admin = AdminRoutes(
             store=self._store,
             faults=self.faults,
-            tally=self._tally,
+            counts=self._counts,
             outbox=self.notifications,
             place=self._place,
         )
@@ -109,7 +110,7 @@ class Sandbox:
             routes=ComputeRoutes(cell=self._cell, compute=self._compute).routes(),
             admin_routes=admin.routes(),
             faults=self.faults,
-            tally=self._tally,
+            counts=self._counts,
             host=host,
             port=port,
         )
@@ -264,28 +265,28 @@ class Sandbox:
 
     def request_counts(self) -> dict[str, int]:
         """Requests received so far, per ``METHOD /route`` (and action)."""
-        return self._tally.snapshot()
+        return self._counts.snapshot()
 
     def request_log(self) -> list[tuple[float, str]]:
         """The latest requests as ``(time.monotonic() at arrival, key)``, oldest first;
         keys as in :meth:`request_counts`."""
-        return self._tally.log()
+        return self._counts.log()
 
     def write_counts(self) -> dict[str, dict[str, int]]:
         """Write calls per server id, per action (``resize``, ``confirmResize``) or, for
         the other write methods, ``METHOD /route``; counted whatever they were answered,
         refusals (409, 400, 404) and injected faults included. Servers never written to
         are absent."""
-        return self._tally.writes()
+        return self._counts.writes()
 
     def write_calls(self, server_id: str | None = None) -> list[WriteCall]:
         """The latest write calls (of one server, or of all) in the order they arrived,
         each with its status and when it arrived and was answered."""
-        return self._tally.write_log(server_id)
+        return self._counts.write_log(server_id)
 
     def reset_request_counts(self) -> None:
         """Forget the request counts and the write calls."""
-        self._tally.reset()
+        self._counts.reset()
 
     def wait_for(
         self, predicate: Callable[[Server], bool], server_id: str, *, timeout: float = 10.0

@@ -402,7 +402,7 @@ def test_notifications_go_through_oslo_messaging_in_memory_in_novas_envelope() -
 def test_notifications_go_through_oslos_fake_transport_to_a_listener_on_it() -> None:
     import oslo_messaging
 
-    from nova_autopilot.sandbox.notifier import notification_transport
+    from nova_autopilot.sandbox.oslo_publisher import notification_transport
 
     transport = notification_transport("fake://")
     got: list[tuple[str, str]] = []

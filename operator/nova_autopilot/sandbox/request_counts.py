@@ -40,7 +40,7 @@ class WriteCall:
     """The wall clock (UTC) when it arrived."""
 
 
-class RequestTally:
+class RequestCounts:
     """Thread-safe request counts."""
 
     def __init__(self) -> None:

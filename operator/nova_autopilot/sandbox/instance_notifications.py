@@ -1,4 +1,4 @@
-"""Saving a server and telling the bus about it, the way Nova's services do.
+"""Nova's notifications about its servers: saving one and telling the bus, as Nova's services do.
 
 :meth:`Notify.save` is Nova's ``instance.save()`` with
 ``notify_on_state_change = vm_and_task_state``: it applies the changes,
