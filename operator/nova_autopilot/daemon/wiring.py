@@ -56,13 +56,12 @@ from nova_autopilot.daemon.metrics import Metrics, Sources
 from nova_autopilot.daemon.reload import Reloader
 from nova_autopilot.daemon.systemd import Counts, Notifier, ServiceLink
 from nova_autopilot.engine.flow import Engine
-from nova_autopilot.engine.holds import HELD_PHASES
 from nova_autopilot.engine.sweeps import Sweeper
 from nova_autopilot.engine.takeover import Takeover
 from nova_autopilot.errors import AutopilotError, CloudError, TemporaryError
 from nova_autopilot.events import Event
 from nova_autopilot.guards import GuardSettings
-from nova_autopilot.journal import Journal, JournalError, default_url
+from nova_autopilot.journal import HELD_PHASES, Journal, JournalError, default_url
 from nova_autopilot.logs import get_logger, redact
 from nova_autopilot.policies import PolicySet, load_policies
 from nova_autopilot.security.authorization import Authorization, AuthorizationError
@@ -179,7 +178,8 @@ class Daemon:
         self.takeover = Takeover(
             journal=journal,
             coordinator=self.coordinator,
-            holding=self.engine.holding,
+            holds=self.engine.holds,
+            locks=self.engine.locks,
             runner=self.runner,
             work_of=self.engine.work_of,
             clock=clock,
@@ -358,7 +358,7 @@ class Daemon:
             "group": c.group,
             "leader": c.is_leader(),
             "members": sorted(c.members()),
-            "server_locks": self.engine.holding.servers.owned(),
+            "server_locks": self.engine.locks.owned(),
         }
 
     def _about(self) -> dict[str, Any]:
