@@ -21,7 +21,7 @@ from bench.summary import figure
 from bench.threads import per_call_us
 from nova_autopilot.bus import CounterSnapshot, IntakeHealth
 from nova_autopilot.daemon.metrics import Metrics, Sources
-from nova_autopilot.engine.counts import Tally
+from nova_autopilot.engine.tally import Tally
 from nova_autopilot.journal import Journal
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"

@@ -16,8 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from nova_autopilot.daemon.metrics import Metrics, Sources
-from nova_autopilot.engine.counts import Tally
 from nova_autopilot.engine.sweeps import SweepCounts
+from nova_autopilot.engine.tally import Tally
 from nova_autopilot.journal import OUTCOMES
 from nova_autopilot.policies.model import ACTIONS
 

@@ -32,15 +32,15 @@ from typing import Any
 
 from nova_autopilot.actions.runner import Running
 from nova_autopilot.bus import BusHealth, CounterSnapshot, IntakeHealth
-from nova_autopilot.engine.counts import TallySnapshot
+from nova_autopilot.engine.tally import TallySnapshot
 from nova_autopilot.errors import AutopilotError
 from nova_autopilot.logs import get_logger
 
 __all__ = [
     "Liveness",
+    "Pulse",
     "Reachability",
     "Readiness",
-    "Verdict",
     "consumers_section",
     "counters_section",
     "operations_section",
@@ -54,8 +54,9 @@ REACHABLE_FOR_INTERVALS = 3
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
-    """``alive``, or the reasons it is not (one short phrase each)."""
+class Pulse:
+    """What one liveness check found: ``alive``, or the reasons it is not (one short
+    phrase each)."""
 
     alive: bool
     problems: tuple[str, ...] = ()
@@ -68,7 +69,7 @@ class Liveness:
 
         liveness = Liveness(bus_health=bus.health, runner_responsive=runner.responsive,
                             wedged_after=20.0)
-        verdict = liveness.check()      # Verdict(alive=False, problems=("requests: ...",))
+        pulse = liveness.check()      # Pulse(alive=False, problems=("requests: ...",))
     """
 
     def __init__(
@@ -82,9 +83,9 @@ class Liveness:
         self._runner_responsive = runner_responsive
         self.wedged_after = wedged_after
 
-    def check(self) -> Verdict:
+    def check(self) -> Pulse:
         problems = [*self._bus_problems(), *self._runner_problems()]
-        return Verdict(alive=not problems, problems=tuple(problems))
+        return Pulse(alive=not problems, problems=tuple(problems))
 
     def _bus_problems(self) -> list[str]:
         problems = []

@@ -1,6 +1,6 @@
 """Prometheus metrics: the only module that imports prometheus_client.
 
-The parts keep their own plain counters (the engine's :class:`~nova_autopilot.engine.counts.Tally`,
+The parts keep their own plain counters (the engine's :class:`~nova_autopilot.engine.tally.Tally`,
 each intake's counters and health, the cloud's request counter, the runner's
 table of operations); :class:`AutopilotCollector` reads them at scrape time and
 turns them into metric families. Each daemon has a registry of its own, so
@@ -24,8 +24,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from nova_autopilot.bus import CounterSnapshot, IntakeHealth
-from nova_autopilot.engine.counts import TallySnapshot
 from nova_autopilot.engine.sweeps import SweepCounts
+from nova_autopilot.engine.tally import TallySnapshot
 
 __all__ = ["BREAKER_STATES", "AutopilotCollector", "Metrics", "Sources"]
 

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from nova_autopilot.daemon.health import Liveness, Verdict
+from nova_autopilot.daemon.health import Liveness, Pulse
 from nova_autopilot.logs import get_logger
 
 __all__ = [
@@ -227,23 +227,23 @@ class ServiceLink:
         watchdog = self.notifier.watchdog_s
         return min(TICK_S, watchdog / 4) if watchdog else TICK_S
 
-    def tick(self, *, ready: bool) -> Verdict:
+    def tick(self, *, ready: bool) -> Pulse:
         """Look at the daemon; announce readiness, status and liveness as due."""
-        verdict = self._liveness.check()
+        pulse = self._liveness.check()
         if not self._ready:
-            problems = verdict.problems
+            problems = pulse.problems
             self._status(status_line("starting", self._counts(), problems))
             if ready:
                 self._ready = True
                 self._alive = True
-                self.notifier.ready(status=self._line(verdict))
+                self.notifier.ready(status=self._line(pulse))
                 log.info("service.ready", watchdog_s=self.notifier.watchdog_s)
-            return verdict
-        self._note(verdict)
-        self._status(self._line(verdict))
-        if verdict.alive:
+            return pulse
+        self._note(pulse)
+        self._status(self._line(pulse))
+        if pulse.alive:
             self._ping()
-        return verdict
+        return pulse
 
     def reloading(self) -> None:
         """A reload starts (before READY=1 there is nothing to announce)."""
@@ -259,20 +259,20 @@ class ServiceLink:
     def stopping(self) -> None:
         self.notifier.stopping(status=status_line("stopping", self._counts()))
 
-    def _line(self, verdict: Verdict) -> str:
-        state = "running" if verdict.alive else "WEDGED"
-        return status_line(state, self._counts(), verdict.problems)
+    def _line(self, pulse: Pulse) -> str:
+        state = "running" if pulse.alive else "WEDGED"
+        return status_line(state, self._counts(), pulse.problems)
 
-    def _note(self, verdict: Verdict) -> None:
-        if verdict.alive == self._alive:
+    def _note(self, pulse: Pulse) -> None:
+        if pulse.alive == self._alive:
             return
-        self._alive = verdict.alive
-        if verdict.alive:
+        self._alive = pulse.alive
+        if pulse.alive:
             log.info("service.unwedged")
         else:
             log.error(
                 "service.wedged",
-                problems=list(verdict.problems),
+                problems=list(pulse.problems),
                 note="no WATCHDOG=1 while wedged: systemd restarts the service after WatchdogSec",
             )
 

@@ -19,6 +19,6 @@ acknowledge it. Imports inside the package only go down this table
 ``facts``                  the guards' facts read from the journal; breakers kept
                            in step with outcomes (compare-and-set)
 ``locks``                  per-server locks, this daemon's and the group's
-``counts``                 what was received, decided and finished, for metrics
+``tally``                  what was received, decided and finished, for metrics
 =========================  ===================================================
 """

@@ -23,9 +23,9 @@ from typing import Any, Protocol
 
 from nova_autopilot import guards
 from nova_autopilot.actions.runner import Runner, Work
-from nova_autopilot.engine.counts import Tally
 from nova_autopilot.engine.facts import BreakerKeeper, Change, JournalFacts
 from nova_autopilot.engine.locks import ServerLocks
+from nova_autopilot.engine.tally import Tally
 from nova_autopilot.journal import HELD_PHASES, Journal, Operation
 from nova_autopilot.logs import get_logger
 from nova_autopilot.policies import PolicySet

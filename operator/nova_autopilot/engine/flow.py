@@ -35,9 +35,9 @@ from nova_autopilot.engine.conduct import (
     announce_refusal,
     result_of,
 )
-from nova_autopilot.engine.counts import Tally
 from nova_autopilot.engine.holds import Holds
 from nova_autopilot.engine.locks import ServerLocks
+from nova_autopilot.engine.tally import Tally
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event
 from nova_autopilot.events.request import OPERATION_TYPES

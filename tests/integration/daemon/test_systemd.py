@@ -126,8 +126,8 @@ def test_a_detached_consumer_or_unresponsive_workers_stop_the_pings_too() -> Non
     assert daemon.liveness().check().problems == ("notifications consumer not attached",)
     daemon.intakes[0] = intake("notifications")
     daemon.runner_ok = False
-    verdict = daemon.liveness(wedged_after=20).check()
-    assert verdict.problems == ("operation workers wedged (no free worker within 20 s)",)
+    pulse = daemon.liveness(wedged_after=20).check()
+    assert pulse.problems == ("operation workers wedged (no free worker within 20 s)",)
     daemon.runner_ok = True
     daemon.intakes[0] = intake("notifications", oldest=19.9)
     assert daemon.liveness(wedged_after=20).check().alive

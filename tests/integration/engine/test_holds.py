@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 
 from nova_autopilot.engine.flow import Engine
-from nova_autopilot.journal import AWAITING_APPROVAL, QUEUED
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event, parse_message
 from nova_autopilot.guards import GuardSettings
-from nova_autopilot.journal import JournalError
+from nova_autopilot.journal import AWAITING_APPROVAL, QUEUED, JournalError
 from nova_autopilot.policies import PolicySet
 from tests.integration.actions.test_runner import until
 from tests.integration.engine.test_flow import SID, World, now

@@ -307,8 +307,7 @@ def test_pending_lists_the_operations_awaiting_approval_from_the_journal(
 ) -> None:
 
     from nova_autopilot.engine.holds import hold_state
-    from nova_autopilot.journal import AWAITING_APPROVAL, QUEUED
-    from nova_autopilot.journal import Journal, NewOperation
+    from nova_autopilot.journal import AWAITING_APPROVAL, QUEUED, Journal, NewOperation
 
     conf = tmp_path / "nova-autopilot.conf"
     conf.write_text(f"[journal]\nconnection = sqlite:///{tmp_path / 'journal.sqlite'}\n")

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from nova_autopilot.bus import CounterSnapshot, IntakeHealth
 from nova_autopilot.daemon.metrics import Metrics, Sources
-from nova_autopilot.engine.counts import Tally
+from nova_autopilot.engine.tally import Tally
 
 
 def intake(name: str, source: str, queue: str, *, alive: bool, reconnects: int) -> IntakeHealth:
