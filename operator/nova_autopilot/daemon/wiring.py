@@ -8,7 +8,7 @@ resumes the journal's unfinished operations, and waits for a signal:
   handled), let running phases end, leave waiting operations in the journal
   (they resume at the next start), exit within ``[DEFAULT] stop_timeout``;
 * SIGHUP: reload the policies, the signing keys, the authorisation table
-  and the log level, all or nothing (:mod:`.reloading`); a broken file keeps
+  and the log level, all or nothing (:mod:`.reload`); a broken file keeps
   the running set of all of them and logs every problem.
 
 Under systemd (:mod:`.systemd`) it sends READY=1 once the journal is open and
@@ -21,14 +21,15 @@ and ``/status`` (:meth:`Daemon.status`, one section per part) over HTTP.
 
 Every second the main loop also ends the held operations (queued, awaiting
 approval) whose time is over. With ``[sweeps] enabled`` a thread of its own
-sweeps Nova's server states every ``[sweeps] interval`` (:mod:`.sweeps`).
+sweeps Nova's server states every ``[sweeps] interval``
+(:mod:`nova_autopilot.engine.sweeps`).
 
 With ``[coordination] backend_url`` several daemons share one cloud
-(docs/scaling.md): this one joins the group (:mod:`.coordination`), takes the
+(docs/scaling.md): this one joins the group (:mod:`nova_autopilot.coordination`), takes the
 group's lock of a server before deciding on it and keeps it while the
 operation runs, claims its operations in the shared journal and renews their
 leases at each heartbeat, and resumes those of a daemon that left the group
-(:mod:`.takeover`). Periodic jobs of the whole group (sweeps, journal
+(:mod:`nova_autopilot.engine.takeover`). Periodic jobs of the whole group (sweeps, journal
 retention) run on the leader only: :meth:`Daemon.is_leader`.
 """
 

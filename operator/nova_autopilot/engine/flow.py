@@ -47,6 +47,7 @@ from nova_autopilot.journal import (
     Journal,
     NewOperation,
     Operation,
+    StateKey,
     UnknownOperation,
 )
 from nova_autopilot.logs import bound, get_logger
@@ -98,7 +99,7 @@ def _verdict_event(operation: Operation, event_type: str) -> Event:
         format="verdict",
         event_type=event_type,
         payload={
-            "server": {"id": server_id, "name": operation.state.get("server_name")},
+            "server": {"id": server_id, "name": operation.state.get(StateKey.SERVER_NAME)},
             "reason": operation.reason,
             "operation_id": operation.id,
             "policy": operation.policy,

@@ -262,6 +262,12 @@ class Operation:
         return self.server_id or (str(resolved) if resolved else None)
 
     @property
+    def server_name_ref(self) -> str | None:
+        """The server's name as far as known: as asked, else as its action found it."""
+        resolved = self.state.get(StateKey.SERVER_NAME)
+        return self.server_name or (str(resolved) if resolved else None)
+
+    @property
     def asking(self) -> bool:
         """Whether it was asking Nova for its write when it last recorded itself, with
         no word that Nova took it: on resume, its first phase finds out which."""

@@ -177,8 +177,8 @@ def operation_view(operation: Operation, steps: Sequence[Step]) -> dict[str, Any
         "id": operation.id,
         "action": operation.action,
         "server": {
-            "id": operation.server_id or operation.state.get("server_id"),
-            "name": operation.server_name or operation.state.get("server_name"),
+            "id": operation.server_ref,
+            "name": operation.server_name_ref,
         },
         "project_id": operation.project_id,
         "request_id": operation.request_id,

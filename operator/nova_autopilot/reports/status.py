@@ -70,7 +70,7 @@ def unfinished(journal_url: str, *, now: datetime | None = None) -> list[dict[st
         {
             "operation_id": op.id,
             "action": op.action,
-            "server_id": op.server_id or op.state.get("server_id") or op.server_name,
+            "server_id": op.server_ref or op.server_name,
             "phase": op.phase,
             "policy": op.policy,
             "started_at": op.created_at.isoformat(),
