@@ -13,7 +13,7 @@ Once all N wait, the benchmark measures over an idle window:
 * its resident memory (``VmRSS``) before the requests and while all wait;
 * the CPU time it uses per second of waiting and its context switches
   (``getrusage``), the sandbox's own idle ticks included;
-* the Nova API requests received during the window (the sandbox's tally).
+* the Nova API requests received during the window (the sandbox's request counts).
 
 Then the sandbox's timers jump the hour: the N resizes reach VERIFY_RESIZE
 together, their notifications wake the N operations, and the time until the

@@ -6,7 +6,7 @@ These tests read the patterns from the page and check them against the names
 the default configuration gives the exchanges and queues: each party may do
 what its work needs and nothing listed as refused. RabbitMQ searches a
 pattern in a name as ``re.search`` does. The daemon's patterns are the ones
-``tests/integration/test_bus_permissions.py`` runs every path of the bus with.
+``tests/integration/bus/test_topology.py`` runs every path of the bus with.
 """
 
 from __future__ import annotations
