@@ -17,11 +17,15 @@ keeps its messages per transport).
 from __future__ import annotations
 
 import threading
+import warnings
 from typing import Any
 
-import oslo_messaging
 from oslo_config import cfg
-from oslo_messaging import opts as messaging_opts
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # importing oslo.messaging warns about eventlet: not ours
+    import oslo_messaging
+    from oslo_messaging import opts as messaging_opts
 
 from nova_autopilot.sandbox.outbox import Notification
 
