@@ -4,9 +4,14 @@ without a thread per operation.
 A parked operation is only an entry in a table keyed by server id. It wakes
 when the server's own notification arrives (:meth:`Runner.notify`), when the
 batched poll (one ``changes-since`` list call for every waiting server) shows
-the server changed, when its retry delay passes, or at its deadline. After
-every phase the machine's state is written to the store, so a restarted
-daemon resumes each unfinished operation from its phase.
+the server changed, when its retry delay passes, or at its deadline. A
+notification that arrives while a phase runs (between its read of the server
+and its park) is not lost: the runner keeps the latest notifications of every
+server, and a phase about to park first looks there for one that wakes it.
+The first step a woken phase records says what woke it (``woken_by``:
+``notification`` with its event type, ``poll`` or ``timer``). After every
+phase the machine's state is written to the store, so a restarted daemon
+resumes each unfinished operation from its phase.
 """
 
 from __future__ import annotations
@@ -49,8 +54,17 @@ log = get_logger(__name__)
 POLL_SKEW_S = 10.0
 RETRY_BASE_S = 2.0
 RETRY_CAP_S = 120.0
-#: Notifications kept per server in flight, for those that arrive mid-phase.
+#: Notifications kept per server in flight, for a phase that looks back for Nova's reason.
 RECENT_EVENTS = 32
+#: The latest notifications of every server, for a phase about to park: one may have
+#: come while it ran, before its server was known to the runner.
+LATEST_EVENTS = 4096
+
+#: What woke a parked phase, as its first step records it (``woken_by``).
+Wake = str
+NOTIFICATION: Wake = "notification"
+POLL: Wake = "poll"
+TIMER: Wake = "timer"
 
 
 class Store(Protocol):
@@ -187,6 +201,15 @@ class _Job:
         return self.work.started_at + timedelta(seconds=self.work.confirm.timeout_s)
 
 
+def _wake_note(woken_by: Wake | None, event: Event | None) -> dict[str, Any] | None:
+    """What the first step of a woken phase says woke it."""
+    if woken_by is None:
+        return None
+    if woken_by == NOTIFICATION and event is not None:
+        return {"by": NOTIFICATION, "event": event.event_type}
+    return {"by": woken_by}
+
+
 def _nothing() -> None:
     """The task that shows a worker of the pool is free to run one."""
 
@@ -241,6 +264,7 @@ class Runner:
         # that one arriving while a phase still runs is not missed when it parks.
         self._by_server: dict[str, set[_Job]] = {}
         self._recent: dict[str, deque[tuple[int, Event]]] = {}
+        self._latest: deque[tuple[int, Event]] = deque(maxlen=LATEST_EVENTS)
         self._event_seq = 0
         self._timers: list[tuple[datetime, int, _Job, int]] = []
         self._seq = itertools.count()
@@ -287,8 +311,9 @@ class Runner:
             return 0
         woken = []
         with self._cond:
+            self._event_seq += 1
+            self._latest.append((self._event_seq, event))
             if event.instance_id in self._by_server:
-                self._event_seq += 1
                 recent = self._recent.setdefault(event.instance_id, deque(maxlen=RECENT_EVENTS))
                 recent.append((self._event_seq, event))
             for job in list(self._parked.get(event.instance_id, ())):
@@ -296,7 +321,7 @@ class Runner:
                     self._unpark(job)
                     woken.append(job)
         for job in woken:
-            self._dispatch(job, event, None)
+            self._dispatch(job, event, None, NOTIFICATION)
         return len(woken)
 
     def responsive(self, within_s: float) -> bool:
@@ -353,25 +378,47 @@ class Runner:
 
     # -- running phases ---------------------------------------------------
 
-    def _dispatch(self, job: _Job, event: Event | None, snapshot: ServerState | None) -> None:
+    def _dispatch(
+        self,
+        job: _Job,
+        event: Event | None,
+        snapshot: ServerState | None,
+        woken_by: Wake | None = None,
+    ) -> None:
+        """Run the job's phase on the pool: started or resumed (``woken_by`` None), or
+        woken by the server's notification (``event``), the poll (``snapshot``) or a
+        timer."""
         # A shut-down pool refuses work: the journal keeps the phase for the next start.
         with contextlib.suppress(RuntimeError):
-            self._pool.submit(self._run, job, event, snapshot)
+            self._pool.submit(self._run, job, event, snapshot, woken_by)
 
-    def _run(self, job: _Job, event: Event | None, snapshot: ServerState | None) -> None:
+    def _run(
+        self,
+        job: _Job,
+        event: Event | None,
+        snapshot: ServerState | None,
+        woken_by: Wake | None = None,
+    ) -> None:
         with job.lock, counting_for(job.work.op_id):
             try:
-                self._steps(job, event, snapshot)
+                self._steps(job, event, snapshot, woken_by)
             except (StaleOperation, OperationFinished) as exc:
                 self._lose(job, exc)
             except Exception:  # a bug must not kill the worker
                 log.exception("operation.crashed", operation_id=job.work.op_id)
                 self._finish(job, Finish("failed", "internal error: see the daemon's log"))
 
-    def _steps(self, job: _Job, event: Event | None, snapshot: ServerState | None) -> None:
+    def _steps(
+        self,
+        job: _Job,
+        event: Event | None,
+        snapshot: ServerState | None,
+        woken_by: Wake | None = None,
+    ) -> None:
         machine = registry.MACHINES[job.work.action]
         since_step = _StepRequests(self._cloud.requests, job.work.op_id)
         pending: list[_Pending] = []
+        wake = _wake_note(woken_by, event)
         ctx = StepContext(
             operation_id=job.work.op_id,
             cloud=self._cloud,
@@ -398,7 +445,7 @@ class Runner:
             try:
                 transition: Transition = machine.phases[phase](ctx)
             except TemporaryError as exc:
-                self._flush(job, pending, since_step, f"{phase}.retry", {"error": str(exc)})
+                self._flush(job, pending, since_step, f"{phase}.retry", {"error": str(exc)}, wake)
                 self._retry_later(job)
                 return
             except PermanentError as exc:
@@ -409,7 +456,7 @@ class Runner:
             self._watch(job)
             self._place(job)
             ctx.woken_by = None  # a snapshot left unread stays: it is still this moment's
-            self._flush(job, pending, since_step, phase, {})
+            wake = self._flush(job, pending, since_step, phase, {}, wake)
             if isinstance(transition, Next):
                 job.phase = transition.phase
                 job.attempts = 0
@@ -421,7 +468,7 @@ class Runner:
                 self._persist(job)
                 missed = self._park(job, transition)
                 if missed is not None:
-                    self._dispatch(job, missed, None)
+                    self._dispatch(job, missed, None, NOTIFICATION)
                 return
             self._finish(job, transition)
             return
@@ -433,14 +480,19 @@ class Runner:
         since_step: _StepRequests,
         fallback: str,
         detail: dict[str, Any],
-    ) -> None:
+        wake: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
         """Write the phase's steps, each with the Nova requests made up to it;
-        those made after the last one go with it."""
+        those made after the last one go with it. The first step written says what
+        woke the phase (``wake``); the note is returned while no step took it."""
         requests, calls = since_step.take()
         if not pending and (requests or detail):
             pending.append(_Pending(fallback, detail, 0, [], at=self._clock()))
         if pending:
             pending[-1].add(requests, calls)
+            if wake is not None:
+                pending[0].detail = {**pending[0].detail, "woken_by": wake}
+                wake = None
         for step in pending:
             self._store.record_step(
                 job.work.op_id,
@@ -450,6 +502,7 @@ class Runner:
                 now=step.at,
             )
         pending.clear()
+        return wake
 
     def _place(self, job: _Job) -> None:
         """Tell the store where the server runs, once the machine has found it."""
@@ -546,15 +599,33 @@ class Runner:
         if wait.retry_after_s is not None:
             due = min(due, now + timedelta(seconds=wait.retry_after_s))
         with self._cond:
-            for seq, event in self._recent.get(job.server_id or "", ()):
-                if seq > job.seen_seq and wakes(wait, event):
-                    return event
+            missed = self._missed(job, wait)
+            if missed is not None:
+                return missed
             job.wait = wait
             job.generation += 1
             if job.server_id is not None:
                 self._parked.setdefault(job.server_id, set()).add(job)
             heapq.heappush(self._timers, (due, next(self._seq), job, job.generation))
             self._cond.notify_all()
+        return None
+
+    def _missed(self, job: _Job, wait: Wait) -> Event | None:
+        """A notification of the job's server that came after its phase began and
+        wakes ``wait`` (caller holds the condition): from the server's own recent
+        notifications, or from the latest of every server (the server may have
+        become known to the runner only during the phase)."""
+        server_id = job.server_id
+        if server_id is None:
+            return None
+        for seq, event in self._recent.get(server_id, ()):
+            if seq > job.seen_seq and wakes(wait, event):
+                return event
+        for seq, event in reversed(self._latest):
+            if seq <= job.seen_seq:
+                break
+            if event.instance_id == server_id and wakes(wait, event):
+                return event
         return None
 
     def _unpark(self, job: _Job) -> None:
@@ -591,7 +662,7 @@ class Runner:
                 if self._timers:
                     wait_s = min(wait_s, (self._timers[0][0] - now).total_seconds())
             for job in due_jobs:
-                self._dispatch(job, None, None)
+                self._dispatch(job, None, None, TIMER)
             if poll_due:
                 self._poll()
             with self._cond:
@@ -630,4 +701,4 @@ class Runner:
                 self._unpark(job)
                 woken.append((job, snapshot))
         for job, snapshot in woken:
-            self._dispatch(job, None, snapshot)
+            self._dispatch(job, None, snapshot, POLL)

@@ -322,6 +322,7 @@ def _chain(view: Mapping[str, Any], style: _Style) -> str:
 
 def _step_lines(step: Mapping[str, Any], style: _Style) -> list[str]:
     detail = dict(step["detail"])
+    woken = detail.pop("woken_by", None)
     checks = detail.pop("checks", None)
     if isinstance(checks, list) and checks and all(isinstance(c, Mapping) for c in checks):
         detail.pop("problems", None)  # the failed checks say the same
@@ -331,6 +332,13 @@ def _step_lines(step: Mapping[str, Any], style: _Style) -> list[str]:
     head = f"    {_clock(step['at'])}  {step['name']}" + (
         f"  [{requests} request{'s' if requests != 1 else ''}]" if requests else ""
     )
+    if isinstance(woken, Mapping):
+        head += style(
+            "  (woken by "
+            + " ".join(str(v) for v in (woken.get("by"), woken.get("event")) if v)
+            + ")",
+            "dim",
+        )
     lines = [head]
     if detail:
         lines.append(f"        {_values(detail)}")

@@ -433,3 +433,76 @@ def test_the_batched_poll_wakes_a_busy_wait_whose_notification_was_lost(
         assert cloud.calls["server"] == 1  # the poll's snapshot did the second look
     finally:
         h.runner.stop(timeout=5)
+
+
+def test_nova_clearing_the_task_while_the_first_phase_reads_the_server_wakes_it_at_once(
+    harness: Harness, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failed reboot's task is reverted moments after the rescue's first read, and
+    Nova's instance.update comes before the phase parks, while the runner did not know
+    the server yet: the notification still wakes it, without waiting for the poll."""
+    failed_reboot(cloud)
+    find_server = cloud.find_server
+
+    def nova_clears_the_task_meanwhile(ref: object) -> object:
+        server = find_server(ref)  # type: ignore[arg-type]
+        cloud.servers[SID].task_state = None
+        cleared = nova_event("instance.update", uuid=SID, state="error", task_state=None)
+        assert harness.runner.notify(cleared) == 0  # nothing parked yet
+        return server
+
+    monkeypatch.setattr(cloud, "find_server", nova_clears_the_task_meanwhile)
+    harness.runner.submit(rescue_work())
+    until(lambda: cloud.calls["rescue"] == 1)  # no poll: the poll interval is a minute
+    names = [name for name, _ in harness.store.steps["op-1"]]
+    assert names[:2] == ["waiting_for_task", "task_ended"]
+    assert harness.store.details["op-1"][1]["woken_by"] == {
+        "by": "notification",
+        "event": "instance.update",
+    }
+
+
+def test_the_first_step_of_a_woken_phase_says_what_woke_it(
+    harness: Harness, cloud: FakeCloud
+) -> None:
+    failed_reboot(cloud)
+    harness.runner.submit(rescue_work())
+    until(lambda: harness.runner.waiting() == 1)
+    cloud.servers[SID].task_state = None
+    harness.runner.notify(nova_event("instance.update", uuid=SID, state="error", task_state=None))
+    until(lambda: cloud.calls["rescue"] == 1 and harness.runner.waiting() == 1)
+    cloud.nova_finishes(SID)
+    harness.runner.notify(nova_event("instance.rescue.end", uuid=SID))
+    assert harness.outcome() == ("rescued", None)
+    woken = [
+        (name, detail.get("woken_by"))
+        for (name, _), detail in zip(
+            harness.store.steps["op-1"], harness.store.details["op-1"], strict=True
+        )
+    ]
+    assert woken[0] == ("waiting_for_task", None)  # the first run was not woken
+    assert woken[1] == ("task_ended", {"by": "notification", "event": "instance.update"})
+    assert ("rescued", {"by": "notification", "event": "instance.rescue.end"}) in woken
+
+
+def test_a_phase_woken_by_the_poll_or_a_timer_says_so(cloud: FakeCloud) -> None:
+    h = Harness(cloud, poll_interval_s=0.05)
+    h.runner.start()
+    try:
+        failed_reboot(cloud)
+        h.runner.submit(rescue_work(task_timeout_s=60.0))
+        until(lambda: h.runner.waiting() == 1)
+        cloud.servers[SID].task_state = None  # ... and the instance.update is lost
+        until(lambda: cloud.calls["rescue"] == 1)
+        assert h.store.details["op-1"][1]["woken_by"] == {"by": "poll"}
+    finally:
+        h.runner.stop(timeout=5)
+    timed = Harness(cloud)
+    timed.runner.start()
+    try:
+        cloud.servers[SID].vm_state, cloud.servers[SID].task_state = "active", "rebooting"
+        timed.runner.submit(rescue_work(task_timeout_s=0.2))
+        assert timed.outcome() == ("refused", "task rebooting is still in progress after 0s")
+        assert timed.store.details["op-1"][-1]["woken_by"] == {"by": "timer"}
+    finally:
+        timed.runner.stop(timeout=5)

@@ -517,3 +517,26 @@ def test_every_field_of_the_json_is_documented() -> None:
     assert undocumented(chain["steps"][0], "`.{}`", step_fields) == []
     assert undocumented(chain["event"], "`{}`") == []
     assert "`.decision` | `{verdict, reason}`" in page
+
+
+def test_a_step_of_a_woken_phase_says_what_woke_it_after_its_name() -> None:
+    woken = Step(
+        operation_id="op-1",
+        seq=2,
+        name="task_ended",
+        detail={
+            "status": "ERROR",
+            "woken_by": {"by": "notification", "event": "instance.update"},
+        },
+        nova_requests=0,
+        at=datetime(2026, 11, 25, 20, 0, 3, tzinfo=timezone.utc),
+    )
+    text = history.render([history.operation_view(operation(), [woken])])
+    (line,) = [line for line in text.splitlines() if "task_ended" in line]
+    assert line.endswith("task_ended  (woken by notification instance.update)")
+    assert "woken_by" not in text
+    doc = history.document([history.operation_view(operation(), [woken])], history.Filters())
+    assert doc["operations"][0]["steps"][0]["detail"]["woken_by"] == {
+        "by": "notification",
+        "event": "instance.update",
+    }
