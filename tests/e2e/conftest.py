@@ -6,6 +6,8 @@
 ``nova_venv``    Nova's venv, installed if needed (for tests that start a box of
                  their own).
 ``box_settings`` the harness's settings, from the environment.
+``flavors``      a small flavor (1 vCPU, 128 MiB) and a large one (2 vCPUs, 256 MiB) on
+                 the box, for the session; ``small`` and ``large`` are each of them.
 
 When Nova's venv cannot be installed at all (no package index, say), the
 tests that need it are skipped with a loud reason, except in CI (``CI`` set),
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from typing import NoReturn
 
 import pytest
+from openstack.compute.v2.flavor import Flavor
 
 from tests.novabox import stale
 from tests.novabox.box import Box
@@ -50,6 +53,25 @@ def novabox(box_settings: BoxSettings, nova_venv: NovaVenv) -> Iterator[NovaBox]
         leftovers = box.stop()
         if not leftovers.clean:
             pytest.fail(f"stopping the Nova box {box.run_id}: {leftovers}")
+
+
+@pytest.fixture(scope="session")
+def flavors(novabox: NovaBox) -> Iterator[tuple[Flavor, Flavor]]:
+    small = novabox.create_flavor(ram=128)
+    large = novabox.create_flavor(ram=256, vcpus=2)
+    yield small, large
+    for flavor in (small, large):
+        novabox.conn.compute.delete_flavor(flavor, ignore_missing=True)
+
+
+@pytest.fixture(scope="session")
+def small(flavors: tuple[Flavor, Flavor]) -> Flavor:
+    return flavors[0]
+
+
+@pytest.fixture(scope="session")
+def large(flavors: tuple[Flavor, Flavor]) -> Flavor:
+    return flavors[1]
 
 
 def _unavailable(exc: HarnessUnavailable) -> NoReturn:

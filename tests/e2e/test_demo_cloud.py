@@ -9,31 +9,21 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from openstack.compute.v2.flavor import Flavor
 
 from nova_autopilot.demo.staging import NAME_PREFIX
-from tests.integration.stack import until
 from tests.novabox.broker import Broker
 from tests.novabox.client import IMAGE_ID, NovaBox
 from tests.novabox.settings import BoxSettings
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 
 SCRIPT = Path(sys.executable).parent / "nova-autopilot"
 RUN_TIMEOUT_S = 180.0
-
-
-@pytest.fixture(scope="module")
-def flavors(novabox: NovaBox) -> Iterator[tuple[Flavor, Flavor]]:
-    small = novabox.create_flavor(ram=128)
-    large = novabox.create_flavor(ram=256, vcpus=2)
-    yield small, large
-    for flavor in (small, large):
-        novabox.conn.compute.delete_flavor(flavor, ignore_missing=True)
 
 
 @pytest.fixture

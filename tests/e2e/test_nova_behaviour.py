@@ -48,16 +48,6 @@ BUILD_STATES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def small(novabox: NovaBox) -> Flavor:
-    return novabox.create_flavor(ram=128)
-
-
-@pytest.fixture(scope="module")
-def large(novabox: NovaBox) -> Flavor:
-    return novabox.create_flavor(ram=256, vcpus=2)
-
-
 @pytest.fixture
 def servers(novabox: NovaBox) -> Iterator[list[Server]]:
     """Servers a test creates; deleted after it."""

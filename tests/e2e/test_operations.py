@@ -19,10 +19,11 @@ from nova_autopilot.journal import Journal, Operation
 from nova_autopilot.logs import redact
 from nova_autopilot.policies import PolicySet
 from nova_autopilot.policies import load_policies as load_policy_file
-from tests.integration.stack import assemble, load_policies, until, utc_now
+from tests.integration.stack import BOOT_POLICIES, assemble, load_policies, utc_now
 from tests.novabox import faults
 from tests.novabox.client import NovaBox
 from tests.novabox.notifications import NotificationLog
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -85,11 +86,6 @@ class Daemon:
     def outcome(self, op_id: str, timeout: float = 90.0) -> Operation:
         until(lambda: self.journal.get(op_id).finished, timeout, f"operation {op_id} to end")
         return self.journal.get(op_id)
-
-
-@pytest.fixture(scope="module")
-def flavors(novabox: NovaBox) -> tuple[Flavor, Flavor]:
-    return novabox.create_flavor(ram=128), novabox.create_flavor(ram=256, vcpus=2)
 
 
 @pytest.fixture
@@ -163,7 +159,6 @@ def test_a_guest_that_panics_after_a_power_on_is_rescued_on_the_real_nova(
     novabox: NovaBox, daemon: Daemon, flavors: tuple[Flavor, Flavor]
 ) -> None:
     from nova_autopilot.policies import load_texts
-    from tests.integration.test_operations import BOOT_POLICIES
 
     daemon.policies = load_texts([("boot.yaml", BOOT_POLICIES)])
     server = novabox.boot("op-boot-panic", flavors[0], metadata={"novabox:console": "panic"})

@@ -24,19 +24,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from openstack.compute.v2.flavor import Flavor
 
 from nova_autopilot import settings
 from nova_autopilot.bus import RequestClient
-from tests.integration import redis_support
-from tests.integration import test_several_daemons as several
+from tests.integration.daemon_support import Running, launch
 from tests.integration.redis_support import RedisGroup
-from tests.integration.stack import until
-from tests.integration.test_daemon import Running
-from tests.integration.test_several_daemons import operations, requests_for, start
+from tests.integration.several_support import operations, requests_for
 from tests.novabox.client import NovaBox
+from tests.waiting import until
 
-redis_group = redis_support.redis_group
-database = several.database
 pytestmark = pytest.mark.e2e
 
 SERVERS = 24
@@ -55,9 +52,7 @@ policies:
 
 
 @pytest.fixture
-def servers(novabox: NovaBox) -> Iterator[tuple[list[str], str]]:
-    small = novabox.create_flavor(ram=128)
-    large = novabox.create_flavor(ram=256, vcpus=2)
+def servers(novabox: NovaBox, small: Flavor, large: Flavor) -> Iterator[tuple[list[str], str]]:
     booted = []
     try:
         for n in range(SERVERS):
@@ -160,13 +155,13 @@ def test_three_daemons_on_the_real_nova_finish_a_dead_ones_operations(
     novabox: NovaBox,
     servers: tuple[list[str], str],
     redis_group: RedisGroup,
-    database: str,
+    postgresql_journal: str,
     tmp_path: Path,
 ) -> None:
     server_ids, flavor = servers
-    confs, env = configure(tmp_path, novabox, redis_group, database)
+    confs, env = configure(tmp_path, novabox, redis_group, postgresql_journal)
     began = time.monotonic()
-    daemons = {name: start(confs[name], env) for name in DAEMONS}
+    daemons = {name: launch(confs[name], env) for name in DAEMONS}
     try:
         for name, daemon in daemons.items():
             until(lambda d=daemon: d.logged("daemon.started"), 120, f"{name} started")
@@ -187,7 +182,7 @@ def test_three_daemons_on_the_real_nova_finish_a_dead_ones_operations(
 
         deadline = time.monotonic() + 600  # a hang
         while True:
-            ops = operations(database)
+            ops = operations(postgresql_journal)
             if len(ops) == len(bodies) and all(o["outcome"] for o in ops):
                 break
             assert time.monotonic() < deadline, Counter(o["outcome"] for o in ops)

@@ -28,6 +28,7 @@ from nova_autopilot.logs import redact
 from nova_autopilot.policies import PolicySet, load_texts
 from nova_autopilot.sandbox import Durations, Sandbox, Settings
 from nova_autopilot.sandbox.outbox import Notification
+from tests.waiting import until
 
 POLICIES = """
 policies:
@@ -50,6 +51,19 @@ policies:
     confirm: {timeout: 60s}
 """
 
+#: A boot that Nova reports as done is verified on the console; a failed one is rescued.
+BOOT_POLICIES = """
+policies:
+  - name: verify-boot
+    when: {source: nova, event: [instance.power_on.end, instance.reboot.end]}
+    do: {action: verify_boot, params: {server: {id: "{{ instance_id }}"}, interval: 0.2}}
+    confirm: {timeout: 20s}
+  - name: rescue-on-failed-boot
+    when: {source: autopilot, event: autopilot.boot.failed}
+    do: {action: rescue, params: {server: "{{ payload.server }}"}}
+    confirm: {timeout: 30s}
+"""
+
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
@@ -65,17 +79,6 @@ def clouds_yaml(path: Path, url: str, *, token: str = "admin:admin") -> Path:
     }
     path.write_text(yaml.safe_dump({"clouds": {"sandbox": entry}}))
     return path
-
-
-def until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Wait for a condition with a deadline; returns its first true value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout}s"
-        time.sleep(0.01)
 
 
 class InProcess:
@@ -132,6 +135,13 @@ def assemble(
     return cloud, runner, engine
 
 
+def add_flavors(sandbox: Sandbox) -> Sandbox:
+    """Adds m1.small, and m1.large (2 vCPUs, 256 MiB): what most tests resize between."""
+    sandbox.add_flavor("m1.small")
+    sandbox.add_flavor("m1.large", vcpus=2, ram=256)
+    return sandbox
+
+
 def load_policies(gate_timeout: str = "2s") -> PolicySet:
     return load_texts([("stack.yaml", POLICIES.replace("{gate_timeout}", gate_timeout))])
 
@@ -185,6 +195,11 @@ class Stack:
         )
         self.publisher.handler = self.engine.handle
         self.runner.start()
+        return self
+
+    def with_flavors(self) -> Stack:
+        """The sandbox with the flavors of :func:`add_flavors`."""
+        add_flavors(self.sandbox)
         return self
 
     def stop(self) -> None:

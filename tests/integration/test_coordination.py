@@ -18,7 +18,7 @@ from nova_autopilot.coordination import Coordinator
 from nova_autopilot.engine.locks import ServerBusyElsewhere, ServerLocks
 from tests.integration import redis_support
 from tests.integration.redis_support import RedisGroup
-from tests.integration.stack import until
+from tests.waiting import until
 
 redis_group = redis_support.redis_group
 pytestmark = pytest.mark.integration

@@ -19,7 +19,8 @@ from nova_autopilot.cloud import Cloud
 from nova_autopilot.journal import Journal
 from nova_autopilot.sandbox import Durations, Sandbox
 from nova_autopilot.sandbox.faults import ServerFaults
-from tests.integration.stack import Stack, until, utc_now
+from tests.integration.stack import Stack, add_flavors, utc_now
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,9 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     with Sandbox(durations=Durations().scaled(2)) as s:
-        s.add_flavor("m1.small")
-        s.add_flavor("m1.large", vcpus=2, ram=256)
-        yield s
+        yield add_flavors(s)
 
 
 def start_worker(

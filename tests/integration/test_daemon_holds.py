@@ -6,7 +6,6 @@ two requests for one busy server run one after the other, never overlapping."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,12 +17,17 @@ from nova_autopilot.bus import RequestClient
 from nova_autopilot.sandbox import Sandbox
 from nova_autopilot.security.signing import load_keys, sign
 from tests.integration import bus_support
-from tests.integration.stack import until
-from tests.integration.test_daemon import BIN, Running, send, start_daemon, world
+from tests.integration.daemon_support import (
+    BIN,
+    DaemonWorld,
+    Running,
+    send,
+    start_daemon,
+    stop_daemon,
+)
+from tests.waiting import until
 
-rabbit = bus_support.rabbit
 pytestmark = pytest.mark.integration
-__all__ = ["world"]  # the fixture, shared with the daemon's other tests
 
 APPROVE = """
 policies:
@@ -42,7 +46,6 @@ policies:
     # Two approved requests in a row are both wanted: no cooldown between them.
     limits: {when_busy: wait, max_wait: 5m, cooldown: 0}
 """
-World = tuple[Sandbox, Path, dict[str, str]]
 
 
 def command(conf: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
@@ -62,12 +65,6 @@ def writes_on(sandbox: Sandbox, server_id: str) -> list[str]:
     return [a.action for a in sandbox.server(server_id).actions if a.action != "create"]
 
 
-def stop(daemon: Running) -> None:
-    daemon.process.send_signal(signal.SIGTERM)
-    code = daemon.process.wait(timeout=40)
-    assert code == 0, "".join(daemon.raw[-30:])
-
-
 def outcome_of(daemon: Running, op_id: str) -> str | None:
     for line in list(daemon.lines):
         if line.get("operation_id") == op_id and line.get("event") == "operation.finished":
@@ -81,9 +78,9 @@ def approval_timeout(conf: Path, seconds: int) -> None:
 
 
 def test_decisions_await_approval_and_run_only_once_approved(
-    world: World, rabbit: bus_support.Rabbit
+    daemon_world: DaemonWorld, rabbit: bus_support.Rabbit
 ) -> None:
-    sandbox, conf, env = world
+    sandbox, conf, env = daemon_world
     (conf.parent / "policies.yaml").write_text(APPROVE)
     # Long enough for the commands below on a loaded machine; expiry has its own test.
     approval_timeout(conf, 300)
@@ -127,11 +124,11 @@ def test_decisions_await_approval_and_run_only_once_approved(
         code, listed = command(conf, env, "pending", "--json")
         assert json.loads(listed) == []
     finally:
-        stop(daemon)
+        stop_daemon(daemon)
 
 
-def test_a_decision_nobody_answers_expires_without_touching_nova(world: World) -> None:
-    sandbox, conf, env = world
+def test_a_decision_nobody_answers_expires_without_touching_nova(daemon_world: DaemonWorld) -> None:
+    sandbox, conf, env = daemon_world
     (conf.parent / "policies.yaml").write_text(APPROVE)
     approval_timeout(conf, 3)
     app = sandbox.add_server("app-1", "m1.small")
@@ -147,15 +144,17 @@ def test_a_decision_nobody_answers_expires_without_touching_nova(world: World) -
         code, listed = command(conf, env, "pending", "--json")
         assert json.loads(listed) == []
     finally:
-        stop(daemon)
+        stop_daemon(daemon)
 
 
 def outcome_of_expired(daemon: Running, op_id: str) -> bool:
     return any(line.get("operation_id") == op_id for line in daemon.logged("resize.expired"))
 
 
-def test_two_requests_for_one_server_run_in_turn_never_overlapping(world: World) -> None:
-    sandbox, conf, env = world
+def test_two_requests_for_one_server_run_in_turn_never_overlapping(
+    daemon_world: DaemonWorld,
+) -> None:
+    sandbox, conf, env = daemon_world
     (conf.parent / "policies.yaml").write_text(WAIT)
     sandbox.add_flavor("m1.xlarge", vcpus=4, ram=512)
     web = sandbox.add_server("web-1", "m1.small")
@@ -174,7 +173,7 @@ def test_two_requests_for_one_server_run_in_turn_never_overlapping(world: World)
                 client.publish_request(body, headers=sign(body, "test-key", keys["test-key"]))
         until(lambda: len(daemon.logged("resize.confirmed")) == 2, 90, "both resizes")
     finally:
-        stop(daemon)
+        stop_daemon(daemon)
     assert [line["event"] for line in daemon.lines if line.get("event") == "operation.queued"]
     assert sandbox.server(web.id).flavor.name == "m1.xlarge"
     actions = [a for a in sandbox.server(web.id).actions if a.action != "create"]
@@ -183,8 +182,8 @@ def test_two_requests_for_one_server_run_in_turn_never_overlapping(world: World)
     assert actions[2].start_time >= first_done  # the second began after the first was over
 
 
-def test_a_restarted_daemon_keeps_a_decision_awaiting_approval(world: World) -> None:
-    sandbox, conf, env = world
+def test_a_restarted_daemon_keeps_a_decision_awaiting_approval(daemon_world: DaemonWorld) -> None:
+    sandbox, conf, env = daemon_world
     (conf.parent / "policies.yaml").write_text(APPROVE)
     web = sandbox.add_server("web-1", "m1.small")
     daemon = start_daemon(conf, env)
@@ -195,7 +194,7 @@ def test_a_restarted_daemon_keeps_a_decision_awaiting_approval(world: World) -> 
         )  # fmt: skip
         assert (code, awaiting["outcome"]) == (0, "awaiting_approval")
     finally:
-        stop(daemon)
+        stop_daemon(daemon)
     op_id = awaiting["operation_id"]
     daemon = start_daemon(conf, env)
     try:
@@ -209,4 +208,4 @@ def test_a_restarted_daemon_keeps_a_decision_awaiting_approval(world: World) -> 
         assert outcome_of(daemon, op_id) == "confirmed"
         assert writes_on(sandbox, web.id) == ["resize", "confirmResize"]
     finally:
-        stop(daemon)
+        stop_daemon(daemon)

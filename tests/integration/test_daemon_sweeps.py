@@ -8,18 +8,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from nova_autopilot.sandbox import Sandbox
-from tests.integration import bus_support
-from tests.integration.stack import until
-from tests.integration.test_daemon import BIN, start_daemon, world
+from tests.integration.daemon_support import BIN, DaemonWorld, start_daemon
+from tests.waiting import until
 
-rabbit = bus_support.rabbit
 pytestmark = pytest.mark.integration
-__all__ = ["rabbit", "world"]
 
 POLICIES = """
 policies:
@@ -35,9 +30,9 @@ policies:
 
 
 def test_the_daemons_sweep_rescues_a_server_whose_notifications_were_lost(
-    world: tuple[Sandbox, Path, dict[str, str]],
+    daemon_world: DaemonWorld,
 ) -> None:
-    sandbox, conf, env = world
+    sandbox, conf, env = daemon_world
     (conf.parent / "policies.yaml").write_text(POLICIES)
     with conf.open("a") as extra:
         extra.write("[sweeps]\ninterval = 10\n")

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,10 @@ import pytest
 from nova_autopilot import cli
 from nova_autopilot.policies import load_texts
 from nova_autopilot.sandbox.faults import ServerFaults
-from tests.integration.stack import POLICIES, Stack, until
+from tests.integration.stack import POLICIES, Stack
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(tmp_path).start()
-    s.sandbox.add_flavor("m1.small")
-    s.sandbox.add_flavor("m1.large", vcpus=2, ram=256)
-    yield s
-    s.stop()
 
 
 def config_for(tmp_path: Path) -> Path:

@@ -5,15 +5,13 @@ again once it is cleared)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from nova_autopilot.journal import Operation
 from nova_autopilot.policies import PolicySet, load_policies, load_texts
 from nova_autopilot.sandbox.faults import ServerFaults
-from tests.integration.stack import Stack, until
+from tests.integration.stack import Stack
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 #: How long the sandbox keeps a failed reboot's server in ERROR with its task set:
@@ -28,15 +26,6 @@ def shipped_policies(*, task_timeout: str) -> PolicySet:
     return load_texts(
         [("policies.yaml", text.replace("task_timeout: 2m ", f"task_timeout: {task_timeout} "))]
     )
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(tmp_path).start()
-    s.sandbox.add_flavor("m1.small")
-    s.sandbox.add_flavor("m1.large", vcpus=2, ram=256)
-    yield s
-    s.stop()
 
 
 def fail_reboot(stack: Stack, server_id: str, *, cleared_after_s: float) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -37,10 +36,10 @@ from nova_autopilot.bus import RequestClient
 from nova_autopilot.journal import Journal, NewOperation
 from nova_autopilot.sandbox import Sandbox
 from tests.integration import bus_support
-from tests.integration.stack import clouds_yaml, until
-from tests.integration.test_daemon import BIN, POLICIES, Running, send, start_daemon
+from tests.integration.daemon_support import BIN, POLICIES, Running, send, start_daemon, stop_daemon
+from tests.integration.stack import add_flavors, clouds_yaml
+from tests.waiting import until
 
-rabbit = bus_support.rabbit
 pytestmark = pytest.mark.integration
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -164,9 +163,7 @@ class World:
     def __init__(self, rabbit: bus_support.Rabbit, tmp_path: Path) -> None:
         self.rabbit = rabbit
         self.tmp = tmp_path
-        self.sandbox = Sandbox(transport_url=rabbit.transport_url).start()
-        self.sandbox.add_flavor("m1.small")
-        self.sandbox.add_flavor("m1.large", vcpus=2, ram=256)
+        self.sandbox = add_flavors(Sandbox(transport_url=rabbit.transport_url).start())
         clouds = clouds_yaml(tmp_path / "clouds.yaml", self.sandbox.url)
         (tmp_path / "policies.yaml").write_text(POLICIES)
         self.keys = tmp_path / "signing-keys.yaml"
@@ -215,11 +212,6 @@ def world(rabbit: bus_support.Rabbit, tmp_path: Path) -> Iterator[World]:
 
 def started(world: World, conf: Path) -> Running:
     return start_daemon(conf, {**os.environ, **world.env})
-
-
-def stopped(daemon: Running) -> None:
-    daemon.process.send_signal(signal.SIGTERM)
-    assert daemon.process.wait(timeout=40) == 0
 
 
 def test_metrics_show_exactly_what_a_resize_refusals_and_dead_letters_did(world: World) -> None:
@@ -382,7 +374,7 @@ def test_metrics_show_exactly_what_a_resize_refusals_and_dead_letters_did(world:
         assert "no operation in flight" in table.stdout
         assert "resize-on-approved-quota" in table.stdout
     finally:
-        stopped(daemon)
+        stop_daemon(daemon)
 
     # Down: `status` says so, exits 1, and lists what the journal holds unfinished.
     now = datetime.now(timezone.utc)
@@ -449,4 +441,4 @@ def test_readyz_is_503_while_the_broker_is_cut_off_and_200_once_it_is_back(world
         assert reconnects == {("notifications",): 1, ("requests",): 1}
     finally:
         proxy.cut()
-        stopped(daemon)
+        stop_daemon(daemon)

@@ -4,23 +4,14 @@ must get right."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from nova_autopilot.sandbox import Durations, Settings
 from nova_autopilot.sandbox.faults import ServerFaults
-from tests.integration.stack import Stack, until
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(tmp_path).start()
-    s.sandbox.add_flavor("m1.small")
-    s.sandbox.add_flavor("m1.large", vcpus=2, ram=256)
-    yield s
-    s.stop()
+from tests.integration.stack import BOOT_POLICIES, Stack
+from tests.waiting import until
 
 
 def test_a_healthy_resize_is_confirmed_on_the_new_flavor(stack: Stack) -> None:
@@ -61,10 +52,8 @@ def test_a_gate_that_never_passes_in_time_reverts(stack: Stack) -> None:
 def test_novas_auto_confirm_racing_our_confirm_is_success(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stack = Stack(tmp_path, settings=Settings(resize_confirm_window=0.3)).start()
+    stack = Stack(tmp_path, settings=Settings(resize_confirm_window=0.3)).start().with_flavors()
     try:
-        stack.sandbox.add_flavor("m1.small")
-        stack.sandbox.add_flavor("m1.large", vcpus=2, ram=256)
         server = stack.sandbox.add_server("web-4", "m1.small")
         console = stack.cloud.console_output
 
@@ -161,19 +150,6 @@ def test_a_slow_nova_costs_no_more_requests_when_notifications_arrive(tmp_path: 
         assert op.nova_requests == 7  # the same as when Nova is quick
     finally:
         stack.stop()
-
-
-BOOT_POLICIES = """
-policies:
-  - name: verify-boot
-    when: {source: nova, event: [instance.power_on.end, instance.reboot.end]}
-    do: {action: verify_boot, params: {server: {id: "{{ instance_id }}"}, interval: 0.2}}
-    confirm: {timeout: 20s}
-  - name: rescue-on-failed-boot
-    when: {source: autopilot, event: autopilot.boot.failed}
-    do: {action: rescue, params: {server: "{{ payload.server }}"}}
-    confirm: {timeout: 30s}
-"""
 
 
 def test_a_guest_that_panics_after_nova_says_active_is_seen_and_rescued(stack: Stack) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -35,13 +34,13 @@ from nova_autopilot.bus.topology import results_exchange
 from nova_autopilot.journal import Journal
 from nova_autopilot.sandbox import Sandbox
 from nova_autopilot.security.signing import sign
+from tests.databases import SERVERS, reachable
 from tests.integration import bus_support
 from tests.integration.bus_support import HOST, PORT, Rabbit, take_all
-from tests.integration.journal.test_databases import SERVERS, _unavailable
-from tests.integration.stack import clouds_yaml, until
-from tests.integration.test_daemon import BIN, Running
+from tests.integration.daemon_support import Running, launch
+from tests.integration.stack import clouds_yaml
+from tests.waiting import until
 
-rabbit = bus_support.rabbit
 pytestmark = pytest.mark.integration
 
 DEAD = "nova-autopilot.requests.dead"
@@ -114,11 +113,7 @@ class World:
 
     def _journal_database(self) -> str:
         """A MariaDB database for the journal and a user of its own, with a password."""
-        server = SERVERS["mariadb"]
-        try:
-            server.ping()
-        except sa.exc.DBAPIError as error:
-            _unavailable(str(error.orig))
+        server = reachable("mariadb", what="the security test")
         self.database = server.create_database()
         self.database_user = f"na_{uuid.uuid4().hex[:10]}"
         self.database_password = distinctive("database-password")
@@ -221,14 +216,8 @@ def world(rabbit: Rabbit, tmp_path: Path) -> Iterator[World]:
 
 
 def start(world: World) -> Running:
-    process = subprocess.Popen(
-        [str(BIN / "nova-autopilot"), "--config-file", str(world.conf), "run"],
-        env={**os.environ, **world.env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    daemon = Running(process)
+    daemon = launch(world.conf, {**os.environ, **world.env})
+    process = daemon.process
     until(lambda: daemon.logged("daemon.started") or process.poll() is not None, 60, "start")
     assert process.poll() is None, "".join(daemon.raw)
     return daemon

@@ -26,21 +26,18 @@ import sqlalchemy as sa
 
 from nova_autopilot import settings
 from nova_autopilot.bus import RequestClient
-from nova_autopilot.sandbox import Sandbox
 from nova_autopilot.security import signing
-from tests.integration import bus_support, test_daemon
-from tests.integration.journal.test_databases import SERVERS
-from tests.integration.stack import until
-from tests.unavailable import unavailable
+from tests.databases import fresh_database, reachable
+from tests.integration import bus_support
+from tests.integration.daemon_support import POLICIES, DaemonWorld, launch, send
+from tests.waiting import until
 
-rabbit = bus_support.rabbit
-world = test_daemon.world
 pytestmark = pytest.mark.integration
 
 WATCHDOG_USEC = 2_000_000  # pings every second
 WEDGED_AFTER = 2
 KEY_2 = "second-key-" * 3
-NEW_POLICIES = test_daemon.POLICIES.replace(
+NEW_POLICIES = POLICIES.replace(
     "name: resize-on-approved-quota", "name: resize-on-approved-quota-v2"
 )
 
@@ -84,16 +81,8 @@ class Manager:
 
 @pytest.fixture
 def journal_url() -> Iterator[str]:
-    server = SERVERS["postgresql"]
-    try:
-        server.ping()
-    except sa.exc.DBAPIError as error:
-        unavailable(f"POSTGRESQL UNAVAILABLE, the service test did not run: {error.orig}")
-    name = server.create_database()
-    try:
-        yield server.url_of(name)
-    finally:
-        server.drop_database(name)
+    with fresh_database(reachable("postgresql", what="the service test")) as url:
+        yield url
 
 
 @pytest.fixture
@@ -127,12 +116,12 @@ def consumers(vhost: str) -> dict[str, int]:
 
 
 def test_the_daemon_tells_systemd_the_truth_and_reloads_all_or_nothing(
-    world: tuple[Sandbox, Path, dict[str, str]],
+    daemon_world: DaemonWorld,
     rabbit: bus_support.Rabbit,
     journal_url: str,
     manager: Manager,
 ) -> None:
-    sandbox, conf, env = world
+    sandbox, conf, env = daemon_world
     root = conf.parent
     with conf.open("a") as extra:
         extra.write(
@@ -149,13 +138,10 @@ def test_the_daemon_tells_systemd_the_truth_and_reloads_all_or_nothing(
 
     # Given a broker that refuses the daemon: it starts, says so, and is not READY.
     rabbit.lock_out()
-    process = subprocess.Popen(
-        [str(test_daemon.BIN / "nova-autopilot"), "--config-file", str(conf), "run"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    daemon = launch(conf, env)
+    process = daemon.process
     env.pop("NOTIFY_SOCKET")
     env.pop("WATCHDOG_USEC")
-    daemon = test_daemon.Running(process)
     try:
         until(lambda: daemon.logged("bus.connect_failed"), 60, "a refused connection")
         until(lambda: any("not attached" in s for _, s in manager.statuses()), 30, "status")
@@ -175,7 +161,7 @@ def test_the_daemon_tells_systemd_the_truth_and_reloads_all_or_nothing(
         until(lambda: len(manager.seen("WATCHDOG", ready_at)) >= 2, 30, "watchdog pings")
         assert manager.seen("WATCHDOG") == manager.seen("WATCHDOG", ready_at)
 
-        code, result = test_daemon.send(
+        code, result = send(
             conf, env, "--type", "quota.request.approved", "--server", web.id,
             "--flavor", "m1.large", "--id", "quota-1",
         )  # fmt: skip
@@ -223,7 +209,7 @@ def test_the_daemon_tells_systemd_the_truth_and_reloads_all_or_nothing(
         assert len(manager.seen("RELOADING")) == reloads + 1
         until(lambda: len(manager.seen("READY")) == 2, 30, "READY=1 after the reload")
 
-        code, result = test_daemon.send(
+        code, result = send(
             conf, env, "--type", "quota.request.approved", "--server", db.id,
             "--flavor", "m1.large", "--id", "quota-3",
         )  # fmt: skip
@@ -241,7 +227,7 @@ def test_the_daemon_tells_systemd_the_truth_and_reloads_all_or_nothing(
         assert daemon.logged("daemon.reloaded")[0]["key_ids"] == ["key-2", "test-key"]
         sender = root / "sender.conf"
         sender.write_text(conf.read_text() + "[requests]\nsigning_key_id = key-2\n")
-        code, result = test_daemon.send(
+        code, result = send(
             sender, env, "--type", "quota.request.approved", "--server", api.id,
             "--flavor", "m1.large", "--id", "quota-5",
         )  # fmt: skip

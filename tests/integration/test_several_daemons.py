@@ -14,43 +14,31 @@ from __future__ import annotations
 
 import itertools
 import os
-import random
 import signal
-import subprocess
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from nova_autopilot import settings
 from nova_autopilot.bus import RequestClient
-from nova_autopilot.journal import Journal
 from nova_autopilot.sandbox import Durations, Sandbox
-from tests.integration import bus_support, redis_support
+from tests.integration import bus_support
+from tests.integration.daemon_support import Running, launch
 from tests.integration.redis_support import RedisGroup
-from tests.integration.stack import clouds_yaml, until
-from tests.integration.test_daemon import BIN, Running
-from tests.unavailable import unavailable
+from tests.integration.several_support import operations, requests_for
+from tests.integration.stack import add_flavors, clouds_yaml
+from tests.waiting import until
 
-rabbit = bus_support.rabbit
-redis_group = redis_support.redis_group
 pytestmark = pytest.mark.integration
 
 SERVERS = 200
 BYSTANDERS = 5  # servers nobody asks anything about: Nova must see no write for them
-REQUESTS_PER_SERVER = 5
 DAEMONS = ("d1", "d2", "d3")
 VICTIM = "d2"
 LOCK_TIMEOUT = 5
-POSTGRESQL = os.environ.get(
-    "JOURNAL_TEST_POSTGRESQL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 POLICIES = """
 policies:
   - name: resize-on-approved-quota
@@ -61,28 +49,6 @@ policies:
 """
 #: Nova's write actions, as the sandbox names its instance actions.
 WRITES = {"resize", "confirmResize", "revertResize", "rescue", "unrescue", "lock", "unlock"}
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    """A PostgreSQL database of this test's own, dropped afterwards."""
-    admin_url = sa.engine.make_url(POSTGRESQL)
-    name = f"autopilot_several_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        unavailable(f"POSTGRESQL UNAVAILABLE, the several daemons test did not run: {exc}")
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
-    Journal.open(url).close()  # the schema once, before the daemons race to it
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def configure(
@@ -112,67 +78,19 @@ def configure(
     return confs, {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
 
 
-def start(conf: Path, env: dict[str, str]) -> Running:
-    process = subprocess.Popen(
-        [str(BIN / "nova-autopilot"), "--config-file", str(conf), "run"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    return Running(process)
-
-
-def requests_for(
-    server_ids: list[str], *, flavor: str = "m1.large", prefix: str = "quota", seed: int = 7
-) -> list[dict[str, Any]]:
-    """Five requests per server, in an order that mixes the servers."""
-    bodies = [
-        {
-            "version": 1,
-            "type": "quota.request.approved",
-            "id": f"{prefix}-{server_id}-{n}",
-            "timestamp": datetime.now(timezone.utc).isoformat(),
-            "server": {"id": server_id},
-            "flavor": flavor,
-            "approved_by": "bob",
-        }
-        for server_id in server_ids
-        for n in range(REQUESTS_PER_SERVER)
-    ]
-    random.Random(seed).shuffle(bodies)
-    return bodies
-
-
-def operations(journal: str) -> list[dict[str, Any]]:
-    engine = sa.create_engine(journal)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT id, server_id, outcome, reason, owner, nova_requests, created_at, "
-                    "finished_at FROM operations"
-                )
-            )
-            return [dict(row._mapping) for row in rows]
-    finally:
-        engine.dispose()
-
-
 def test_three_daemons_share_a_cloud_and_survive_the_loss_of_one(
-    rabbit: bus_support.Rabbit, redis_group: RedisGroup, database: str, tmp_path: Path
+    rabbit: bus_support.Rabbit, redis_group: RedisGroup, postgresql_journal: str, tmp_path: Path
 ) -> None:
     sandbox = Sandbox(transport_url=rabbit.transport_url, durations=Durations().scaled(20)).start()
     daemons: dict[str, Running] = {}
     try:
-        sandbox.add_flavor("m1.small")
-        sandbox.add_flavor("m1.large", vcpus=2, ram=256)
+        add_flavors(sandbox)
         servers = [sandbox.add_server(f"web-{n}", "m1.small").id for n in range(SERVERS)]
         bystanders = [sandbox.add_server(f"db-{n}", "m1.small").id for n in range(BYSTANDERS)]
-        confs, env = configure(tmp_path, rabbit, redis_group, database, sandbox)
+        confs, env = configure(tmp_path, rabbit, redis_group, postgresql_journal, sandbox)
         began = time.monotonic()
         for name in DAEMONS:
-            daemons[name] = start(confs[name], env)
+            daemons[name] = launch(confs[name], env)
         for name, daemon in daemons.items():
             until(lambda d=daemon: d.logged("daemon.started"), 90, f"{name} started")
         bodies = requests_for(servers)
@@ -201,7 +119,7 @@ def test_three_daemons_share_a_cloud_and_survive_the_loss_of_one(
 
         deadline = time.monotonic() + 300  # a hang, even on a busy machine
         while True:  # every request decided and every operation finished
-            ops = operations(database)
+            ops = operations(postgresql_journal)
             if len(ops) == len(bodies) and all(o["outcome"] for o in ops):
                 break
             assert time.monotonic() < deadline, Counter(o["outcome"] for o in ops)

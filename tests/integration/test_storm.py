@@ -28,7 +28,8 @@ from nova_autopilot.guards import BreakerLimits, GuardSettings
 from nova_autopilot.policies import load_texts
 from nova_autopilot.policies.model import Budget
 from nova_autopilot.sandbox.faults import ServerFaults
-from tests.integration.stack import Stack, until
+from tests.integration.stack import Stack
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,8 @@ from nova_autopilot.events import Event
 from nova_autopilot.journal import Operation
 from nova_autopilot.policies import load_texts
 from nova_autopilot.sandbox import Sandbox
-from tests.integration.stack import Stack, clouds_yaml, until, utc_now
+from tests.integration.stack import Stack, clouds_yaml, utc_now
+from tests.waiting import until
 
 POLICIES = """
 policies:
@@ -75,10 +76,10 @@ class Losing:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(tmp_path, poll_interval_s=0.5).start()
+    """The stack of tests/integration/conftest.py, polling every half second, with these
+    policies."""
+    s = Stack(tmp_path, poll_interval_s=0.5).start().with_flavors()
     s.policies = load_texts([("sweeps.yaml", POLICIES)])
-    s.sandbox.add_flavor("m1.small")
-    s.sandbox.add_flavor("m1.large", vcpus=2, ram=256)
     yield s
     s.stop()
 

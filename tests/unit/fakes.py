@@ -1,14 +1,17 @@
-"""An in-memory Nova for fast unit tests of the action machines.
+"""An in-memory Nova for fast unit tests of the action machines, and other stand-ins.
 
 It follows Nova's state machine closely enough for the machines' logic; the
 same paths run against the sandbox and the real Nova over HTTP elsewhere.
 Transitions that Nova makes on its own (a resize reaching VERIFY_RESIZE, a
-rescue finishing) happen only when the test says so.
+rescue finishing) happen only when the test says so. ``MemoryStore`` is the
+runner's journal in memory, ``Results`` the engine's reporter that keeps what
+it was given.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -346,3 +349,27 @@ class MemoryStore:
         assert op_id not in self.outcomes, "finished twice"
         self.outcomes[op_id] = (outcome, reason)
         return None
+
+
+class Results:
+    """The engine's reporter: every result published, with where it was to go."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[dict[str, Any], str | None, str | None]] = []
+        self.lock = threading.Lock()
+
+    def publish(
+        self, result: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
+    ) -> None:
+        with self.lock:
+            self.published.append((dict(result), correlation_id, reply_to))
+
+    def to(self, reply_to: str) -> list[dict[str, Any]]:
+        """The results sent to the reply queue ``reply_to``."""
+        with self.lock:
+            return [r for r, _, q in self.published if q == reply_to]
+
+    def of(self, action: str) -> list[dict[str, Any]]:
+        """The results about ``action`` (``breaker`` for a breaker's changes)."""
+        with self.lock:
+            return [r for r, _, _ in self.published if r["action"] == action]

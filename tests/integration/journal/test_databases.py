@@ -1,29 +1,21 @@
 """The journal on a real PostgreSQL and a real MariaDB.
 
-The behaviour suite of tests/integration/journal/test_store.py (``JournalBehaviour``,
-``MigrationBehaviour``) runs here once per server, plus what only a server shows.
+The behaviour suites of tests/integration/journal/behaviour.py (``JournalBehaviour``,
+``MigrationBehaviour``) run here once per server, plus what only a server shows.
 Each run creates its own uniquely named databases and drops them afterwards; the
-journal's tables are emptied before every test.
-
-The servers: PostgreSQL on 127.0.0.1:5432 (user postgres, trust authentication) and
-MariaDB on 127.0.0.1:3306 (root, no password); ``JOURNAL_TEST_POSTGRESQL`` and
-``JOURNAL_TEST_MARIADB`` override them with a URL whose database part is ignored. When
-a server is down, its tests are skipped with a loud reason, except in CI (``CI`` set),
-where they fail.
+journal's tables are emptied before every test. The servers, and what happens when
+one is down: tests/databases.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 import sqlalchemy as sa
@@ -32,7 +24,8 @@ from sqlalchemy.engine import make_url
 from nova_autopilot import cli
 from nova_autopilot.journal import Accepted, Duplicate, Journal
 from nova_autopilot.journal.schema import metadata
-from tests.integration.journal.test_store import (
+from tests.databases import SERVERS, Server, fresh_database, reachable
+from tests.integration.journal.behaviour import (
     JOURNAL_TABLES,
     Clock,
     JournalBehaviour,
@@ -43,97 +36,21 @@ from tests.integration.journal.test_store import (
     execute,
     new_op,
 )
-from tests.unavailable import unavailable
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass(frozen=True)
-class Server:
-    """A database server on which the tests may create and drop databases."""
-
-    name: str
-    url: str  # any database on it; the tests replace the database part
-
-    def url_of(self, database: str) -> str:
-        return make_url(self.url).set(database=database).render_as_string(hide_password=False)
-
-    @property
-    def admin_url(self) -> str:
-        return self.url_of("postgres" if self.name == "postgresql" else "")
-
-    def _admin(self) -> sa.Engine:
-        return sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
-
-    def ping(self) -> None:
-        engine = sa.create_engine(self.admin_url, connect_args={"connect_timeout": 5})
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        finally:
-            engine.dispose()
-
-    def create_database(self) -> str:
-        name = f"journal_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        engine = self._admin()
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text(f"CREATE DATABASE {self._quoted(name)}"))
-        finally:
-            engine.dispose()
-        return name
-
-    def drop_database(self, name: str) -> None:
-        force = " WITH (FORCE)" if self.name == "postgresql" else ""
-        engine = self._admin()
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {self._quoted(name)}{force}"))
-        finally:
-            engine.dispose()
-
-    def _quoted(self, name: str) -> str:
-        return f'"{name}"' if self.name == "postgresql" else f"`{name}`"
-
-
-SERVERS = {
-    "postgresql": Server(
-        "postgresql",
-        os.environ.get("JOURNAL_TEST_POSTGRESQL")
-        or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-    ),
-    "mariadb": Server(
-        "mariadb",
-        os.environ.get("JOURNAL_TEST_MARIADB")
-        or "mysql+pymysql://root@127.0.0.1:3306/?charset=utf8mb4",
-    ),
-}
-
-
-def _unavailable(reason: str) -> NoReturn:
-    unavailable(f"DATABASE SERVER UNAVAILABLE, journal tests against it did not run: {reason}")
-
-
 @pytest.fixture(scope="session", params=sorted(SERVERS))
 def server(request: pytest.FixtureRequest) -> Server:
-    server = SERVERS[request.param]
-    try:
-        server.ping()
-    except sa.exc.DBAPIError as error:
-        _unavailable(f"{server.name} at {make_url(server.url).render_as_string()}: {error.orig}")
-    return server
+    return reachable(request.param, what="the journal's tests on it")
 
 
 @pytest.fixture(scope="session")
 def session_database(server: Server) -> Iterator[str]:
-    """One migrated journal database per server for the whole run."""
-    name = server.create_database()
-    try:
-        url = server.url_of(name)
+    """One migrated journal database per server for the whole run (of each worker)."""
+    with fresh_database(server) as url:
         Journal.open(url).close()
         yield url
-    finally:
-        server.drop_database(name)
 
 
 @pytest.fixture
@@ -150,11 +67,8 @@ def journal_url(session_database: str) -> str:
 
 @pytest.fixture
 def fresh_url(server: Server) -> Iterator[str]:
-    name = server.create_database()
-    try:
-        yield server.url_of(name)
-    finally:
-        server.drop_database(name)
+    with fresh_database(server) as url:
+        yield url
 
 
 class TestJournalOnServers(JournalBehaviour):
@@ -234,16 +148,8 @@ class TestMigrationsOnServers(MigrationBehaviour):
 
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
-    server = SERVERS["mariadb"]
-    try:
-        server.ping()
-    except sa.exc.DBAPIError as error:
-        _unavailable(f"mariadb: {error.orig}")
-    name = server.create_database()
-    try:
-        yield server.url_of(name)
-    finally:
-        server.drop_database(name)
+    with fresh_database(reachable("mariadb", what="the journal's tests on it")) as url:
+        yield url
 
 
 def test_on_mariadb_the_tables_are_transactional_and_compare_identifiers_exactly(

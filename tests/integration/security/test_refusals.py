@@ -28,14 +28,16 @@ from nova_autopilot.logs import redact
 from nova_autopilot.security.authorization import Authorization
 from nova_autopilot.security.refusals import RefusalRecorder
 from nova_autopilot.security.signing import Verifier, sign
-from tests.integration.actions.test_runner import until
+from tests import memory_bus
 from tests.integration.bus_support import Recorder
-from tests.integration.engine.test_flow import Results, now
-from tests.unit.bus.test_bus import broker, conf, request_body, started, wait_for_messages
-from tests.unit.fakes import FakeCloud, FakeServer
+from tests.integration.stack import utc_now
+from tests.memory_bus import request_body, started, wait_for_messages
+from tests.unit.fakes import FakeCloud, FakeServer, Results
 from tests.unit.policy_helpers import policies, request_event
+from tests.waiting import until
 
-__all__ = ["broker", "conf"]  # fixtures shared with the memory-bus tests
+conf = memory_bus.conf
+broker = memory_bus.broker
 
 SID = "11111111-2222-4333-8444-555555555555"
 POLICIES = """
@@ -79,13 +81,13 @@ class World:
         table.chmod(0o600)
         self.results = Results()
         self.runner = Runner(
-            cloud=self.cloud, store=self.journal, clock=now, on_done=self.on_done, workers=2
+            cloud=self.cloud, store=self.journal, clock=utc_now, on_done=self.on_done, workers=2
         )
         self.engine = Engine(
             policies=lambda: policies(POLICIES),
             journal=self.journal,
             runner=self.runner,
-            clock=now,
+            clock=utc_now,
             reporter=self.results,
             authorizer=Authorization.from_file(table, cloud=self.cloud),
         )
