@@ -108,3 +108,7 @@ class QuotaExceeded(CloudError, PermanentError):
 
 class Rejected(CloudError, PermanentError):
     """Another 4xx: Nova refuses the request as it stands."""
+
+
+class Ambiguous(Rejected):
+    """A name that several of Nova's servers share: only an id says which."""

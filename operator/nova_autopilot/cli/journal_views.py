@@ -56,7 +56,7 @@ def _when(value: datetime | None) -> str:
 
 
 def history(args: argparse.Namespace) -> int:
-    from nova_autopilot.journal import OUTCOMES
+    from nova_autopilot.journal import OUTCOMES, AmbiguousServer
     from nova_autopilot.reports import history as chains
 
     moments = _moments(args, "since", "until")
@@ -74,15 +74,19 @@ def history(args: argparse.Namespace) -> int:
     views = []
     with _journal(args) as journal:
         if journal is not None:
-            for operation in journal.history(
-                server_id=filters.server_id,
-                policy=filters.policy,
-                since=filters.since,
-                until=filters.until,
-                outcome=filters.outcome,
-                id_prefix=filters.operation_id,
-                limit=filters.limit,
-            ):
+            try:
+                found = journal.history(
+                    server=filters.server_id,
+                    policy=filters.policy,
+                    since=filters.since,
+                    until=filters.until,
+                    outcome=filters.outcome,
+                    id_prefix=filters.operation_id,
+                    limit=filters.limit,
+                )
+            except AmbiguousServer as exc:
+                raise UsageError(f"--server {exc}") from None
+            for operation in found:
                 views.append(chains.operation_view(operation, journal.steps(operation.id)))
     if args.json:
         print_json(chains.document(views, filters))

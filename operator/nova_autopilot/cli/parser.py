@@ -142,7 +142,11 @@ def build() -> argparse.ArgumentParser:
     history = commands.add_parser(
         "history", help="what the daemon did and why: operations from the journal, step by step"
     )
-    history.add_argument("--server", metavar="ID", help="only operations on this server")
+    history.add_argument(
+        "--server",
+        metavar="SERVER",
+        help="only operations on this server: its id, the start of its id, or its name",
+    )
     history.add_argument("--policy", metavar="NAME", help="only operations of this policy")
     history.add_argument(
         "--since", metavar="WHEN", help="created at or after: ISO 8601, or an age (30m, 2h, 7d)"

@@ -35,6 +35,7 @@ from nova_autopilot.cloud.values import (
     server_state,
 )
 from nova_autopilot.errors import (
+    Ambiguous,
     CloudError,
     CloudUnavailable,
     Conflict,
@@ -66,7 +67,7 @@ def _translate(call: str, exc: Exception) -> CloudError:
             return Rejected(message, status=status, call=call)
         return CloudUnavailable(message, status=status, call=call)
     if isinstance(exc, sdk_exc.DuplicateResource):  # a name several servers share
-        return Rejected(str(exc), call=call)
+        return Ambiguous(str(exc), call=call)
     return CloudUnavailable(f"{type(exc).__name__}: {exc}", call=call)
 
 

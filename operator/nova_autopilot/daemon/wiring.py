@@ -175,6 +175,7 @@ class Daemon:
             authorizer=self.authorization,
             coordinator=self.coordinator,
             lock_wait_s=float(conf.coordination.lock_wait),
+            servers=cloud,
         )
         self.takeover = Takeover(
             journal=journal,

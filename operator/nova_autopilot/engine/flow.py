@@ -1,4 +1,4 @@
-"""The engine: event -> wake waiters -> match -> guards -> journal -> runner.
+"""The engine: event -> wake waiters -> match -> identity -> guards -> journal -> runner.
 
 :meth:`Engine.handle` is what the bus calls for every message. When it
 returns, the message's decisions are in the journal and the bus may
@@ -13,6 +13,13 @@ project) is refused as ``not_authorized`` before anything is recorded, all
 of it if any of its decisions is. Those refusals are ``BadMessage``: the
 bus dead-letters them with the reason. Only the engine catches broadly: a
 failing operation ends in the journal, never in the bus.
+
+One identity per server: a decision about a server named by its name is
+made about Nova's id for it, found once before the server's lock, the guards
+and the journal (:meth:`Engine._identify`), so the cooldown, busy, loop and
+concurrency guards, the locks and ``history --server`` see one server
+whichever way it was named. A name Nova does not know is refused as
+``unknown_server``, a name several servers share as ``ambiguous_server``.
 """
 
 from __future__ import annotations
@@ -22,10 +29,12 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from nova_autopilot import guards
 from nova_autopilot.actions.boot import VERDICTS
 from nova_autopilot.actions.runner import Done, Runner, Work
+from nova_autopilot.cloud import ServerState
 from nova_autopilot.coordination import Coordinator
 from nova_autopilot.engine.approvals import Approvals, Authorizer, authorize
 from nova_autopilot.engine.conduct import (
@@ -38,11 +47,12 @@ from nova_autopilot.engine.conduct import (
 from nova_autopilot.engine.holds import Holds
 from nova_autopilot.engine.locks import ServerLocks
 from nova_autopilot.engine.tally import Tally
-from nova_autopilot.errors import BadMessage
+from nova_autopilot.errors import Ambiguous, BadMessage, NotFound
 from nova_autopilot.events import Event
 from nova_autopilot.events.request import OPERATION_TYPES
 from nova_autopilot.journal import (
     INITIAL_PHASE,
+    Accepted,
     Duplicate,
     Journal,
     NewOperation,
@@ -55,6 +65,12 @@ from nova_autopilot.policies import Match, PolicySet
 from nova_autopilot.policies.model import Confirm
 
 log = get_logger(__name__)
+
+
+class ServerFinder(Protocol):
+    """Where a server named by its name is found (the cloud)."""
+
+    def find_server(self, ref: str | Mapping[str, str]) -> ServerState: ...
 
 
 def _server_ref(match: Match, event: Event) -> tuple[str | None, str | None]:
@@ -126,10 +142,14 @@ class Engine:
         authorizer: Authorizer | None = None,
         coordinator: Coordinator | None = None,
         lock_wait_s: float = 10.0,
+        servers: ServerFinder | None = None,
     ) -> None:
         """``coordinator``: the group of daemons sharing the cloud (None or a single
         one: this daemon alone); its locks become the per-server locks, and the
-        operations this daemon runs are claimed in the journal by its member id."""
+        operations this daemon runs are claimed in the journal by its member id.
+        ``servers``: where a server named by its name is found (None: names are
+        left to the action, which finds the server when it runs)."""
+        self._servers = servers
         self._policies = policies
         self._journal = journal
         self._runner = runner
@@ -196,15 +216,51 @@ class Engine:
             )
         if not matches:
             return []  # nothing decided, nothing to record: a duplicate would change nothing
+        key = event.dedupe_key or f"{event.source}:unkeyed:{uuid.uuid4().hex}"
+        if event.source == "request" and self._journal.is_processed(key):
+            # A copy of a request already decided (or one reusing its id): the first
+            # decision stands; the journal says which, without asking Nova again.
+            accepted = self._journal.accept(message_key=key, now=now, fingerprint=event.fingerprint)
+            return self._repeated(accepted, event, key, correlation_id, reply_to, redelivered)
+        # Nova is asked (who may, which server) before any lock is taken.
+        self._authorize(matches, event)
+        matches = [self._identify(m, event) for m in matches]
         with self.locks.held(_server_ref(m, event)[0] for m in matches) as elsewhere:
             return self._decide(
-                matches, event, now, correlation_id, reply_to, elsewhere, redelivered=redelivered
+                matches,
+                event,
+                key,
+                now,
+                correlation_id,
+                reply_to,
+                elsewhere,
+                redelivered=redelivered,
             )
+
+    def _identify(self, match: Match, event: Event) -> Match:
+        """The match with its server named by Nova's id: a server the policy names
+        only by its name is found once, here (a temporary failure of Nova propagates:
+        the bus tries the message again)."""
+        server_id, name = _server_ref(match, event)
+        if server_id is not None or name is None or match.error or self._servers is None:
+            return match
+        try:
+            found = self._servers.find_server({"name": name})
+        except Ambiguous:
+            raise BadMessage(
+                "ambiguous_server",
+                f"several servers are named {name!r} in Nova: name the server by its id",
+            ) from None
+        except NotFound:
+            raise BadMessage("unknown_server", f"Nova has no server named {name!r}") from None
+        server = {"id": found.id, "name": found.name or name}
+        return dataclasses.replace(match, params={**match.params, "server": server})
 
     def _decide(
         self,
         matches: list[Match],
         event: Event,
+        key: str,
         now: datetime,
         correlation_id: str | None,
         reply_to: str | None,
@@ -214,25 +270,35 @@ class Engine:
     ) -> list[str]:
         """Plan, record and start the decisions of one event (its servers locked; those
         ``elsewhere`` are held by another daemon, whose operation runs there: busy)."""
-        key = event.dedupe_key or f"{event.source}:unkeyed:{uuid.uuid4().hex}"
-        plans: list[tuple[NewOperation, guards.Verdict, Match]] = []
-        if event.source == "request" and self._journal.is_processed(key):
-            # A copy of a request already decided (or one reusing its id): the first
-            # decision stands; the journal says which, without asking Nova again.
-            accepted = self._journal.accept(message_key=key, now=now, fingerprint=event.fingerprint)
-        else:
-            self._authorize(matches, event)
-            with self._deciding:
-                plans = [
-                    _final(self._plan(m, event, now, correlation_id, reply_to, elsewhere))
-                    for m in matches
-                ]
-                accepted = self._journal.accept(
-                    message_key=key,
-                    operations=[new for new, _, _ in plans],
-                    now=now,
-                    fingerprint=event.fingerprint,
-                )
+        with self._deciding:
+            plans = [
+                _final(self._plan(m, event, now, correlation_id, reply_to, elsewhere))
+                for m in matches
+            ]
+            accepted = self._journal.accept(
+                message_key=key,
+                operations=[new for new, _, _ in plans],
+                now=now,
+                fingerprint=event.fingerprint,
+            )
+        if isinstance(accepted, Duplicate):
+            return self._repeated(accepted, event, key, correlation_id, reply_to, redelivered)
+        for new, verdict, _ in plans:
+            self._start(new, verdict, now)
+        return [new.id for new, _, _ in plans]
+
+    def _repeated(
+        self,
+        accepted: Accepted | Duplicate,
+        event: Event,
+        key: str,
+        correlation_id: str | None,
+        reply_to: str | None,
+        redelivered: bool,
+    ) -> list[str]:
+        """A message whose key the journal holds already: a copy the bus delivers
+        again is dropped (a request's asker answered with the first outcome); a
+        request published anew, or another one reusing its id, is refused."""
         if isinstance(accepted, Duplicate):
             if accepted.fingerprint not in (None, event.fingerprint):
                 raise BadMessage(
@@ -250,10 +316,7 @@ class Engine:
             self.tally.duplicate(event.source, event.event_type)
             log.info("intake.duplicate", message_key=key, first_seen_at=str(accepted.first_seen_at))
             self._answer_duplicate(accepted, correlation_id, reply_to)
-            return []
-        for new, verdict, _ in plans:
-            self._start(new, verdict, now)
-        return [new.id for new, _, _ in plans]
+        return []
 
     def _plan(
         self,

@@ -20,6 +20,7 @@ describes what is recorded, the schema, de-duplication, migrations and retention
 
 from nova_autopilot.journal.database import default_url, missing_sqlite_file
 from nova_autopilot.journal.errors import (
+    AmbiguousServer,
     DuplicateOperation,
     JournalError,
     OperationFinished,
@@ -64,6 +65,7 @@ __all__ = [
     "QUEUED",
     "Accepted",
     "Activity",
+    "AmbiguousServer",
     "Breaker",
     "BreakerState",
     "Duplicate",

@@ -66,3 +66,7 @@ class DuplicateOperation(PermanentError):
 class SchemaMismatch(PermanentError):
     """The database's schema is not the one this version of nova-autopilot works with:
     newer than it knows (a newer release migrated it), or behind while migrating is off."""
+
+
+class AmbiguousServer(PermanentError, ValueError):
+    """A server reference (the start of an id) that fits several servers of the journal."""

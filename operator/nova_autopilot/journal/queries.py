@@ -90,6 +90,20 @@ def unfinished(server_id: str | None = None) -> Select[Any]:
     return query.order_by(*_OLDEST_FIRST)
 
 
+def server_ids(ref: str) -> Select[Any]:
+    """The distinct server ids ``ref`` names: ids equal to it or starting with it, and
+    the ids recorded under it as a name (the caller tells them apart)."""
+    named = or_(
+        ops.c.server_id.startswith(ref, autoescape=True),
+        ops.c.server_name == ref,
+    )
+    return (
+        select(ops.c.server_id, ops.c.server_name)
+        .where(ops.c.server_id.is_not(None), named)
+        .distinct()
+    )
+
+
 def history(
     *,
     server_id: str | None,
@@ -99,8 +113,15 @@ def history(
     outcome: str | None,
     id_prefix: str | None = None,
     limit: int,
+    server_ids: Collection[str] | None = None,
+    server_name: str | None = None,
 ) -> Select[Any]:
     query = select(ops).where(*_equal(server_id=server_id, policy=policy, outcome=outcome))
+    if server_ids is not None or server_name is not None:
+        named = [ops.c.server_id.in_(list(server_ids or ()))]
+        if server_name is not None:
+            named.append(ops.c.server_name == server_name)
+        query = query.where(or_(*named))
     if id_prefix is not None:
         query = query.where(ops.c.id.startswith(id_prefix, autoescape=True))
     if since is not None:

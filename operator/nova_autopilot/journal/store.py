@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from nova_autopilot.journal import changes, migrate, queries
 from nova_autopilot.journal.database import Database
+from nova_autopilot.journal.errors import AmbiguousServer
 from nova_autopilot.journal.records import (
     OUTCOMES,
     Accepted,
@@ -335,6 +336,26 @@ class Journal:
         """The operation's steps in the order recorded."""
         return self._db.read(lambda conn: queries.steps_of(conn, op_id))
 
+    def server_ids(self, ref: str) -> tuple[str, ...]:
+        """The servers ``ref`` names in the journal: a whole id, else the one id it
+        is the start of, else the ids recorded under that name (a server deleted and
+        booted again under its old name has two). Raises :class:`AmbiguousServer`
+        when it is the start of several ids; empty when it names none."""
+        found = self._db.read(lambda conn: conn.execute(queries.server_ids(ref)).all())
+        ids = {server_id for server_id, _ in found}
+        if ref in ids:
+            return (ref,)
+        prefixed = sorted(i for i in ids if i.startswith(ref))
+        if len(prefixed) > 1:
+            raise AmbiguousServer(
+                f"{ref!r} is the start of {len(prefixed)} server ids "
+                f"({', '.join(prefixed[:3])}{', ...' if len(prefixed) > 3 else ''}): "
+                "give more of it"
+            )
+        if prefixed:
+            return tuple(prefixed)
+        return tuple(sorted({server_id for server_id, name in found if name == ref}))
+
     def history(
         self,
         *,
@@ -345,12 +366,19 @@ class Journal:
         outcome: str | None = None,
         id_prefix: str | None = None,
         limit: int = 100,
+        server: str | None = None,
     ) -> list[Operation]:
         """Operations created in [since, until), newest first, at most ``limit``; every
-        filter given must hold (``id_prefix``: ids that start so, a whole id among them)."""
+        filter given must hold (``id_prefix``: ids that start so, a whole id among them;
+        ``server``: an id, the start of one, or a name, as :meth:`server_ids` reads it,
+        with the operations recorded under that name before their server was known)."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
+        server_ids = self.server_ids(server) if server is not None else None
+        by_name = server is not None and not any(i.startswith(server) for i in server_ids or ())
         query = queries.history(
+            server_ids=server_ids,
+            server_name=server if by_name else None,
             server_id=server_id,
             policy=policy,
             since=None if since is None else aware_utc(since, "since"),

@@ -117,3 +117,16 @@ def test_reads_are_not_limited(name: str) -> None:
     args = tuple(datetime.now(timezone.utc) if a is None else a for a in READS[name])
     getattr(cloud, name)(*args)
     assert writes.seen == []
+
+
+def test_a_name_several_servers_share_is_ambiguous_not_a_plain_rejection() -> None:
+    from openstack import exceptions as sdk_exc
+
+    from nova_autopilot.cloud.client import _translate
+    from nova_autopilot.errors import Ambiguous, NotFound, Rejected
+
+    duplicate = sdk_exc.DuplicateResource("More than one Server exists with the name 'web-1'.")
+    assert isinstance(_translate("find_server", duplicate), Ambiguous)
+    assert isinstance(_translate("find_server", duplicate), Rejected)  # still a 4xx-like refusal
+    missing = sdk_exc.NotFoundException("No Server found for web-9")
+    assert isinstance(_translate("find_server", missing), NotFound)

@@ -540,3 +540,15 @@ def test_a_step_of_a_woken_phase_says_what_woke_it_after_its_name() -> None:
         "by": "notification",
         "event": "instance.update",
     }
+
+
+def test_the_server_filter_takes_the_start_of_an_id_and_refuses_one_that_fits_several(
+    recorded: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert ids(capsys, tmp_path, "--server", SID[:8]) == [recorded["refused"], recorded["old"]]
+    with Journal.open(f"sqlite:///{tmp_path / 'journal.sqlite'}") as journal:
+        record(journal, datetime.now(timezone.utc), server_id=SID[:-1] + "2")
+    code, out, err = run_history(capsys, tmp_path, "--server", SID[:8])
+    assert (code, out) == (2, "")
+    assert "is the start of 2 server ids" in err
+    assert "Traceback" not in err

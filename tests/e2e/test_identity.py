@@ -1,0 +1,163 @@
+"""One identity per server, against the real Nova, driven as an operator drives it:
+`nova-autopilot run`, `send --wait` and `history`. A resize asked for by the
+server's name and one asked for by its id are about the same server: the second
+meets the busy guard while the first runs, the cooldown once it is confirmed, and
+`history --server` lists the same operations by name, by id and by the start of
+the id."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from openstack.compute.v2.flavor import Flavor
+from openstack.compute.v2.server import Server
+
+from nova_autopilot import settings
+from nova_autopilot.bus import RequestClient
+from tests.integration.daemon_support import BIN, Running, send, start_daemon, stop_daemon
+from tests.novabox.client import NovaBox
+from tests.waiting import until
+
+pytestmark = pytest.mark.e2e
+
+RESIZE_DELAY = 6  # seconds the hypervisor takes to move the disk: the second request comes then
+POLICIES = """
+policies:
+  - name: resize-on-approved-quota
+    when: {source: request, event: quota.request.approved}
+    do: {action: resize, params: {server: "{{ payload.server }}", flavor: "{{ payload.flavor }}"}}
+    confirm: {timeout: 300s}
+    limits: {cooldown: 1h, when_busy: refuse}
+"""
+
+
+@pytest.fixture
+def server(novabox: NovaBox, small: Flavor) -> Iterator[Server]:
+    name = f"ident-{uuid.uuid4().hex[:6]}"
+    booted = novabox.boot(
+        name,
+        small,
+        metadata={"novabox:console": "ok", "novabox:resize_delay": str(RESIZE_DELAY)},
+    )
+    try:
+        yield booted
+    finally:
+        novabox.delete(booted, timeout=120)
+
+
+@pytest.fixture
+def daemon(novabox: NovaBox, tmp_path: Path) -> Iterator[tuple[Path, dict[str, str], Running]]:
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(
+        yaml.safe_dump(
+            {
+                "clouds": {
+                    "novabox": {
+                        "auth_type": "admin_token",
+                        "auth": {"endpoint": novabox.compute_url, "token": "admin:admin"},
+                        "compute_endpoint_override": novabox.compute_url,
+                    }
+                }
+            }
+        )
+    )
+    (tmp_path / "policies.yaml").write_text(POLICIES)
+    conf = tmp_path / "nova-autopilot.conf"
+    conf.write_text(
+        f"[DEFAULT]\ntransport_url = {novabox.transport_url}\n"
+        f"state_dir = {tmp_path / 'state'}\nstop_timeout = 20\n"
+        f"[notifications]\npool = autopilot-e2e-{uuid.uuid4().hex[:8]}\n"
+        f"[policies]\npath = {tmp_path / 'policies.yaml'}\n"
+        "[cloud]\ncloud = novabox\npoll_interval = 3\n"
+        "[requests]\nrequire_signatures = false\n"
+        "[sweeps]\nenabled = false\n"
+        "[logging]\nformat = json\n[metrics]\nport = 0\n"
+    )
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
+    running = start_daemon(conf, env)
+    try:
+        yield conf, env, running
+    finally:
+        stop_daemon(running)
+
+
+def history(conf: Path, env: dict[str, str], server: str) -> list[dict[str, Any]]:
+    command = [str(BIN / "nova-autopilot"), "--config-file", str(conf), "history"]
+    done = subprocess.run(
+        [*command, "--server", server, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    operations: list[dict[str, Any]] = json.loads(done.stdout)["operations"]
+    return operations
+
+
+def test_by_name_and_by_id_meet_the_same_busy_guard_cooldown_and_history(
+    novabox: NovaBox,
+    server: Server,
+    large: Flavor,
+    small: Flavor,
+    daemon: tuple[Path, dict[str, str], Running],
+) -> None:
+    conf, env, running = daemon
+    first = {
+        "type": "quota.request.approved",
+        "id": f"ident-by-name-{uuid.uuid4().hex[:6]}",
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "server": {"name": server.name},
+        "flavor": large.name,
+    }
+    with RequestClient.from_conf(settings.load(config_files=[str(conf)])) as client:
+        client.publish_request(first)
+    until(lambda: running.logged("operation.started"), 60, "the resize by name started")
+
+    code, busy = send(
+        conf, env, "--type", "quota.request.approved", "--server", server.id,
+        "--flavor", large.name,
+    )  # fmt: skip
+    assert code != 0, busy
+    assert busy["outcome"] == "refused"
+    assert busy["reason"].startswith("busy: "), busy
+    assert busy["server_id"] == server.id
+
+    until(
+        lambda: [o for o in history(conf, env, server.id) if o["outcome"] == "confirmed"],
+        180,
+        "the resize by name confirmed",
+    )
+    assert novabox.conn.compute.get_server(server.id).flavor.name == large.name
+
+    code, cooled = send(
+        conf, env, "--type", "quota.request.approved", "--server", server.id,
+        "--flavor", small.name,
+    )  # fmt: skip
+    assert code != 0, cooled
+    assert cooled["outcome"] == "refused"
+    assert cooled["reason"].startswith("cooldown: "), cooled
+    code, again = send(
+        conf, env, "--type", "quota.request.approved", "--server", server.name,
+        "--flavor", small.name,
+    )  # fmt: skip
+    assert again["outcome"] == "refused"
+    assert again["reason"].startswith("cooldown: "), again
+    assert again["server_id"] == server.id
+    assert novabox.conn.compute.get_server(server.id).flavor.name == large.name
+
+    by_id = history(conf, env, server.id)
+    assert [o["outcome"] for o in by_id] == ["refused", "refused", "refused", "confirmed"]
+    assert {o["server"]["id"] for o in by_id} == {server.id}
+    assert history(conf, env, server.name) == by_id
+    assert history(conf, env, server.id[:13]) == by_id
