@@ -7,23 +7,19 @@ the id."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from openstack.compute.v2.flavor import Flavor
 from openstack.compute.v2.server import Server
 
 from nova_autopilot import settings
 from nova_autopilot.bus import RequestClient
-from tests.integration.daemon_support import BIN, Running, send, start_daemon, stop_daemon
+from tests.e2e.support import daemon_config, history
+from tests.integration.daemon_support import Running, send, start_daemon, stop_daemon
 from tests.novabox.client import NovaBox
 from tests.waiting import until
 
@@ -56,53 +52,12 @@ def server(novabox: NovaBox, small: Flavor) -> Iterator[Server]:
 
 @pytest.fixture
 def daemon(novabox: NovaBox, tmp_path: Path) -> Iterator[tuple[Path, dict[str, str], Running]]:
-    clouds = tmp_path / "clouds.yaml"
-    clouds.write_text(
-        yaml.safe_dump(
-            {
-                "clouds": {
-                    "novabox": {
-                        "auth_type": "admin_token",
-                        "auth": {"endpoint": novabox.compute_url, "token": "admin:admin"},
-                        "compute_endpoint_override": novabox.compute_url,
-                    }
-                }
-            }
-        )
-    )
-    (tmp_path / "policies.yaml").write_text(POLICIES)
-    conf = tmp_path / "nova-autopilot.conf"
-    conf.write_text(
-        f"[DEFAULT]\ntransport_url = {novabox.transport_url}\n"
-        f"state_dir = {tmp_path / 'state'}\nstop_timeout = 20\n"
-        f"[notifications]\npool = autopilot-e2e-{uuid.uuid4().hex[:8]}\n"
-        f"[policies]\npath = {tmp_path / 'policies.yaml'}\n"
-        "[cloud]\ncloud = novabox\npoll_interval = 3\n"
-        "[requests]\nrequire_signatures = false\n"
-        "[sweeps]\nenabled = false\n"
-        "[logging]\nformat = json\n[metrics]\nport = 0\n"
-    )
-    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
+    conf, env = daemon_config(tmp_path, novabox, POLICIES)
     running = start_daemon(conf, env)
     try:
         yield conf, env, running
     finally:
         stop_daemon(running)
-
-
-def history(conf: Path, env: dict[str, str], server: str) -> list[dict[str, Any]]:
-    command = [str(BIN / "nova-autopilot"), "--config-file", str(conf), "history"]
-    done = subprocess.run(
-        [*command, "--server", server, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    operations: list[dict[str, Any]] = json.loads(done.stdout)["operations"]
-    return operations
 
 
 def test_by_name_and_by_id_meet_the_same_busy_guard_cooldown_and_history(
@@ -134,7 +89,9 @@ def test_by_name_and_by_id_meet_the_same_busy_guard_cooldown_and_history(
     assert busy["server_id"] == server.id
 
     until(
-        lambda: [o for o in history(conf, env, server.id) if o["outcome"] == "confirmed"],
+        lambda: [
+            o for o in history(conf, env, "--server", server.id) if o["outcome"] == "confirmed"
+        ],
         180,
         "the resize by name confirmed",
     )
@@ -156,8 +113,8 @@ def test_by_name_and_by_id_meet_the_same_busy_guard_cooldown_and_history(
     assert again["server_id"] == server.id
     assert novabox.conn.compute.get_server(server.id).flavor.name == large.name
 
-    by_id = history(conf, env, server.id)
+    by_id = history(conf, env, "--server", server.id)
     assert [o["outcome"] for o in by_id] == ["refused", "refused", "refused", "confirmed"]
     assert {o["server"]["id"] for o in by_id} == {server.id}
-    assert history(conf, env, server.name) == by_id
-    assert history(conf, env, server.id[:13]) == by_id
+    assert history(conf, env, "--server", server.name) == by_id
+    assert history(conf, env, "--server", server.id[:13]) == by_id
