@@ -4,8 +4,7 @@ the batched poll, retry delays and deadlines; resuming from the journal."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -15,20 +14,13 @@ from nova_autopilot.errors import CloudUnavailable
 from nova_autopilot.policies.model import Confirm
 from tests.unit.fakes import FakeCloud, FakeServer, MemoryStore
 from tests.unit.policy_helpers import nova_event
+from tests.waiting import until
 
 SID = "5e1f7a52-0000-4000-8000-000000000001"
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a condition, with a deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
 
 
 class Harness:

@@ -4,26 +4,17 @@ answered with the first outcome, guards refuse with their reason."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from nova_autopilot.actions.runner import Runner
-from nova_autopilot.engine.flow import Engine
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event
-from nova_autopilot.journal import Journal
-from nova_autopilot.logs import redact
-from nova_autopilot.policies import PolicySet
-from tests.integration.actions.test_runner import until
-from tests.unit.fakes import FakeCloud, FakeServer
+from tests.integration.engine.support import SID, World
 from tests.unit.policy_helpers import nova_event, policies, request_event
+from tests.waiting import until
 
-SID = "11111111-2222-4333-8444-555555555555"
 POLICIES = """
 policies:
   - name: resize-approved
@@ -38,61 +29,6 @@ policies:
     when: {source: request, event: server.odd}
     do: {action: unrescue, params: {server: "{{ payload.parameters.target }}"}}
 """
-
-
-class Results:
-    def __init__(self) -> None:
-        self.published: list[tuple[dict[str, Any], str | None, str | None]] = []
-        self.lock = threading.Lock()
-
-    def publish(
-        self, result: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
-    ) -> None:
-        with self.lock:
-            self.published.append((dict(result), correlation_id, reply_to))
-
-    def to(self, reply_to: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [r for r, _, q in self.published if q == reply_to]
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class World:
-    def __init__(self, tmp_path: Path, policy_set: PolicySet) -> None:
-        self.cloud = FakeCloud()
-        self.cloud.add(FakeServer(id=SID, name="web-1", flavor="m1.small"))
-        self.journal = Journal.open(f"sqlite:///{tmp_path}/journal.sqlite", redact=redact)
-        self.results = Results()
-        self.engine: Engine
-        self.runner = Runner(
-            cloud=self.cloud,
-            store=self.journal,
-            clock=now,
-            on_done=lambda done: self.engine.on_done(done),
-            workers=2,
-            retry_base_s=0.01,
-        )
-        self.engine = Engine(
-            policies=lambda: policy_set,
-            journal=self.journal,
-            runner=self.runner,
-            clock=now,
-            reporter=self.results,
-        )
-
-    def approve(
-        self, request_id: str = "r-1", flavor: str = "m1.large", *, redelivered: bool = False
-    ) -> list[str]:
-        event = request_event(id=request_id, flavor=flavor)
-        return self.engine.handle(
-            event, correlation_id=f"c-{request_id}", reply_to="answers", redelivered=redelivered
-        )
-
-    def nova(self, event_type: str) -> None:
-        self.engine.handle(nova_event(event_type, uuid=SID))
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from nova_autopilot.guards import BreakerLimits, GuardSettings
 from nova_autopilot.journal import Journal, Operation
 from nova_autopilot.logs import redact
 from nova_autopilot.policies.model import Budget
-from tests.integration.engine.test_holds import decision
-from tests.integration.journal.test_store import Clock
+from tests.integration.engine.support import decision
+from tests.integration.journal.behaviour import Clock
 from tests.unit.policy_helpers import nova_event, policies, request_event
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)

@@ -18,9 +18,9 @@ from nova_autopilot.events import Event, parse_message
 from nova_autopilot.guards import GuardSettings
 from nova_autopilot.journal import AWAITING_APPROVAL, QUEUED, JournalError
 from nova_autopilot.policies import PolicySet
-from tests.integration.actions.test_runner import until
-from tests.integration.engine.test_flow import SID, World, now
+from tests.integration.engine.support import SID, World, decision, now
 from tests.unit.policy_helpers import policies
+from tests.waiting import until
 
 POLICIES = """
 policies:
@@ -46,20 +46,6 @@ def request(kind: str, request_id: str, **fields: Any) -> Event:
             "id": request_id,
             "timestamp": now().isoformat(),
             "server": {"id": SID},
-            **fields,
-        },
-        expect="request",
-    )
-
-
-def decision(verb: str, op_id: str, request_id: str, **fields: Any) -> Event:
-    return parse_message(
-        {
-            "type": f"operation.{verb}",
-            "id": request_id,
-            "timestamp": now().isoformat(),
-            "operation_id": op_id,
-            "approved_by": "carol",
             **fields,
         },
         expect="request",

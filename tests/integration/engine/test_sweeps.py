@@ -462,7 +462,7 @@ def test_finish_resize_refuses_a_server_no_longer_waiting_for_confirmation() -> 
 
 def test_the_metrics_count_sweeps_by_result_and_the_events_they_emitted() -> None:
     from nova_autopilot.daemon.metrics import Metrics
-    from tests.unit.daemon.test_metrics import Parts, scrape, value
+    from tests.unit.daemon.metrics_support import Parts, scrape, value
 
     leading = [False]
     s = sweeper(cloud_with_every_state(), policies(ALL), leader=lambda: leading[0])
