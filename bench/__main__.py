@@ -9,11 +9,23 @@ import sys
 import time
 from pathlib import Path
 
-from bench import intake, latency, matching, observe, operations, summary, sweeps, waiting, writes
+from bench import (
+    decisions,
+    intake,
+    latency,
+    matching,
+    observe,
+    operations,
+    summary,
+    sweeps,
+    waiting,
+    writes,
+)
 
 BENCHMARKS = {
     "matching": matching.run,
     "intake": intake.run,
+    "decisions": decisions.run,
     "operations": operations.run,
     "waiting": waiting.run,
     "latency": latency.run,
