@@ -13,13 +13,10 @@ import re
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from nova_autopilot.daemon.metrics import Metrics, Sources
-from nova_autopilot.engine.sweeps import SweepCounts
-from nova_autopilot.engine.tally import Tally
 from nova_autopilot.journal import OUTCOMES
 from nova_autopilot.policies.model import ACTIONS
+from tests.metric_names import exported_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "operator" / "nova_autopilot"
@@ -60,30 +57,6 @@ def test_every_log_line_in_the_runbook_is_logged_by_the_code(name: str) -> None:
         assert outcome in OUTCOMES, f"{name}: {outcome!r} is not an outcome"
         return
     assert name in logged_names(), f"the runbook quotes {name!r}, which nothing logs"
-
-
-def exported_metrics() -> set[str]:
-    """Every sample name the collector can produce (with the suffixes of
-    counters and histograms), read from a scrape of an idle daemon that swept."""
-    sources = Sources(
-        version="0",
-        tally=Tally().snapshot,
-        intakes=list,
-        nova_calls=dict,
-        in_flight=dict,
-        breakers=dict,
-        sweeps=lambda: SweepCounts({}, 0, last_done_at=0.0),
-    )
-    text = Metrics(sources).exposition()[0].decode()
-    found = set()
-    for family in text_string_to_metric_families(text):
-        suffixes = {
-            "counter": ("_total",),
-            "histogram": ("_bucket", "_sum", "_count"),
-        }.get(family.type, ())
-        found.add(family.name)
-        found.update(family.name + suffix for suffix in suffixes)
-    return found
 
 
 def documented_metrics() -> list[tuple[str, str]]:
