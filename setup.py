@@ -25,6 +25,7 @@ setup(
             "demo/seed/*.yaml",
             "demo/seed/*.jsonl",
             "journal/migrations/script.py.mako",
+            "policies/event_types.yaml",
         ]
     },
     install_requires=[

@@ -38,8 +38,16 @@ def build() -> argparse.ArgumentParser:
             help="a policy file or directory (default: [policies] path of the configuration)",
         )
 
-    check = commands.add_parser("check", help="validate policies; print every mistake")
+    check = commands.add_parser(
+        "check", help="validate the configuration and the policies; print every mistake"
+    )
     policies_option(check)
+    check.add_argument(
+        "--start",
+        action="store_true",
+        help="also check what `run` refuses at start: the signing keys file, the "
+        "authorisation table and the clouds.yaml entry",
+    )
 
     explain = commands.add_parser(
         "explain", help="show how one event is normalized and why each policy fires or not"

@@ -7,26 +7,85 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime, timezone
+from typing import Any
 
 from nova_autopilot.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
+    UsageError,
     load_conf,
     policies_path,
     print_json,
     read_input,
 )
-from nova_autopilot.errors import BadMessage
+from nova_autopilot.errors import BadMessage, PolicyError
 from nova_autopilot.events import parse_message
 from nova_autopilot.policies import load_policies, workbench
+from nova_autopilot.security.authorization import AuthorizationError, load_grants
+from nova_autopilot.security.signing import KeyFileError, load_keys
+from nova_autopilot.settings import SettingsError
+from nova_autopilot.settings.loading import check as check_settings
 
 
 def check(args: argparse.Namespace) -> int:
-    path = policies_path(args)
-    policies = load_policies(path)
+    """The configuration (misspelt sections and options, bad values), with
+    ``--start`` what ``run`` reads at start, and the policies (with their event
+    types): every problem on a line of its own on stderr, exit status 1."""
+    problems: list[str] = []
+    conf = _checked_conf(args, problems)
+    if args.start:
+        problems += _start_problems(conf)
+    path = str(args.policies or conf.policies.path)
+    try:
+        policies = load_policies(path, event_types=True)
+    except PolicyError as exc:
+        problems.append(str(exc))
+        policies = None
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return EXIT_INVALID
+    assert policies is not None
     enabled = sum(1 for p in policies.policies if p.enabled)
     print(f"{path}: {len(policies)} policies valid ({enabled} enabled)")
     return EXIT_OK
+
+
+def _checked_conf(args: argparse.Namespace, problems: list[str]) -> Any:
+    """The configuration ``run`` would read; its problems go into ``problems``. An
+    unreadable file is wrong usage (exit status 2), as for every command."""
+    try:
+        conf, found = check_settings(config_files=args.config_file, config_dirs=args.config_dir)
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
+    problems += [str(problem) for problem in found]
+    return conf
+
+
+def _start_problems(conf: Any) -> list[str]:
+    """What ``Daemon.from_conf`` refuses, read with the same loaders."""
+    problems = []
+    requests = conf.requests
+    if requests.require_signatures:
+        try:
+            load_keys(requests.signing_keys_file)
+        except KeyFileError as exc:
+            problems.append(f"[requests] signing_keys_file: {exc}")
+    elif requests.authorization_file:
+        problems.append(
+            "[requests] authorization_file needs require_signatures: without a "
+            "signature no request has a key to authorise"
+        )
+    if requests.authorization_file:
+        try:
+            load_grants(requests.authorization_file)
+        except AuthorizationError as exc:
+            problems.append(f"[requests] authorization_file: {exc}")
+    from nova_autopilot.cloud.client import config_problem  # openstacksdk is heavy: only here
+
+    cloud = config_problem(conf.cloud.cloud or None, conf.cloud.region_name or None)
+    if cloud is not None:
+        problems.append(f"[cloud] cloud: {cloud}")
+    return problems
 
 
 def explain(args: argparse.Namespace) -> int:

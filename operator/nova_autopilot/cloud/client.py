@@ -398,3 +398,14 @@ class Cloud:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def config_problem(cloud: str | None, region_name: str | None = None) -> str | None:
+    """Why openstacksdk cannot configure ``cloud`` (a clouds.yaml entry, or the
+    ``OS_*`` variables when empty), as :meth:`Cloud.connect` would; None when it
+    can. Nothing is contacted."""
+    try:
+        openstack.config.OpenStackConfig().get_one(cloud=cloud or None, region_name=region_name)
+    except (sdk_exc.SDKException, ksa_exc.ClientException, KeyError, ValueError) as exc:
+        return f"cannot configure cloud {cloud!r}: {exc}"
+    return None

@@ -14,6 +14,7 @@ from typing import Any
 
 from nova_autopilot.errors import PolicyError, PolicyProblem
 from nova_autopilot.policies import conditions as c
+from nova_autopilot.policies.event_types import EventTypes, declared_types
 from nova_autopilot.policies.matching import PolicySet
 from nova_autopilot.policies.model import (
     ACTIONS,
@@ -51,11 +52,17 @@ class _Invalid(Exception):
 class _Reader:
     """Reads one document, recording problems with their location."""
 
-    def __init__(self, doc: Document, problems: list[PolicyProblem]) -> None:
+    def __init__(
+        self, doc: Document, problems: list[PolicyProblem], *, event_types: bool = False
+    ) -> None:
         self.doc = doc
         self.problems = problems
         self.policy: str | None = None
         self.base: DocPath = ()
+        #: The known event types, when ``when.event`` is checked against them.
+        self.types = EventTypes() if event_types else None
+        #: Every policy's name as written, valid or not, with its line (duplicates).
+        self.names: list[tuple[str, int | None]] = []
 
     def problem(self, rel: DocPath, message: str) -> _Invalid:
         path = (*self.base, *rel)
@@ -170,17 +177,37 @@ def _comparison(
 
 
 def _when(r: _Reader, value: Any) -> When:
+    """Every part is read even when another is wrong, so that all are reported."""
     when = r.mapping(value, ("when",), ("source", "event", "match"))
-    source = r.one_of(when.get("source", "any"), ("when", "source"), SOURCES)
-    events = when.get("event")
-    events = [events] if isinstance(events, str) else events
+    source = r.section(r.one_of, when.get("source", "any"), ("when", "source"), SOURCES)
+    events = r.section(_events, r, when.get("event"), source or "any")
+    condition = (
+        r.section(_condition, r, when["match"], ("when", "match")) if "match" in when else None
+    )
+    if source is None or events is None or ("match" in when and condition is None):
+        raise _Invalid()
+    return When(source, events, condition)
+
+
+def _events(r: _Reader, value: Any, source: str) -> tuple[str, ...]:
+    """``when.event``: types or globs that name events ``source`` can send."""
+    events = [value] if isinstance(value, str) else value
     if not isinstance(events, list) or not events:
         raise r.problem(("when", "event"), "must name an event type (or a list; globs allowed)")
+    valid = True
     for i, event in enumerate(events):
+        rel = ("when", "event", i) if isinstance(value, list) else ("when", "event")
         if not isinstance(event, str) or not _EVENT_RE.match(event):
-            raise r.problem(("when", "event", i), f"{event!r} is not an event type or glob")
-    condition = _condition(r, when["match"], ("when", "match")) if "match" in when else None
-    return When(source, tuple(events), condition)  # type: ignore[arg-type]
+            r.problem(rel, f"{event!r} is not an event type or glob")
+            valid = False
+            continue
+        unknown = None if r.types is None else r.types.problem(source, event)
+        if unknown is not None:
+            r.problem(rel, unknown)
+            valid = False
+    if not valid:
+        raise _Invalid()
+    return tuple(events)
 
 
 def _do(r: _Reader, value: Any) -> Do:
@@ -320,6 +347,8 @@ def _policy(r: _Reader, value: Any, order: int) -> Policy | None:
         return None
     name = value.get("name")
     r.policy = name if isinstance(name, str) else None
+    if isinstance(name, str):
+        r.names.append((name, r.doc.line_of(r.base)))
     r.mapping(value, (), _POLICY_KEYS)
     if not isinstance(name, str) or not _NAME_RE.match(name):
         r.problem(("name",), "must be 1-64 lower-case letters, digits, '.', '_' or '-'")
@@ -363,25 +392,38 @@ def _policy(r: _Reader, value: Any, order: int) -> Policy | None:
 
 def read_document(doc: Document, problems: list[PolicyProblem], first: int = 0) -> list[Policy]:
     """Every valid policy of one document; problems go into ``problems``."""
-    r = _Reader(doc, problems)
-    if doc.data is None:
+    return _read(_Reader(doc, problems), first)
+
+
+def _read(r: _Reader, first: int) -> list[Policy]:
+    if r.doc.data is None:
+        r.problem((), "the file is empty: it has no policies")
         return []
     try:
-        top = r.mapping(doc.data, (), ("version", "policies"))
+        top = r.mapping(r.doc.data, (), ("version", "event_types", "policies"))
     except _Invalid:
         return []
     if top.get("version", SCHEMA_VERSION) != SCHEMA_VERSION:
         r.problem(("version",), f"only version {SCHEMA_VERSION} is understood")
+    if "event_types" in top:
+        declared, wrong = declared_types(top["event_types"])
+        for rel, message in wrong:
+            r.problem(("event_types", *rel), message)
+        if r.types is not None:
+            r.types = EventTypes(declared)
     items = top.get("policies", [])
     if not isinstance(items, list):
         r.problem(("policies",), "must be a list of policies")
         return []
+    if not items:
+        r.problem(("policies",) if "policies" in top else (), "the file has no policies")
     policies = []
     for i, item in enumerate(items):
         r.base, r.policy = ("policies", i), None
         policy = _policy(r, item, first + i)
         if policy is not None:
             policies.append(policy)
+    r.base, r.policy = (), None
     return policies
 
 
@@ -391,38 +433,45 @@ def policy_files(path: Path) -> list[Path]:
     return [path]
 
 
-def load_texts(texts: Iterable[tuple[str, str]]) -> PolicySet:
-    """Validate policy documents given as ``(file name, text)`` pairs."""
+def load_texts(texts: Iterable[tuple[str, str]], *, event_types: bool = False) -> PolicySet:
+    """Validate policy documents given as ``(file name, text)`` pairs.
+
+    ``event_types``: also refuse a ``when.event`` that names no type the daemon
+    can receive (:mod:`.event_types`), as ``nova-autopilot check`` does."""
     problems: list[PolicyProblem] = []
     policies: list[Policy] = []
-    seen: dict[str, Policy] = {}
+    seen: dict[str, tuple[str, int | None]] = {}
     for file, text in texts:
         doc, found = parse_yaml(text, file=file)
         problems.extend(found)
         if doc is None:
             continue
-        for policy in read_document(doc, problems, first=len(policies)):
-            if policy.name in seen:
-                first = seen[policy.name]
+        reader = _Reader(doc, problems, event_types=event_types)
+        valid = {(p.name, p.line): p for p in _read(reader, len(policies))}
+        for name, line in reader.names:
+            if name in seen:
+                first_file, first_line = seen[name]
                 problems.append(
                     PolicyProblem(
                         file,
-                        policy.line,
-                        policy.name,
+                        line,
+                        name,
                         "name",
-                        f"duplicate policy name (first defined at {first.file}:{first.line})",
+                        f"duplicate policy name (first defined at {first_file}:{first_line})",
                     )
                 )
                 continue
-            seen[policy.name] = policy
-            policies.append(policy)
+            seen[name] = (file, line)
+            if (name, line) in valid:
+                policies.append(valid[(name, line)])
     if problems:
         raise PolicyError(problems)
     return PolicySet(tuple(policies))
 
 
-def load_policies(path: str | Path) -> PolicySet:
-    """Load a policy file, or every ``*.yaml``/``*.yml`` file of a directory."""
+def load_policies(path: str | Path, *, event_types: bool = False) -> PolicySet:
+    """Load a policy file, or every ``*.yaml``/``*.yml`` file of a directory
+    (``event_types``: as :func:`load_texts`)."""
     root = Path(path)
     if not root.exists():
         raise PolicyError([PolicyProblem(str(root), None, None, "", "no such file or directory")])
@@ -437,4 +486,4 @@ def load_policies(path: str | Path) -> PolicySet:
             raise PolicyError(
                 [PolicyProblem(str(file), None, None, "", f"cannot read: {exc}")]
             ) from None
-    return load_texts(texts)
+    return load_texts(texts, event_types=event_types)
