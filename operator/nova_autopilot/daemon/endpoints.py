@@ -1,6 +1,7 @@
 """The daemon's HTTP endpoints, on the standard library's threaded HTTP server.
 
 =============  ==============================================================
+``/``          the status page (HTML, read-only: :mod:`.page`), when one is given
 ``/metrics``   the Prometheus text format
 ``/healthz``   200 while the process runs and its main loop turns, else 503
 ``/readyz``    200 when ready; 503 with ``{"ready": false, "problems": {...}}``
@@ -8,7 +9,8 @@
 =============  ==============================================================
 
 Every answer is computed by a function handed in; this module only speaks HTTP.
-It listens on loopback unless told otherwise (``[metrics] bind_host``).
+It listens on loopback unless told otherwise (``[metrics] bind_host``). Only GET
+is served: nothing here changes anything; any other method is refused (501).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = ["Endpoints"]
 log = get_logger(__name__)
 
 JSON = "application/json"
+HTML = "text/html; charset=utf-8"
 
 
 class Endpoints:
@@ -39,6 +42,7 @@ class Endpoints:
         alive: Callable[[], bool],
         readiness: Callable[[], Readiness],
         status: Callable[[], Mapping[str, Any]],
+        page: Callable[[], bytes] | None = None,
     ) -> None:
         routes: dict[str, Callable[[], tuple[int, bytes, str]]] = {
             "/metrics": lambda: (200, *metrics()),
@@ -46,6 +50,8 @@ class Endpoints:
             "/readyz": lambda: _ready(readiness()),
             "/status": lambda: (200, _json(status()), JSON),
         }
+        if page is not None:
+            routes["/"] = lambda: (200, page(), HTML)
         handler = type("Handler", (_Handler,), {"routes": routes})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True

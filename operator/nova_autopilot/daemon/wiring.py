@@ -54,6 +54,7 @@ from nova_autopilot.coordination import Coordinator
 from nova_autopilot.daemon import health
 from nova_autopilot.daemon.endpoints import Endpoints
 from nova_autopilot.daemon.metrics import Metrics, Sources
+from nova_autopilot.daemon.page import StatusPage
 from nova_autopilot.daemon.reload import Reloader
 from nova_autopilot.daemon.systemd import Counts, Notifier, ServiceLink
 from nova_autopilot.engine.flow import Engine
@@ -387,6 +388,7 @@ class Daemon:
                 alive=self.alive,
                 readiness=self.readiness,
                 status=self.status,
+                page=StatusPage(status=self.status, journal=self.journal, clock=self.clock).render,
             )
         except OSError as exc:
             raise AutopilotError(
