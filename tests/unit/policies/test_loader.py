@@ -324,3 +324,39 @@ def test_every_limit_a_policy_can_set_is_read() -> None:
     )
     assert (limits.max_concurrent, limits.loop) == (4, Budget(3, 7200))
     assert limits.breaker == BreakerLimits(failures=0, window_s=None, half_open_after_s=300)
+
+
+def test_an_empty_policy_file_is_an_error() -> None:
+    with pytest.raises(PolicyError) as caught:
+        load_texts([("empty.yaml", "")])
+    assert [str(p) for p in caught.value.problems] == [
+        "empty.yaml: the file is empty: it has no policies"
+    ]
+
+
+def test_a_duplicate_name_is_reported_even_when_the_duplicate_has_another_error() -> None:
+    text = (
+        "policies:\n"
+        "  - name: a\n    when: {event: instance.update}\n"
+        "    do: {action: rescue, params: {server: x}}\n"
+        "  - name: a\n    when: {source: moon, event: instance.update}\n"
+        "    do: {action: rescue, params: {server: x}}\n"
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_texts([("p.yaml", text)])
+    assert [str(p) for p in caught.value.problems] == [
+        "p.yaml:6: policy 'a': when.source: must be one of nova, request, autopilot, sweep, any;"
+        " got 'moon'",
+        "p.yaml:5: policy 'a': name: duplicate policy name (first defined at p.yaml:2)",
+    ]
+
+
+def test_event_types_are_checked_only_when_asked_and_declarations_are_always_read() -> None:
+    text = (
+        "event_types:\n  request: [quota.request.approved]\n"
+        "policies:\n  - name: a\n    when: {source: nova, event: instance.updte}\n"
+        "    do: {action: rescue, params: {server: x}}\n"
+    )
+    assert len(load_texts([("p.yaml", text)])) == 1
+    with pytest.raises(PolicyError, match="did you mean instance.update"):
+        load_texts([("p.yaml", text)], event_types=True)

@@ -297,3 +297,37 @@ def test_given_an_unusable_override_when_loaded_then_a_settings_error_names_the_
         settings.load(config_files=[empty_file], overrides=overrides)
 
     assert caught.value.option == f"[{group}] {name}"
+
+
+def test_given_a_misspelt_section_then_loading_refuses_it_with_its_line_and_a_guess(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "typo.conf", "[DEFAULT]\n\n[guard]\ndry_run = true\n")
+
+    with pytest.raises(SettingsError, match=r"unknown section \[guard\]") as caught:
+        settings.load(config_files=[path])
+
+    assert str(caught.value) == f"{path}:3: unknown section [guard]; did you mean [guards]?"
+    assert caught.value.line == 3
+
+
+def test_given_several_mistakes_when_checked_then_every_one_is_returned_in_order(
+    tmp_path: Path,
+) -> None:
+    from nova_autopilot.settings.loading import check
+
+    path = write(
+        tmp_path,
+        "typos.conf",
+        "[DEFAULT]\nstate_dirr = /tmp\ntransport_url = rabbit://x\ndebug = true\n"
+        "[guards]\nmax_concurrent_operations = several\n"
+        "[oslo_messaging_rabbit]\nheartbeat_timeout_threshold = 30\n",
+    )
+
+    _, problems = check(config_files=[path])
+
+    assert [str(p).split(";")[0] for p in problems] == [
+        f"{path}:2: unknown option [DEFAULT] state_dirr",
+        f"invalid value for option [guards] max_concurrent_operations in {path}:6: "
+        "invalid literal for int() with base 10: 'several'",
+    ]
