@@ -42,4 +42,5 @@ def test_misspellings_get_a_did_you_mean_and_request_types_are_free() -> None:
     assert types.problem("nova", "instance.*.error") is None
     declared = EventTypes({"request": frozenset({"quota.request.approved"})})
     problem = declared.problem("request", "quota.requets.approved")
-    assert problem is not None and "did you mean quota.request.approved" in problem
+    assert problem is not None
+    assert "did you mean quota.request.approved" in problem

@@ -358,5 +358,5 @@ def test_event_types_are_checked_only_when_asked_and_declarations_are_always_rea
         "    do: {action: rescue, params: {server: x}}\n"
     )
     assert len(load_texts([("p.yaml", text)])) == 1
-    with pytest.raises(PolicyError, match="did you mean instance.update"):
+    with pytest.raises(PolicyError, match=r"did you mean instance\.update"):
         load_texts([("p.yaml", text)], event_types=True)
