@@ -87,12 +87,6 @@ def check(
     return _load(config_files, config_dirs, None, every=True)
 
 
-def found_files(*, config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> list[str]:
-    """The files :func:`load` reads (the default locations when none is given)."""
-    files, dirs = _locations(config_files, config_dirs)
-    return _expand(files, dirs)
-
-
 def _locations(
     config_files: Sequence[str], config_dirs: Sequence[str]
 ) -> tuple[list[str], list[str]]:
