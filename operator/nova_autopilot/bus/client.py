@@ -10,14 +10,21 @@ Used by the tests and by ``nova-autopilot send``::
 The reply queue is the client's own (exclusive, deleted with its connection);
 results for other correlation ids that arrive meanwhile are kept for later
 calls. One client is meant for one thread.
+
+What stops it from talking to the broker is raised as
+:class:`~nova_autopilot.bus.connection.BrokerUnavailable` (try again later) or
+:class:`~nova_autopilot.bus.connection.BrokerRefused` (wrong password, missing
+vhost). While it waits for a reply it keeps the connection's heartbeats going,
+so RabbitMQ does not drop a connection that waits longer than its heartbeat.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +33,13 @@ from kombu.entity import Exchange, Queue
 from kombu.messaging import Consumer, Producer
 from oslo_config import cfg
 
-from nova_autopilot.bus.connection import BrokerSettings, connect, request_broker
+from nova_autopilot.bus.connection import (
+    BROKER_ERRORS,
+    BrokerSettings,
+    broker_error,
+    open_connection,
+    request_broker,
+)
 from nova_autopilot.bus.topology import request_exchange, request_topology
 
 __all__ = ["Reply", "RequestClient"]
@@ -124,18 +137,20 @@ class RequestClient:
             properties["correlation_id"] = correlation_id
         if reply_to is not None:
             properties["reply_to"] = reply_to
-        self._ensure().publish(
-            body,
-            exchange=self._exchange,
-            routing_key=routing_key,
-            content_type=content_type,
-            content_encoding="utf-8",
-            delivery_mode=2,
-            headers=dict(headers or {}),
-            retry=True,
-            retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
-            **properties,
-        )
+        producer = self._ensure()
+        with self._talking():
+            producer.publish(
+                body,
+                exchange=self._exchange,
+                routing_key=routing_key,
+                content_type=content_type,
+                content_encoding="utf-8",
+                delivery_mode=2,
+                headers=dict(headers or {}),
+                retry=True,
+                retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+                **properties,
+            )
 
     def reply_queue(self) -> str:
         """The name of this client's reply queue (declared on first use)."""
@@ -144,30 +159,47 @@ class RequestClient:
             assert self._conn is not None
             name = f"nova-autopilot.reply.{uuid.uuid4().hex}"
             queue = Queue(name, exclusive=True, auto_delete=True, durable=False)
-            channel = self._conn.default_channel
-            queue.bind(channel).declare()
-            consumer = Consumer(
-                channel, queues=[queue], on_message=self._on_reply, no_ack=True, auto_declare=False
-            )
-            consumer.consume()
+            with self._talking():
+                channel = self._conn.default_channel
+                queue.bind(channel).declare()
+                consumer = Consumer(
+                    channel,
+                    queues=[queue],
+                    on_message=self._on_reply,
+                    no_ack=True,
+                    auto_declare=False,
+                )
+                consumer.consume()
             self._reply_queue = name
         return self._reply_queue
 
     def wait_for_reply(self, correlation_id: str, timeout: float) -> Reply:
         """The result for ``correlation_id`` on the reply queue; raises
-        ``TimeoutError`` when none arrives within ``timeout`` seconds."""
+        ``TimeoutError`` when none arrives within ``timeout`` seconds. The
+        connection's heartbeats are sent and checked meanwhile."""
         self.reply_queue()
-        assert self._conn is not None
+        conn = self._conn
+        assert conn is not None
+        step = min(1.0, self._broker.heartbeat_check_interval or 1.0)
         deadline = time.monotonic() + timeout
         while correlation_id not in self._replies:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"no reply for {correlation_id!r} within {timeout} s")
-            try:
-                self._conn.drain_events(timeout=min(remaining, 1.0))
-            except TimeoutError:
-                continue
+                raise TimeoutError(f"no reply for {correlation_id!r} within {timeout:g} s")
+            with self._talking():
+                with contextlib.suppress(TimeoutError):  # nothing came: look at the clock
+                    conn.drain_events(timeout=min(remaining, step))
+                self.heartbeat()
         return self._replies.pop(correlation_id)
+
+    def heartbeat(self) -> None:
+        """Send a heartbeat if one is due and check the broker's (kombu's
+        ``heartbeat_check``); a client that keeps its connection open without
+        waiting for a reply calls it at least every
+        ``BrokerSettings.heartbeat_check_interval`` seconds."""
+        if self._conn is not None and self._broker.heartbeat_check_interval:
+            with self._talking():
+                self._conn.heartbeat_check(rate=self._broker.heartbeat_rate)
 
     def close(self) -> None:
         conn, self._conn, self._producer, self._reply_queue = self._conn, None, None, None
@@ -194,12 +226,24 @@ class RequestClient:
 
     def _ensure(self) -> Producer:
         if self._producer is None:
-            conn = connect(self._broker)
-            conn.connect()
-            channel = conn.default_channel
-            self._exchange.bind(channel).declare()
-            for queue in self._declare:
-                queue.bind(channel).declare()
-            self._conn = conn
-            self._producer = Producer(conn.default_channel)
+            conn = open_connection(self._broker)
+            try:
+                with self._talking():
+                    channel = conn.default_channel
+                    self._exchange.bind(channel).declare()
+                    for queue in self._declare:
+                        queue.bind(channel).declare()
+                    producer = Producer(conn.default_channel)
+            except BaseException:
+                conn.collect()
+                raise
+            self._conn, self._producer = conn, producer
         return self._producer
+
+    @contextlib.contextmanager
+    def _talking(self) -> Iterator[None]:
+        """Broker failures as ``BrokerUnavailable`` / ``BrokerRefused``."""
+        try:
+            yield
+        except BROKER_ERRORS as error:
+            raise broker_error(self._broker, error) from error

@@ -27,20 +27,28 @@ import ssl
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
+import amqp.exceptions
 from kombu.connection import Connection
+from kombu.exceptions import KombuError
 from oslo_config import cfg
 
+from nova_autopilot.errors import AutopilotError, PermanentError, TemporaryError
 from nova_autopilot.settings import SettingsError
 
 __all__ = [
+    "BROKER_ERRORS",
     "DEFAULT_NOTIFICATION_PREFETCH",
     "Backoff",
+    "BrokerRefused",
     "BrokerSettings",
+    "BrokerUnavailable",
+    "broker_error",
     "connect",
     "notification_broker",
+    "open_connection",
     "register_oslo_options",
     "request_broker",
 ]
@@ -92,6 +100,15 @@ class BrokerSettings:
         if self.heartbeat > 0:
             return min(0.25, self.heartbeat / max(self.heartbeat_rate, 1) / 2)
         return 0.25
+
+    @property
+    def heartbeat_check_interval(self) -> float:
+        """How often a connection that sits idle must look at its heartbeat
+        (``Connection.heartbeat_check``): twice per heartbeat it should send, so
+        that RabbitMQ never misses one; 0 when heartbeats are off."""
+        if self.in_memory or self.heartbeat <= 0:
+            return 0.0
+        return self.heartbeat / max(self.heartbeat_rate, 1) / 2
 
     @property
     def own_queue_arguments(self) -> dict[str, Any]:
@@ -162,6 +179,64 @@ def connect(settings: BrokerSettings) -> Connection:
             },
         },
     )
+
+
+class BrokerUnavailable(TemporaryError):
+    """The broker cannot be reached now (connection refused, unknown host,
+    time-out, connection lost): the same call may succeed later."""
+
+
+class BrokerRefused(PermanentError):
+    """The broker answers but refuses: wrong user or password, a vhost that does
+    not exist or that the user may not use, an entity it will not declare."""
+
+
+#: What kombu and py-amqp raise when talking to the broker fails.
+BROKER_ERRORS: Final = (OSError, amqp.exceptions.AMQPError, KombuError)
+
+
+def broker_error(settings: BrokerSettings, error: BaseException) -> AutopilotError:
+    """``error``, raised by kombu or py-amqp while talking to the broker of
+    ``settings``, in the project's vocabulary; its message names the broker
+    (without credentials) and what went wrong, in one line."""
+    where = f"broker {settings.display}"
+    if isinstance(error, amqp.exceptions.AccessRefused):
+        return BrokerRefused(f"{where} refused the login: wrong user or password ({_reply(error)})")
+    if isinstance(error, amqp.exceptions.NotAllowed):
+        return BrokerRefused(
+            f"{where} refused the connection: the vhost does not exist or the user may not "
+            f"use it ({_reply(error)})"
+        )
+    if isinstance(error, amqp.exceptions.ChannelError):
+        return BrokerRefused(f"{where} refused: {_reply(error)}")
+    if isinstance(error, socket.gaierror):
+        return BrokerUnavailable(f"{where} unreachable: unknown host ({error.strerror or error})")
+    if isinstance(error, ConnectionRefusedError):
+        return BrokerUnavailable(f"{where} unreachable: connection refused")
+    if isinstance(error, TimeoutError):
+        return BrokerUnavailable(f"{where} unreachable: no answer (time-out)")
+    if isinstance(error, amqp.exceptions.AMQPError):
+        return BrokerUnavailable(f"{where} closed the connection: {_reply(error)}")
+    text = str(error).strip().splitlines()
+    return BrokerUnavailable(f"{where} unreachable: {text[0] if text else type(error).__name__}")
+
+
+def open_connection(settings: BrokerSettings) -> Connection:
+    """A connection to the broker of ``settings``, opened; what stops it is raised
+    as :class:`BrokerUnavailable` or :class:`BrokerRefused` (see :func:`broker_error`)."""
+    conn = connect(settings)
+    try:
+        conn.connect()
+    except BROKER_ERRORS as error:
+        conn.collect()
+        raise broker_error(settings, error) from error
+    return conn
+
+
+def _reply(error: BaseException) -> str:
+    """An AMQP error's reply text (``NOT_ALLOWED - vhost x not found``), or its message."""
+    text = getattr(error, "reply_text", "") or str(error)
+    return str(text).strip().splitlines()[0] if str(text).strip() else type(error).__name__
 
 
 class Backoff:

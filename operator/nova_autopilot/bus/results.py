@@ -7,6 +7,10 @@ queue, to that queue as well (default exchange, routing key = ``reply_to``),
 both with the request's ``correlation_id``: a requester waits for its answer
 the standard AMQP way. Messages are persistent and confirmed by the broker
 before :meth:`ResultPublisher.publish` returns.
+
+Results may be hours apart: while its connection is open, a small thread of the
+publisher sends and checks its heartbeats, so that RabbitMQ does not drop it
+as dead (and the next result does not pay for a reconnection).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from kombu.connection import Connection
 from kombu.entity import Exchange
 from kombu.messaging import Producer
 
-from nova_autopilot.bus.connection import BrokerSettings, connect
+from nova_autopilot.bus.connection import BrokerSettings, open_connection
 from nova_autopilot.errors import TemporaryError
 from nova_autopilot.logs import get_logger
 
@@ -86,6 +90,8 @@ class ResultPublisher:
         self._lock = threading.Lock()
         self._conn: Connection | None = None
         self._producer: Producer | None = None
+        self._beating: threading.Thread | None = None
+        self._closing = threading.Event()
         self.published = 0
 
     @property
@@ -138,7 +144,12 @@ class ResultPublisher:
         log.info("bus.result_replied", correlation_id=correlation_id, reply_to=reply_to)
 
     def close(self) -> None:
+        self._closing.set()
+        beating, self._beating = self._beating, None
+        if beating is not None:
+            beating.join()
         with self._lock:
+            self._closing.clear()  # a later publish opens a connection again
             conn, self._conn, self._producer = self._conn, None, None
             if conn is not None:
                 try:
@@ -175,12 +186,37 @@ class ResultPublisher:
 
     def _ensure_producer(self) -> Producer:
         if self._producer is None:
-            conn = connect(self._broker)
-            conn.connect()
-            self._exchange.bind(conn.default_channel).declare()
+            conn = open_connection(self._broker)
             self._conn = conn
+            self._exchange.bind(conn.default_channel).declare()
             self._producer = Producer(conn.default_channel)
+            self._start_heartbeats()
         return self._producer
+
+    def _start_heartbeats(self) -> None:
+        interval = self._broker.heartbeat_check_interval
+        if not interval or (self._beating is not None and self._beating.is_alive()):
+            return
+        self._beating = threading.Thread(
+            target=self._beat, args=(interval,), name="results-heartbeat", daemon=True
+        )
+        self._beating.start()
+
+    def _beat(self, interval: float) -> None:
+        """Every ``interval`` seconds, the connection's heartbeats (under the lock:
+        a kombu connection is not shared by threads at once); a connection found
+        dead is dropped, the next result opens another."""
+        while not self._closing.wait(interval):
+            with self._lock:
+                if self._conn is None:
+                    continue
+                try:
+                    self._conn.heartbeat_check(rate=self._broker.heartbeat_rate)
+                except Exception as exc:  # noqa: BLE001 - any failure: reconnect at next use
+                    log.warning(
+                        "bus.results_heartbeat_failed", error=f"{type(exc).__name__}: {exc}"
+                    )
+                    self._drop_connection()
 
     def _drop_connection(self) -> None:
         conn, self._conn, self._producer = self._conn, None, None
