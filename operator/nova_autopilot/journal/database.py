@@ -8,6 +8,11 @@ half-done transaction. Writers in other processes wait up to ``busy_timeout``.
 
 PostgreSQL and MariaDB/MySQL run at READ COMMITTED; stale pooled connections are
 detected before use (a daemon lives for months, databases restart and drop idle links).
+
+What an operator can get wrong is said in one line, in the project's vocabulary: a
+database driver that is not installed (:class:`JournalUnusable`, naming the extra to
+install), a file that is not an SQLite database (:class:`JournalUnusable`), a database
+that does not answer (:class:`JournalError`, temporary).
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from typing import Any, Final, TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 
+from nova_autopilot.errors import PermanentError
 from nova_autopilot.journal.errors import JournalError
 
-__all__ = ["Database", "default_url", "missing_sqlite_file", "safe_url"]
+__all__ = ["Database", "JournalUnusable", "default_url", "missing_sqlite_file", "safe_url"]
 
 T = TypeVar("T")
 
@@ -36,6 +42,17 @@ _WRITE_OPTION: Final = "nova_autopilot_journal_write"
 # Deadlock / serialization failure: PostgreSQL SQLSTATEs and MySQL error numbers.
 _RETRY_SQLSTATES: Final = frozenset({"40001", "40P01"})
 _RETRY_MYSQL_ERRORS: Final = frozenset({1213})
+#: The extra of nova-autopilot (setup.py) that installs each backend's driver, and its URL.
+_EXTRAS: Final = {
+    "postgresql": ("postgresql", "postgresql+psycopg://"),
+    "mysql": ("mysql", "mysql+pymysql://"),
+    "mariadb": ("mysql", "mariadb+pymysql://"),
+}
+
+
+class JournalUnusable(PermanentError):
+    """The journal's database cannot be used as configured, and waiting will not
+    change that: its driver is not installed, or the file is not a database."""
 
 
 def default_url(state_dir: str | os.PathLike[str]) -> str:
@@ -76,13 +93,20 @@ class Database:
         self._write_lock = threading.Lock()
         if self.is_sqlite:
             self.engine = _sqlite_engine(parsed, busy_timeout=busy_timeout)
-        else:
+            return
+        try:
             self.engine = create_engine(
                 parsed,
                 pool_pre_ping=True,
                 pool_recycle=3600,
                 isolation_level="READ COMMITTED",
             )
+        except ImportError as error:  # create_engine imports the URL's driver
+            raise JournalUnusable(_missing_driver(parsed, error)) from error
+        except exc.NoSuchModuleError as error:
+            raise JournalUnusable(
+                f"journal {safe_url(parsed)}: no SQLAlchemy dialect {parsed.drivername!r}"
+            ) from error
 
     @property
     def dialect(self) -> str:
@@ -158,12 +182,35 @@ class Database:
             raise JournalError(
                 f"journal database {safe_url(self.url)} unavailable: {_first_line(error)}"
             ) from error
+        except exc.DatabaseError as error:
+            if type(error) is not exc.DatabaseError:  # ProgrammingError and the like: a bug
+                raise
+            raise JournalUnusable(
+                f"journal database {safe_url(self.url)} cannot be used: {_first_line(error)}"
+                + (" (not an SQLite database: restore the journal)" if self.is_sqlite else "")
+            ) from error
         except exc.DBAPIError as error:
             if error.connection_invalidated:
                 raise JournalError(
                     f"journal database {safe_url(self.url)} connection lost: {_first_line(error)}"
                 ) from error
             raise
+
+
+def _missing_driver(url: URL, error: ImportError) -> str:
+    """One line: the driver ``url`` needs is not installed, and what to install."""
+    module = error.name or str(error)
+    backend = url.get_backend_name()
+    text = f"journal {safe_url(url)}: its driver {module!r} is not installed"
+    if backend not in _EXTRAS:
+        return f"{text}; install it"
+    extra, recommended = _EXTRAS[backend]
+    if url.drivername == recommended.removesuffix("://"):
+        return f"{text}; install nova-autopilot[{extra}]"
+    return (
+        f"{text}; install it, or install nova-autopilot[{extra}] and write the URL "
+        f"{recommended}..."
+    )
 
 
 def _is_retryable(error: BaseException | None) -> bool:
