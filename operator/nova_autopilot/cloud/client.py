@@ -154,15 +154,14 @@ class Cloud:
     def ping(self) -> None:
         """One real request to the compute endpoint (its version document), to
         tell whether Nova answers now. Raises ``CloudUnavailable`` when not."""
-        compute = self.connection.compute
-        self._call("ping", lambda: compute.get("/", raise_exc=True))
+        self._call("ping", lambda: self.connection.compute.get("/", raise_exc=True))
 
     def check(self) -> None:
         """Reach the compute endpoint and negotiate the API version, once, up
         front: operations then pay only for their own requests. Raises
         ``CloudUnavailable`` when Nova cannot be reached."""
-        compute = self.connection.compute
-        self._call("discover", lambda: compute.get_endpoint_data())
+        # Inside the call: reaching the compute service authenticates first.
+        self._call("discover", lambda: self.connection.compute.get_endpoint_data())
 
     # -- reads ------------------------------------------------------------
 
