@@ -1,8 +1,12 @@
 """The ``nova-autopilot`` command.
 
-Exit status: 0 success, 1 the thing checked is wrong (invalid policies, a
-malformed event, an unexpected demo outcome), 2 wrong usage or unreadable
-input.
+Exit status (README.md, "Exit codes"): 0 success, 1 the thing checked is wrong
+(invalid policies, a malformed event, an unexpected demo outcome, a refused
+request, a broker or journal that refuses what is configured), 2 wrong usage or
+unreadable input or configuration, 3 a service it needs (broker, journal
+database, Nova) cannot be reached now, 4 ``--wait`` got no answer in time, 130
+interrupted. Every failure but invalid policies is said in one line, never with
+a traceback.
 
 =====================  ==========================================================
 ``parser``             the argparse tree: every command, its options and help
@@ -22,9 +26,16 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from nova_autopilot.cli import journal_views, parser, policies, requests, running
-from nova_autopilot.cli.common import EXIT_INVALID, EXIT_USAGE, UsageError
+from nova_autopilot.cli.common import (
+    EXIT_INVALID,
+    EXIT_NO_ANSWER,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    NoAnswer,
+    UsageError,
+)
 from nova_autopilot.cli.requests import decision_body, request_body
-from nova_autopilot.errors import EXIT_INTERRUPTED, AutopilotError, PolicyError
+from nova_autopilot.errors import EXIT_INTERRUPTED, AutopilotError, PolicyError, TemporaryError
 
 __all__ = ["decision_body", "main", "request_body"]
 
@@ -56,11 +67,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
     except UsageError as exc:
-        print(f"nova-autopilot: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _say(exc, EXIT_USAGE)
+    except NoAnswer as exc:
+        return _say(exc, EXIT_NO_ANSWER)
+    except TemporaryError as exc:  # the broker, the journal's database or Nova: not now
+        return _say(exc, EXIT_UNAVAILABLE)
     except AutopilotError as exc:  # a start-up problem: say it plainly, no traceback
-        print(f"nova-autopilot: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return _say(exc, EXIT_INVALID)
     except KeyboardInterrupt:  # Ctrl-C: stop quietly, with the shell's code for SIGINT
         print("nova-autopilot: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _say(error: Exception, code: int) -> int:
+    """``error`` on stderr in one line; ``code``."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    print(f"nova-autopilot: {text}", file=sys.stderr)
+    return code

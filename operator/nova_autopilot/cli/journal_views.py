@@ -1,6 +1,6 @@
 """The commands that read the journal: ``history``, ``pending``, ``refusals``, and
 ``breaker`` (which also resets). A journal whose SQLite file does not exist yet is
-read as empty and never created."""
+read as empty and never created; a line on stderr names the path looked at."""
 
 from __future__ import annotations
 
@@ -19,14 +19,22 @@ from nova_autopilot.cli.common import EXIT_OK, UsageError, load_conf, print_json
 
 
 @contextlib.contextmanager
-def _journal(args: argparse.Namespace) -> Iterator[Any]:
+def open_journal(args: argparse.Namespace, *, quiet: bool = False) -> Iterator[Any]:
     """The configured journal for reading, or None when its SQLite file does not
-    exist yet (nothing happened, and a reader must not create it)."""
+    exist yet (nothing happened, and a reader must not create it): unless ``quiet``,
+    a line on stderr then says which file was looked for."""
     from nova_autopilot.journal import Journal, default_url, missing_sqlite_file
 
     conf = load_conf(args)
     url = conf.journal.connection or default_url(conf.state_dir)
-    if missing_sqlite_file(url) is not None:
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        if not quiet:
+            print(
+                f"nova-autopilot: no journal at {missing} (no daemon has written one there; "
+                "[journal] connection, else [DEFAULT] state_dir, names it): nothing to show",
+                file=sys.stderr,
+            )
         yield None
         return
     with Journal.open(url, redact=logs.redact, migrate_schema=False) as journal:
@@ -72,7 +80,7 @@ def history(args: argparse.Namespace) -> int:
         limit=args.limit,
     )
     views = []
-    with _journal(args) as journal:
+    with open_journal(args) as journal:
         if journal is not None:
             try:
                 found = journal.history(
@@ -100,7 +108,7 @@ def pending(args: argparse.Namespace) -> int:
     from nova_autopilot.engine import holds
     from nova_autopilot.journal import StateKey
 
-    with _journal(args) as journal:
+    with open_journal(args) as journal:
         waiting = holds.awaiting(journal) if journal is not None else []
     found = [
         {
@@ -133,7 +141,7 @@ def pending(args: argparse.Namespace) -> int:
 
 def refusals(args: argparse.Namespace) -> int:
     moments = _moments(args, "since")
-    with _journal(args) as journal:
+    with open_journal(args) as journal:
         found = (
             []
             if journal is None
@@ -165,7 +173,7 @@ def breaker(args: argparse.Namespace) -> int:
         scopes = [policy_scope(args.policy)]
     found: list[Any] = []
     was_open: list[str] = []
-    with _journal(args) as journal:
+    with open_journal(args) as journal:
         if journal is None:
             pass  # no daemon ever ran here: every breaker is closed
         elif args.breaker_command == "list":

@@ -7,6 +7,31 @@ import getpass
 
 from nova_autopilot import __version__
 
+_EXITS = (
+    "Exit status: 0 done (or sent, without --wait), 1 refused or failed, 2 wrong usage "
+    "or configuration, 3 the broker cannot be reached, 4 no answer within --timeout."
+)
+
+
+def _answer_options(sub: argparse.ArgumentParser, *, timeout: float) -> None:
+    """``--unsigned``, ``--wait``, ``--timeout``, ``--json`` of the commands that publish."""
+    sub.add_argument(
+        "--unsigned",
+        action="store_true",
+        help="send it without a signature when no [requests] signing_key_id is set "
+        "(a daemon that verifies signatures dead-letters it without an answer)",
+    )
+    sub.add_argument("--wait", action="store_true", help="wait for the answer and print it")
+    sub.add_argument(
+        "--timeout",
+        type=float,
+        default=timeout,
+        metavar="SECONDS",
+        help="how long --wait waits (default: %(default)g); no answer by then: exit "
+        "status 4, see `refusals`",
+    )
+    sub.add_argument("--json", action="store_true", help="print the answer as JSON")
+
 
 def build() -> argparse.ArgumentParser:
     """The whole tree: the global options, every command and its options."""
@@ -191,15 +216,21 @@ def build() -> argparse.ArgumentParser:
     refusals.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (20)")
     refusals.add_argument("--json", action="store_true", help="print JSON for scripts")
 
-    send = commands.add_parser("send", help="publish an operator request (docs/requests.md)")
+    send = commands.add_parser(
+        "send",
+        help="publish an operator request (docs/requests.md)",
+        description="Check an operator request as the daemon would, sign it with [requests] "
+        "signing_key_id and publish it; with --wait, print the daemon's answer. " + _EXITS,
+    )
     send.add_argument("--type", required=True, help="request type, e.g. quota.request.approved")
     send.add_argument("--server", required=True, help="server id or name")
     send.add_argument("--flavor", help="the wanted flavor")
     send.add_argument("--id", help="request id (default: a new one); the de-duplication key")
     send.add_argument(
         "--timestamp",
-        help="the request's creation time, ISO-8601 (default: now); resending a request "
-        "unchanged (same --id, --timestamp and fields) gets the first answer",
+        help="the request's creation time, ISO-8601 (default: now). A request is carried "
+        "out once: sent again unchanged (same --id, --timestamp and fields) it is refused "
+        "as replayed, and the answer says what the first copy led to",
     )
     send.add_argument("--project", help="the server's project id")
     send.add_argument("--requested-by", default=getpass.getuser(), help="who asks")
@@ -208,9 +239,7 @@ def build() -> argparse.ArgumentParser:
     send.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter"
     )
-    send.add_argument("--wait", action="store_true", help="wait for the result and print it")
-    send.add_argument("--timeout", type=float, default=900.0, help="seconds --wait waits")
-    send.add_argument("--json", action="store_true", help="print the result as JSON")
+    _answer_options(send, timeout=900.0)
 
     status = commands.add_parser(
         "status", help="ask the running daemon how it is; the journal's operations if it is down"
@@ -220,15 +249,21 @@ def build() -> argparse.ArgumentParser:
 
     for verb, what in (("approve", "let it run"), ("reject", "end it, rejected")):
         decide = commands.add_parser(
-            verb, help=f"answer an operation awaiting approval: {what} (a signed request)"
+            verb,
+            help=f"answer an operation awaiting approval: {what} (a signed request)",
+            description=f"Answer an operation awaiting approval: {what}. Published as a "
+            "request signed as `send` signs it. " + _EXITS,
         )
-        decide.add_argument("operation_id", metavar="OPERATION_ID", help="see `pending`")
+        decide.add_argument(
+            "operation_id",
+            metavar="OPERATION_ID",
+            help="see `pending`; the start of it is enough when the configured journal "
+            "knows one operation starting so",
+        )
         decide.add_argument("--reason", help="why; recorded with the operation")
         decide.add_argument("--by", default=getpass.getuser(), help="who decides (approved_by)")
         decide.add_argument("--id", help="request id (default: a new one)")
-        decide.add_argument("--wait", action="store_true", help="wait for the answer, print it")
-        decide.add_argument("--timeout", type=float, default=60.0, help="seconds --wait waits")
-        decide.add_argument("--json", action="store_true", help="print the answer as JSON")
+        _answer_options(decide, timeout=60.0)
 
     pending = commands.add_parser(
         "pending", help="list the operations awaiting approval, from the journal"

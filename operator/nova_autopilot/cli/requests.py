@@ -1,7 +1,9 @@
 """The commands that ask the daemon over the bus: ``send`` an operator request,
 ``approve`` or ``reject`` an operation awaiting approval. Each request is checked
-as the daemon would check it, signed when a key is configured, published, and with
-``--wait`` its answer printed (docs/requests.md)."""
+as the daemon would check it, signed with the configured key (unsigned only with
+``--unsigned``), published, and with ``--wait`` its answer printed (docs/requests.md).
+``approve`` and ``reject`` take the start of an operation id, as ``history
+--operation`` does, resolved in the configured journal when there is one."""
 
 from __future__ import annotations
 
@@ -11,7 +13,14 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from nova_autopilot.cli.common import EXIT_INVALID, EXIT_OK, UsageError, load_conf, print_json
+from nova_autopilot.cli.common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    NoAnswer,
+    UsageError,
+    load_conf,
+    print_json,
+)
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import parse_message
 from nova_autopilot.security import signing
@@ -69,7 +78,28 @@ def send(args: argparse.Namespace) -> int:
 
 
 def decide(args: argparse.Namespace) -> int:
+    args.operation_id = _whole_operation_id(args)
     return _publish(args, decision_body(args))
+
+
+def _whole_operation_id(args: argparse.Namespace) -> str:
+    """The operation ``args.operation_id`` starts, found in the configured journal;
+    as given when there is no journal here to look in (the daemon's is elsewhere)."""
+    from nova_autopilot.cli.journal_views import open_journal
+
+    given = str(args.operation_id)
+    with open_journal(args, quiet=True) as journal:
+        if journal is None:
+            return given
+        found = [op.id for op in journal.history(id_prefix=given, limit=10)]
+    if given in found or len(found) == 1:
+        return given if given in found else found[0]
+    if not found:
+        raise UsageError(f"no operation {given!r} in the journal (see: nova-autopilot pending)")
+    more = "..." if len(found) == 10 else ""
+    raise UsageError(
+        f"operation id {given!r} is ambiguous: it starts {', '.join(found)}{more}; give more of it"
+    )
 
 
 def _succeeded(result: dict[str, Any]) -> bool:
@@ -87,7 +117,7 @@ def _publish(args: argparse.Namespace, body: dict[str, Any]) -> int:
         parse_message(body, expect="request")  # refuse here what the daemon would refuse
     except BadMessage as exc:
         raise UsageError(f"invalid request: {exc.detail}") from None
-    conf = load_conf(args)
+    conf = load_conf(args, required=True)
     headers = {}
     key_id = conf.requests.signing_key_id
     if key_id:
@@ -95,6 +125,14 @@ def _publish(args: argparse.Namespace, body: dict[str, Any]) -> int:
         if key_id not in keys:
             raise UsageError(f"no key {key_id!r} in {conf.requests.signing_keys_file}")
         headers = signing.sign(body, key_id, keys[key_id])
+    elif not args.unsigned:
+        raise UsageError(
+            "no signing key: set [requests] signing_key_id (and signing_keys_file); the "
+            "daemon dead-letters an unsigned request without an answer. --unsigned sends "
+            "it anyway (for a daemon that does not verify signatures); nothing was sent"
+        )
+    if args.wait and args.timeout <= 0:
+        raise UsageError(f"--timeout must be more than 0, got {args.timeout:g}")
     from nova_autopilot.bus import RequestClient
 
     with RequestClient.from_conf(conf) as client:
@@ -103,7 +141,16 @@ def _publish(args: argparse.Namespace, body: dict[str, Any]) -> int:
         if not args.wait:
             print(f"sent {body['type']} {body['id']}")
             return EXIT_OK
-        reply = client.wait_for_reply(correlation, timeout=args.timeout)
+        try:
+            reply = client.wait_for_reply(correlation, timeout=args.timeout)
+        except TimeoutError:
+            raise NoAnswer(
+                f"no answer to {body['type']} {body['id']} within {args.timeout:g} s: the "
+                "daemon may be down or busy (nova-autopilot status), or it refused the request "
+                "before checking who sent it (unsigned, expired, unknown key or bad signature: "
+                "dead-lettered without an answer, by design); see nova-autopilot refusals "
+                f"--request {body['id']}"
+            ) from None
     result = reply.body if isinstance(reply.body, dict) else {"result": reply.body}
     if args.json:
         print_json(result)
