@@ -21,21 +21,6 @@ from nova_autopilot import settings
 from nova_autopilot.bus import Bus
 from nova_autopilot.bus.connection import register_oslo_options
 
-SERVER = "178b0921-8f85-4257-88b6-2e743b5a975c"
-
-
-def request_body(request_id: str = "req-1", **fields: Any) -> dict[str, Any]:
-    """An operator's resize request for ``SERVER``, with ``fields`` changed or added."""
-    body = {
-        "type": "quota.request.approved",
-        "id": request_id,
-        "timestamp": "2026-11-25T09:10:00Z",
-        "server": {"id": SERVER},
-        "flavor": "m1.large",
-    }
-    body.update(fields)
-    return body
-
 
 @pytest.fixture
 def conf() -> cfg.ConfigOpts:

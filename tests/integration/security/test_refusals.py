@@ -29,9 +29,9 @@ from nova_autopilot.security.authorization import Authorization
 from nova_autopilot.security.refusals import RefusalRecorder
 from nova_autopilot.security.signing import Verifier, sign
 from tests import memory_bus
-from tests.integration.bus_support import Recorder
+from tests.integration.bus_support import Recorder, request_body
 from tests.integration.stack import utc_now
-from tests.memory_bus import request_body, started, wait_for_messages
+from tests.memory_bus import started, wait_for_messages
 from tests.unit.fakes import FakeCloud, FakeServer, Results
 from tests.unit.policy_helpers import policies, request_event
 from tests.waiting import until
