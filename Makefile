@@ -30,7 +30,7 @@ demo: $(PACKAGE_STAMP)
 test: $(STAMP)
 	scripts/services-up
 	$(MAKE) --no-print-directory lint typecheck docs
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -44,7 +44,7 @@ docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest -n 2 --dist loadgroup tests/unit
 
 sample: $(STAMP)
 	$(BIN)/oslo-config-generator --config-file config/oslo-config-generator.conf

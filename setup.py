@@ -52,6 +52,7 @@ setup(
             "psycopg[binary]>=3.1,<4",
             "redis>=5,<9",
             "pytest>=8,<10",
+            "pytest-xdist>=3.5,<4",
             "hypothesis>=6.100,<7",
             "atheris>=3.0,<4",
             "ruff>=0.6,<1",

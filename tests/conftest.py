@@ -1,4 +1,16 @@
-"""Fixtures the integration and end-to-end tests both use.
+"""What every test run shares: how the tests are spread over pytest-xdist's workers,
+and the fixtures the integration and end-to-end tests both use.
+
+``make test`` runs the suite on two workers (``-n 2 --dist loadgroup``; how, in
+tests/parallel.py). Tests marked ``slow`` start first. Tests that must run in one
+worker, one after the other, carry ``xdist_group``:
+
+``novabox``  every end-to-end test (tests/e2e), marked here. The real Nova is a
+             session fixture: a second worker would start a second one, and a
+             worker cleaning up stale boxes could take away the box another
+             worker's test just brought up with ``scripts/novabox``.
+
+Fixtures:
 
 ``redis_group``         a Redis key namespace of the test's own
                         (tests/integration/redis_support.py).
@@ -9,12 +21,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nova_autopilot.journal import Journal
+from tests import parallel
 from tests.databases import fresh_database, reachable
 from tests.integration import redis_support
+
+E2E = Path(__file__).parent / "e2e"
 
 redis_group = redis_support.redis_group
 
@@ -24,3 +41,29 @@ def postgresql_journal() -> Iterator[str]:
     with fresh_database(reachable("postgresql", what="the journal's test on it")) as url:
         Journal.open(url).close()  # the schema once, before the daemons race to it
         yield url
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Iterator[None]:
+    for item in items:  # before xdist (and everyone else) looks at the marks
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.xdist_group("novabox"))
+    yield
+    parallel.slow_first(items)
+    parallel.write_groups(config, items)  # every group known, before xdist says it collected
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    node.workerinput[parallel.GROUPS_DIR] = parallel.new_groups_dir(node.config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return parallel.scheduler(config, log) if config.getvalue("dist") == "loadgroup" else None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    parallel.remove_groups_dir(config)

@@ -17,7 +17,7 @@ import pytest
 
 from bench.__main__ import BENCHMARKS
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ import pytest
 from tests.integration.daemon_support import BIN, DaemonWorld, start_daemon
 from tests.waiting import until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 POLICIES = """
 policies:

@@ -40,7 +40,7 @@ from tests.integration.daemon_support import BIN, POLICIES, Running, send, start
 from tests.integration.stack import add_flavors, clouds_yaml
 from tests.waiting import until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -32,7 +32,7 @@ from tests.integration import bus_support
 from tests.integration.daemon_support import POLICIES, DaemonWorld, launch, send
 from tests.waiting import until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WATCHDOG_USEC = 2_000_000  # pings every second
 WEDGED_AFTER = 2

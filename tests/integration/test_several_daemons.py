@@ -32,7 +32,7 @@ from tests.integration.several_support import operations, requests_for
 from tests.integration.stack import add_flavors, clouds_yaml
 from tests.waiting import until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SERVERS = 200
 BYSTANDERS = 5  # servers nobody asks anything about: Nova must see no write for them

@@ -31,7 +31,7 @@ from nova_autopilot.sandbox.faults import ServerFaults
 from tests.integration.stack import Stack
 from tests.waiting import until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SERVERS, EVENTS, HOSTS, ZONES, THREADS = 500, 10_000, 10, 2, 8
 #: The failing storm: failed operations that open the global breaker, and how many
