@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, or_, select
 
 from nova_autopilot.journal import rows
 from nova_autopilot.journal.errors import DuplicateOperation, UnknownOperation
@@ -118,7 +118,7 @@ def history(
 ) -> Select[Any]:
     query = select(ops).where(*_equal(server_id=server_id, policy=policy, outcome=outcome))
     if server_ids is not None or server_name is not None:
-        named = [ops.c.server_id.in_(list(server_ids or ()))]
+        named: list[ColumnElement[bool]] = [ops.c.server_id.in_(list(server_ids or ()))]
         if server_name is not None:
             named.append(ops.c.server_name == server_name)
         query = query.where(or_(*named))
