@@ -26,6 +26,7 @@ setup(
             "demo/seed/*.jsonl",
             "journal/migrations/script.py.mako",
             "policies/event_types.yaml",
+            "settings/foreign_options.yaml",
         ]
     },
     install_requires=[

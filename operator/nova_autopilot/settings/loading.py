@@ -8,7 +8,9 @@ from, so the files are also parsed here, to refuse a misspelt section or option
 environment variable) of a bad value. The sections and options of the libraries
 that share the file are known too: oslo.messaging's and oslo.log's, found
 through their ``oslo.config.opts`` entry points (as ``oslo-config-generator``
-finds them), only when a name is not one of ours.
+finds them) when the package was built, shipped as ``foreign_options.yaml`` so
+that reading a configuration never imports oslo.messaging; they are looked up
+only when a name is not one of ours.
 
 :func:`load` raises the first problem; :func:`check` returns every one.
 """
@@ -18,11 +20,11 @@ from __future__ import annotations
 import difflib
 import glob
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
-from importlib import metadata
+from importlib import resources
 
+import yaml
 from oslo_config import cfg
 
 from nova_autopilot.settings.groups import build_conf, option_groups
@@ -223,21 +225,12 @@ def _add(
 
 @cache
 def _foreign() -> dict[str, frozenset[str]]:
-    """The groups and options of :data:`FOREIGN_NAMESPACES` that are installed."""
-    known: dict[str, set[str]] = {}
-    for entry in metadata.entry_points(group="oslo.config.opts"):
-        if entry.name not in FOREIGN_NAMESPACES:
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # importing oslo.messaging warns about eventlet
-            try:
-                listed = entry.load()()
-            except Exception:  # noqa: BLE001 - a broken library only makes fewer names known
-                continue
-        for group, opts in listed:
-            name = getattr(group, "name", group) or "DEFAULT"
-            _add(known, str(name), list(opts))
-    return {group: frozenset(names) for group, names in known.items()}
+    """The groups and options of :data:`FOREIGN_NAMESPACES`, as the package ships them
+    (``foreign_options.yaml``, checked against the installed libraries by a test):
+    reading a configuration never imports oslo.messaging."""
+    text = resources.files("nova_autopilot.settings").joinpath("foreign_options.yaml")
+    listed = yaml.safe_load(text.read_text(encoding="utf-8"))
+    return {str(group): frozenset(map(str, names)) for group, names in listed.items()}
 
 
 def _unknown_options(conf: cfg.ConfigOpts, parsed: Sequence[_Parsed]) -> Iterator[SettingsError]:
