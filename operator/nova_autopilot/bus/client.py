@@ -189,17 +189,9 @@ class RequestClient:
             with self._talking():
                 with contextlib.suppress(TimeoutError):  # nothing came: look at the clock
                     conn.drain_events(timeout=min(remaining, step))
-                self.heartbeat()
+                if self._broker.heartbeat_check_interval:  # send ours, check the broker's
+                    conn.heartbeat_check(rate=self._broker.heartbeat_rate)
         return self._replies.pop(correlation_id)
-
-    def heartbeat(self) -> None:
-        """Send a heartbeat if one is due and check the broker's (kombu's
-        ``heartbeat_check``); a client that keeps its connection open without
-        waiting for a reply calls it at least every
-        ``BrokerSettings.heartbeat_check_interval`` seconds."""
-        if self._conn is not None and self._broker.heartbeat_check_interval:
-            with self._talking():
-                self._conn.heartbeat_check(rate=self._broker.heartbeat_rate)
 
     def close(self) -> None:
         conn, self._conn, self._producer, self._reply_queue = self._conn, None, None, None

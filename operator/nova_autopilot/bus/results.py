@@ -15,6 +15,7 @@ as dead (and the next result does not pay for a reconnection).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -211,6 +212,9 @@ class ResultPublisher:
                 if self._conn is None:
                     continue
                 try:
+                    # py-amqp counts the broker's heartbeats only once read: read them.
+                    with contextlib.suppress(TimeoutError):
+                        self._conn.drain_events(timeout=0.01)
                     self._conn.heartbeat_check(rate=self._broker.heartbeat_rate)
                 except Exception as exc:  # noqa: BLE001 - any failure: reconnect at next use
                     log.warning(
