@@ -70,6 +70,10 @@ class Sources:
     sweeps: Callable[[], SweepCounts | None] = field(default=_no_sweeps)
     #: Whether this daemon leads its group (always, alone).
     leader: Callable[[], bool] = field(default=_alone)
+    #: Whether it is ready (``/readyz``: consumers attached, journal writable, Nova
+    #: reachable lately) and alive (what the watchdog hears: its loops turn).
+    ready: Callable[[], bool] = field(default=_alone)
+    alive: Callable[[], bool] = field(default=_alone)
 
 
 def _counter(name: str, doc: str, labels: Sequence[str]) -> CounterMetricFamily:
@@ -108,6 +112,23 @@ class AutopilotCollector(Collector):
         )
         leader.add_metric([], 1 if self._sources.leader() else 0)
         yield leader
+        ready = _gauge(
+            "ready",
+            "1 while the daemon is ready (/readyz: every consumer attached, the journal "
+            "takes a write, Nova answered lately); 0 otherwise.",
+            [],
+        )
+        ready.add_metric([], 1 if self._sources.ready() else 0)
+        yield ready
+        alive = _gauge(
+            "alive",
+            "1 while the daemon really works (what its watchdog hears: consumers "
+            "turning, no handler stuck past wedged_after, a free operation worker); "
+            "0 while it is wedged.",
+            [],
+        )
+        alive.add_metric([], 1 if self._sources.alive() else 0)
+        yield alive
         info = _gauge("build_info", "The running version; always 1.", ["version"])
         info.add_metric([self._sources.version], 1)
         yield info

@@ -212,6 +212,8 @@ class Daemon:
                 held=self._held,
                 sweeps=self.sweeper.counts,
                 leader=self.coordinator.is_leader,
+                ready=lambda: self.readiness().ready,
+                alive=lambda: self.liveness.check().alive,
             )
         )
         #: The sections of :meth:`status`, one per part, in order.
@@ -237,13 +239,14 @@ class Daemon:
         self.reloader = Reloader(
             conf=conf, policies=policies, verifier=verifier, authorization=self.authorization
         )
+        self.liveness = health.Liveness(
+            bus_health=self.bus.health,
+            runner_responsive=self.runner.responsive,
+            wedged_after=float(conf.wedged_after),
+        )
         self.service = ServiceLink(
             notifier=notifier or Notifier.from_environment(),
-            liveness=health.Liveness(
-                bus_health=self.bus.health,
-                runner_responsive=self.runner.responsive,
-                wedged_after=float(conf.wedged_after),
-            ),
+            liveness=self.liveness,
             counts=self._counts,
         )
 

@@ -138,3 +138,26 @@ def test_the_leader_gauge_follows_the_group() -> None:
     assert value(scrape(grouped), "nova_autopilot_leader") == 0
     leading[0] = True
     assert value(scrape(grouped), "nova_autopilot_leader") == 1
+
+
+def test_the_ready_and_alive_gauges_say_what_readyz_and_the_watchdog_say() -> None:
+    parts = Parts()
+    state = {"ready": True, "alive": True}
+    metrics = Metrics(
+        dataclasses.replace(
+            parts.sources(), ready=lambda: state["ready"], alive=lambda: state["alive"]
+        )
+    )
+    samples = scrape(metrics)
+    assert (value(samples, "nova_autopilot_ready"), value(samples, "nova_autopilot_alive")) == (
+        1,
+        1,
+    )
+    state["ready"] = False  # the broker went away: not ready, still alive
+    samples = scrape(metrics)
+    assert (value(samples, "nova_autopilot_ready"), value(samples, "nova_autopilot_alive")) == (
+        0,
+        1,
+    )
+    state["alive"] = False
+    assert value(scrape(metrics), "nova_autopilot_alive") == 0
