@@ -96,6 +96,14 @@ def row(title: str) -> dict[str, Any]:
 
 def panels() -> list[dict[str, Any]]:
     return [
+        row("Health"),
+        panel(
+            "Ready and alive",
+            q(f"min by (instance) ({metric('ready')})", "ready {{instance}}"),
+            q(f"min by (instance) ({metric('alive')})", "alive {{instance}}"),
+            description="ready: /readyz says so (consumers, journal, Nova); alive: not wedged",
+            width=24,
+        ),
         row("Decisions and outcomes"),
         panel(
             "Decisions per policy and outcome",
