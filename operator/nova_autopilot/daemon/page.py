@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from nova_autopilot.errors import AutopilotError
 from nova_autopilot.journal import HELD_PHASES, Journal
-from nova_autopilot.reports.history import operation_view
+from nova_autopilot.reports.history import operation_view, step_parts
 
 __all__ = ["StatusPage"]
 
@@ -38,6 +38,8 @@ th{background:#eef1f4}code{font-size:.95em}
 .warn{color:#8a5a00;font-weight:600}.muted{color:#66727e}
 ol.steps{margin:.2em 0 .2em 1.2em;padding:0}ol.steps li{margin:.1em 0}
 """
+_PASSED: Final = '<span class="ok">ok</span>'
+_FAILED: Final = '<span class="bad">FAIL</span>'
 _BAD_OUTCOMES: Final = {"failed", "timed_out", "reverted", "refused", "expired", "rejected"}
 _STATES: Final = {"closed": "ok", "half_open": "warn", "half-open": "warn", "open": "bad"}
 
@@ -131,12 +133,19 @@ def _consumers(consumers: Any) -> str:
 
 
 def _step(step: Mapping[str, Any]) -> str:
-    detail = ", ".join(f"{_e(k)}={_e(v)}" for k, v in sorted(step["detail"].items()))
+    parts = step_parts(step["detail"])
+    detail = ", ".join(f"{_e(k)}={_e(v)}" for k, v in sorted(parts.values.items()))
+    woken = f' <span class="muted">({_e(parts.woken)})</span>' if parts.woken else ""
     calls = f' <span class="muted">({_e(step["nova_requests"])} Nova requests)</span>'
+    checks = "".join(
+        f"<br>check {_PASSED if c.get('passed') else _FAILED} "
+        f"{_e(c.get('check'))}: {_e(c.get('detail'))}"
+        for c in parts.checks
+    )
     return (
         f'<li><span class="muted">{_e(step["at"][11:19])}</span> '
-        f'<b class="step">{_e(step["name"])}</b> {detail}'
-        f"{calls if step['nova_requests'] else ''}</li>"
+        f'<b class="step">{_e(step["name"])}</b>{woken} {detail}'
+        f"{calls if step['nova_requests'] else ''}{checks}</li>"
     )
 
 

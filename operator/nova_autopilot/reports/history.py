@@ -25,12 +25,14 @@ __all__ = [
     "CHAIN_UP_TO",
     "FORMAT_VERSION",
     "Filters",
+    "StepParts",
     "decision_of",
     "document",
     "event_view",
     "operation_view",
     "parse_when",
     "render",
+    "step_parts",
 ]
 
 #: The version of the ``--json`` shape; it grows only when a field changes meaning or goes.
@@ -320,29 +322,44 @@ def _chain(view: Mapping[str, Any], style: _Style) -> str:
     return "\n".join(lines)
 
 
-def _step_lines(step: Mapping[str, Any], style: _Style) -> list[str]:
-    detail = dict(step["detail"])
-    woken = detail.pop("woken_by", None)
-    checks = detail.pop("checks", None)
+@dataclass(frozen=True, slots=True)
+class StepParts:
+    """A step's detail as a reader is shown it: the action's own values, the health
+    gate's checks (``{check, passed, detail}``, which make ``problems`` redundant),
+    and what woke the phase (``woken by notification instance.update``)."""
+
+    values: dict[str, Any]
+    checks: list[Mapping[str, Any]]
+    woken: str | None
+
+
+def step_parts(detail: Mapping[str, Any]) -> StepParts:
+    values = dict(detail)
+    woken = values.pop("woken_by", None)
+    checks = values.pop("checks", None)
     if isinstance(checks, list) and checks and all(isinstance(c, Mapping) for c in checks):
-        detail.pop("problems", None)  # the failed checks say the same
+        values.pop("problems", None)  # the failed checks say the same
     else:
-        checks = None
+        checks = []
+    said = None
+    if isinstance(woken, Mapping):
+        said = "woken by " + " ".join(str(v) for v in (woken.get("by"), woken.get("event")) if v)
+    return StepParts(values, checks, said)
+
+
+def _step_lines(step: Mapping[str, Any], style: _Style) -> list[str]:
+    parts = step_parts(step["detail"])
+    detail, checks = parts.values, parts.checks
     requests = step["nova_requests"]
     head = f"    {_clock(step['at'])}  {step['name']}" + (
         f"  [{requests} request{'s' if requests != 1 else ''}]" if requests else ""
     )
-    if isinstance(woken, Mapping):
-        head += style(
-            "  (woken by "
-            + " ".join(str(v) for v in (woken.get("by"), woken.get("event")) if v)
-            + ")",
-            "dim",
-        )
+    if parts.woken:
+        head += style(f"  ({parts.woken})", "dim")
     lines = [head]
     if detail:
         lines.append(f"        {_values(detail)}")
-    for check in checks or ():
+    for check in checks:
         mark = style("ok  ", "green") if check.get("passed") else style("FAIL", "red")
         lines.append(f"        check {mark} {check.get('check')}: {check.get('detail')}")
     for call in step["calls"]:
