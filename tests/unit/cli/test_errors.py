@@ -5,6 +5,7 @@ tests/integration/test_cli_errors.py."""
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,13 @@ from nova_autopilot.cli import main
 SEND = ["send", "--type", "quota.request.approved", "--server", "web-1", "--flavor", "m1.large"]
 READERS = [["history"], ["pending"], ["refusals"], ["breaker", "list"]]
 EXIT_INVALID, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NO_ANSWER = 1, 2, 3, 4
+
+
+@pytest.fixture(autouse=True)
+def _no_handlers_of_earlier_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logging as a fresh process has it: handlers an earlier test left on the root
+    logger write to that test's closed streams."""
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
 
 
 def failed(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
