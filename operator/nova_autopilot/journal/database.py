@@ -208,8 +208,7 @@ def _missing_driver(url: URL, error: ImportError) -> str:
     if url.drivername == recommended.removesuffix("://"):
         return f"{text}; install nova-autopilot[{extra}]"
     return (
-        f"{text}; install it, or install nova-autopilot[{extra}] and write the URL "
-        f"{recommended}..."
+        f"{text}; install it, or install nova-autopilot[{extra}] and write the URL {recommended}..."
     )
 
 
