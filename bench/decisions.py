@@ -42,7 +42,7 @@ from typing import Any
 import yaml
 from kombu import Connection
 
-from bench import broker
+from bench import broker, databases
 from bench.intake import _plain_kombu, _publish, _wait_queued
 from bench.matching import typical_message
 from bench.summary import figure
@@ -54,7 +54,6 @@ from nova_autopilot.sandbox import Sandbox
 
 ROUTING_KEY = "versioned_notifications.info"
 EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 POLICIES = """
 policies:
   - name: rescue-failed-boot
@@ -170,29 +169,6 @@ def _decide(vhost: str, journal_url: str, bodies: list[bytes], timeout: float) -
     }
 
 
-def _postgresql() -> tuple[str, str] | None:
-    """A database of the run's own on the local PostgreSQL: (its URL, its name), or None
-    when there is no PostgreSQL or no driver."""
-    try:
-        import psycopg
-    except ImportError:
-        return None
-    name = f"bench_decisions_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-    except psycopg.Error:
-        return None
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", name
-
-
-def _drop_postgresql(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
 def run(*, quick: bool = False) -> dict[str, Any]:
     count = 200 if quick else 3_000
     bodies = _messages(count)
@@ -203,12 +179,9 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             sqlite = _decide(vhost, f"sqlite:///{tmp}/journal.sqlite", bodies, timeout=900)
         rows.append({"journal": "SQLite", **sqlite})
-        database = _postgresql()
-        if database is not None:
-            try:
-                rows.append({"journal": "PostgreSQL", **_decide(vhost, database[0], bodies, 900)})
-            finally:
-                _drop_postgresql(database[1])
+        with databases.postgresql("decisions") as url:
+            if url is not None:
+                rows.append({"journal": "PostgreSQL", **_decide(vhost, url, bodies, 900)})
         plain_again = _plain_kombu(url, count, bodies).rate()
     ceiling = max(plain, plain_again)
     for row in rows:

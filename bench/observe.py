@@ -14,9 +14,9 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-import uuid
 from typing import Any
 
+from bench import databases
 from bench.summary import figure
 from bench.threads import per_call_us
 from nova_autopilot.bus import CounterSnapshot, IntakeHealth
@@ -24,7 +24,6 @@ from nova_autopilot.daemon.metrics import Metrics, Sources
 from nova_autopilot.engine.tally import Tally
 from nova_autopilot.journal import Journal
 
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 OUTCOMES = ("confirmed", "reverted", "rescued", "unrescued", "failed", "timed_out", "refused")
 
 
@@ -88,22 +87,8 @@ def write_check_ms(url: str, times: int) -> float:
 
 
 def postgres_check_ms(times: int) -> float | None:
-    try:
-        import psycopg
-    except ImportError:
-        return None
-    name = f"bench_observe_{uuid.uuid4().hex[:8]}"
-    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
-    try:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-    except psycopg.Error:
-        return None
-    try:
-        return write_check_ms(POSTGRES.format(name=name), times)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+    with databases.postgresql("observe") as url:
+        return None if url is None else write_check_ms(url, times)
 
 
 def run(*, quick: bool = False) -> dict[str, Any]:
