@@ -80,7 +80,7 @@ def test_by_name_and_by_id_meet_the_same_busy_guard_cooldown_and_history(
     until(lambda: running.logged("operation.started"), 60, "the resize by name started")
 
     code, busy = send(
-        conf, env, "--type", "quota.request.approved", "--server", server.id,
+        conf, env, "--unsigned", "--type", "quota.request.approved", "--server", server.id,
         "--flavor", large.name,
     )  # fmt: skip
     assert code != 0, busy
@@ -98,14 +98,14 @@ def test_by_name_and_by_id_meet_the_same_busy_guard_cooldown_and_history(
     assert novabox.conn.compute.get_server(server.id).flavor.name == large.name
 
     code, cooled = send(
-        conf, env, "--type", "quota.request.approved", "--server", server.id,
+        conf, env, "--unsigned", "--type", "quota.request.approved", "--server", server.id,
         "--flavor", small.name,
     )  # fmt: skip
     assert code != 0, cooled
     assert cooled["outcome"] == "refused"
     assert cooled["reason"].startswith("cooldown: "), cooled
     code, again = send(
-        conf, env, "--type", "quota.request.approved", "--server", server.name,
+        conf, env, "--unsigned", "--type", "quota.request.approved", "--server", server.name,
         "--flavor", small.name,
     )  # fmt: skip
     assert again["outcome"] == "refused"

@@ -37,7 +37,7 @@ def check(args: argparse.Namespace) -> int:
         problems += _start_problems(conf)
     path = str(args.policies or conf.policies.path)
     try:
-        policies = load_policies(path, event_types=True)
+        policies = load_policies(path, strict=True)
     except PolicyError as exc:
         problems.append(str(exc))
         policies = None

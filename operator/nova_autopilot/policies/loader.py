@@ -53,14 +53,16 @@ class _Reader:
     """Reads one document, recording problems with their location."""
 
     def __init__(
-        self, doc: Document, problems: list[PolicyProblem], *, event_types: bool = False
+        self, doc: Document, problems: list[PolicyProblem], *, strict: bool = False
     ) -> None:
         self.doc = doc
         self.problems = problems
         self.policy: str | None = None
         self.base: DocPath = ()
         #: The known event types, when ``when.event`` is checked against them.
-        self.types = EventTypes() if event_types else None
+        self.types = EventTypes() if strict else None
+        #: Whether a file without policies is a problem (as ``check`` reads files).
+        self.strict = strict
         #: Every policy's name as written, valid or not, with its line (duplicates).
         self.names: list[tuple[str, int | None]] = []
 
@@ -397,7 +399,8 @@ def read_document(doc: Document, problems: list[PolicyProblem], first: int = 0) 
 
 def _read(r: _Reader, first: int) -> list[Policy]:
     if r.doc.data is None:
-        r.problem((), "the file is empty: it has no policies")
+        if r.strict:
+            r.problem((), "the file is empty: it has no policies")
         return []
     try:
         top = r.mapping(r.doc.data, (), ("version", "event_types", "policies"))
@@ -415,7 +418,7 @@ def _read(r: _Reader, first: int) -> list[Policy]:
     if not isinstance(items, list):
         r.problem(("policies",), "must be a list of policies")
         return []
-    if not items:
+    if not items and r.strict:
         r.problem(("policies",) if "policies" in top else (), "the file has no policies")
     policies = []
     for i, item in enumerate(items):
@@ -433,11 +436,12 @@ def policy_files(path: Path) -> list[Path]:
     return [path]
 
 
-def load_texts(texts: Iterable[tuple[str, str]], *, event_types: bool = False) -> PolicySet:
+def load_texts(texts: Iterable[tuple[str, str]], *, strict: bool = False) -> PolicySet:
     """Validate policy documents given as ``(file name, text)`` pairs.
 
-    ``event_types``: also refuse a ``when.event`` that names no type the daemon
-    can receive (:mod:`.event_types`), as ``nova-autopilot check`` does."""
+    ``strict``: read them as ``nova-autopilot check`` does: also refuse a
+    ``when.event`` that names no type the daemon can receive (:mod:`.event_types`)
+    and a file without policies (which the daemon runs, doing nothing)."""
     problems: list[PolicyProblem] = []
     policies: list[Policy] = []
     seen: dict[str, tuple[str, int | None]] = {}
@@ -446,7 +450,7 @@ def load_texts(texts: Iterable[tuple[str, str]], *, event_types: bool = False) -
         problems.extend(found)
         if doc is None:
             continue
-        reader = _Reader(doc, problems, event_types=event_types)
+        reader = _Reader(doc, problems, strict=strict)
         valid = {(p.name, p.line): p for p in _read(reader, len(policies))}
         for name, line in reader.names:
             if name in seen:
@@ -469,9 +473,9 @@ def load_texts(texts: Iterable[tuple[str, str]], *, event_types: bool = False) -
     return PolicySet(tuple(policies))
 
 
-def load_policies(path: str | Path, *, event_types: bool = False) -> PolicySet:
+def load_policies(path: str | Path, *, strict: bool = False) -> PolicySet:
     """Load a policy file, or every ``*.yaml``/``*.yml`` file of a directory
-    (``event_types``: as :func:`load_texts`)."""
+    (``strict``: as :func:`load_texts`)."""
     root = Path(path)
     if not root.exists():
         raise PolicyError([PolicyProblem(str(root), None, None, "", "no such file or directory")])
@@ -486,4 +490,4 @@ def load_policies(path: str | Path, *, event_types: bool = False) -> PolicySet:
             raise PolicyError(
                 [PolicyProblem(str(file), None, None, "", f"cannot read: {exc}")]
             ) from None
-    return load_texts(texts, event_types=event_types)
+    return load_texts(texts, strict=strict)

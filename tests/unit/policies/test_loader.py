@@ -326,9 +326,10 @@ def test_every_limit_a_policy_can_set_is_read() -> None:
     assert limits.breaker == BreakerLimits(failures=0, window_s=None, half_open_after_s=300)
 
 
-def test_an_empty_policy_file_is_an_error() -> None:
+def test_an_empty_policy_file_is_an_error_for_check_and_runs_doing_nothing() -> None:
+    assert len(load_texts([("empty.yaml", "")])) == 0
     with pytest.raises(PolicyError) as caught:
-        load_texts([("empty.yaml", "")])
+        load_texts([("empty.yaml", "")], strict=True)
     assert [str(p) for p in caught.value.problems] == [
         "empty.yaml: the file is empty: it has no policies"
     ]
@@ -359,4 +360,4 @@ def test_event_types_are_checked_only_when_asked_and_declarations_are_always_rea
     )
     assert len(load_texts([("p.yaml", text)])) == 1
     with pytest.raises(PolicyError, match=r"did you mean instance\.update"):
-        load_texts([("p.yaml", text)], event_types=True)
+        load_texts([("p.yaml", text)], strict=True)
