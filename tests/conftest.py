@@ -62,7 +62,7 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    return parallel.scheduler(config, log) if config.getvalue("dist") == "loadgroup" else None
+    return parallel.scheduler(config, log)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -5,7 +5,9 @@ which start first (tests/conftest.py wires these into pytest's hooks).
 as ``--dist loadgroup`` promises. xdist carries a test's group to its scheduler by
 appending it to the test's id, which pytest 9.2 no longer lets it do (the groups
 are then silently ignored); so each worker writes the groups it collected to a
-file, and the scheduler here (``--dist loadgroup`` only) reads them from there.
+file, and the scheduler here reads them from there. It serves ``--dist loadgroup``
+and ``--dist load`` (what ``-n`` alone gives), so that no way of spreading the tests
+one by one splits a group.
 
 ``@pytest.mark.slow`` (tens of seconds or more) moves a test to the front of the
 collection: on several workers the long tests start first instead of being the
@@ -75,7 +77,10 @@ def remove_groups_dir(config: pytest.Config) -> None:
 
 
 def scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadgroup``'s scheduler, with the groups the workers wrote."""
+    """The scheduler of ``--dist loadgroup`` (and ``load``), with the groups the workers
+    wrote; None (xdist's own) for the other ways of spreading the tests."""
+    if config.getvalue("dist") not in ("load", "loadgroup"):
+        return None
     from xdist.scheduler import LoadScopeScheduling
 
     folder = Path(new_groups_dir(config))
