@@ -10,9 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tests.integration.daemon_support import BIN
+from tests.integration.stack import clouds_yaml
 from tests.novabox.client import NovaBox
 
 
@@ -23,20 +22,7 @@ def daemon_config(
     SQLite journal under ``tmp_path``, unsigned requests accepted, no sweeps), and the
     environment whose clouds.yaml names the box: what `run`, `send` and `history`
     are given."""
-    clouds = tmp_path / "clouds.yaml"
-    clouds.write_text(
-        yaml.safe_dump(
-            {
-                "clouds": {
-                    "novabox": {
-                        "auth_type": "admin_token",
-                        "auth": {"endpoint": novabox.compute_url, "token": "admin:admin"},
-                        "compute_endpoint_override": novabox.compute_url,
-                    }
-                }
-            }
-        )
-    )
+    clouds = clouds_yaml(tmp_path / "clouds.yaml", novabox.compute_url, name="novabox")
     (tmp_path / "policies.yaml").write_text(policies)
     conf = tmp_path / "nova-autopilot.conf"
     conf.write_text(

@@ -23,7 +23,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import yaml
 from openstack.compute.v2.flavor import Flavor
 
 from nova_autopilot import settings
@@ -31,6 +30,7 @@ from nova_autopilot.bus import RequestClient
 from tests.integration.daemon_support import Running, launch
 from tests.integration.redis_support import RedisGroup
 from tests.integration.several_support import operations, requests_for
+from tests.integration.stack import clouds_yaml
 from tests.novabox.client import NovaBox
 from tests.waiting import until
 
@@ -80,20 +80,7 @@ def servers(novabox: NovaBox, small: Flavor, large: Flavor) -> Iterator[tuple[li
 def configure(
     tmp_path: Path, novabox: NovaBox, group: RedisGroup, journal: str
 ) -> tuple[dict[str, Path], dict[str, str]]:
-    clouds = tmp_path / "clouds.yaml"
-    clouds.write_text(
-        yaml.safe_dump(
-            {
-                "clouds": {
-                    "novabox": {
-                        "auth_type": "admin_token",
-                        "auth": {"endpoint": novabox.compute_url, "token": "admin:admin"},
-                        "compute_endpoint_override": novabox.compute_url,
-                    }
-                }
-            }
-        )
-    )
+    clouds = clouds_yaml(tmp_path / "clouds.yaml", novabox.compute_url, name="novabox")
     (tmp_path / "policies.yaml").write_text(POLICIES)
     pool = f"autopilot-e2e-{uuid.uuid4().hex[:8]}"
     confs = {}

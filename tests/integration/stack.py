@@ -69,15 +69,15 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def clouds_yaml(path: Path, url: str, *, token: str = "admin:admin") -> Path:
-    """Write a clouds.yaml whose cloud ``sandbox`` is the compute endpoint ``url``
-    with a static token (the sandbox Nova has no Keystone); returns ``path``."""
+def clouds_yaml(path: Path, url: str, *, token: str = "admin:admin", name: str = "sandbox") -> Path:
+    """Write a clouds.yaml whose cloud ``name`` is the compute endpoint ``url`` with a
+    static token (neither the sandbox Nova nor the box has a Keystone); returns ``path``."""
     entry = {
         "auth_type": "admin_token",
         "auth": {"endpoint": url, "token": token},
         "compute_endpoint_override": url,
     }
-    path.write_text(yaml.safe_dump({"clouds": {"sandbox": entry}}))
+    path.write_text(yaml.safe_dump({"clouds": {name: entry}}))
     return path
 
 
