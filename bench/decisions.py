@@ -179,9 +179,9 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             sqlite = _decide(vhost, f"sqlite:///{tmp}/journal.sqlite", bodies, timeout=900)
         rows.append({"journal": "SQLite", **sqlite})
-        with databases.postgresql("decisions") as url:
-            if url is not None:
-                rows.append({"journal": "PostgreSQL", **_decide(vhost, url, bodies, 900)})
+        with databases.postgresql("decisions") as journal_url:
+            if journal_url is not None:
+                rows.append({"journal": "PostgreSQL", **_decide(vhost, journal_url, bodies, 900)})
         plain_again = _plain_kombu(url, count, bodies).rate()
     ceiling = max(plain, plain_again)
     for row in rows:
