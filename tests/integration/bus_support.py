@@ -241,7 +241,7 @@ def nova_notifier(conf: cfg.ConfigOpts) -> Iterator[Any]:
         transport.cleanup()
 
 
-def request_body(request_id: str, **fields: Any) -> dict[str, Any]:
+def request_body(request_id: str = "req-1", **fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": "quota.request.approved",
         "id": request_id,

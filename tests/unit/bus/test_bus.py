@@ -18,58 +18,21 @@ import pytest
 from kombu import Connection, Exchange, Producer, Queue
 from oslo_config import cfg
 
-from nova_autopilot import settings
 from nova_autopilot.bus import Bus, Delivery
-from nova_autopilot.bus.connection import register_oslo_options
 from nova_autopilot.errors import BadMessage, TemporaryError
 from nova_autopilot.events import Event
-from tests.integration.bus_support import Recorder
+from tests import memory_bus
+from tests.integration.bus_support import SERVER, Recorder, request_body
+from tests.memory_bus import started, wait_for_messages
 from tests.samples import on_the_wire, sample
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import oslo_messaging
 
-SERVER = "178b0921-8f85-4257-88b6-2e743b5a975c"
 
-
-def request_body(request_id: str = "req-1", **fields: Any) -> dict[str, Any]:
-    body = {
-        "type": "quota.request.approved",
-        "id": request_id,
-        "timestamp": "2026-11-25T09:10:00Z",
-        "server": {"id": SERVER},
-        "flavor": "m1.large",
-    }
-    body.update(fields)
-    return body
-
-
-@pytest.fixture
-def conf() -> cfg.ConfigOpts:
-    suffix = uuid.uuid4().hex[:8]
-    conf = settings.build_conf()
-    conf(args=[], default_config_files=[])
-    register_oslo_options(conf)
-    conf.set_override("transport_url", "kombu+memory:////")
-    conf.set_override("control_exchange", f"nova-{suffix}")
-    for name, value in {
-        "exchange": f"nova-{suffix}",
-        "pool": f"pool-{suffix}",
-        "dead_letter_queue": f"dead-{suffix}",
-        "executor_threads": 4,
-    }.items():
-        conf.set_override(name, value, group="notifications")
-    for name in ("exchange", "queue", "results_exchange", "dead_letter_exchange"):
-        conf.set_override(name, f"{name}-{suffix}", group="requests")
-    conf.set_override("max_message_bytes", 8192, group="intake")
-    return conf
-
-
-@pytest.fixture
-def broker() -> Iterator[Connection]:
-    with Connection("memory://") as connection:
-        yield connection
+conf = memory_bus.conf
+broker = memory_bus.broker
 
 
 @pytest.fixture
@@ -83,12 +46,6 @@ def nova(conf: cfg.ConfigOpts) -> Iterator[Any]:
         topics=["versioned_notifications"],
     )
     transport.cleanup()
-
-
-def started(bus: Bus) -> Bus:
-    bus.start()
-    assert bus.wait_ready(5)
-    return bus
 
 
 def publish_raw(
@@ -371,22 +328,3 @@ def test_a_bus_stopped_before_it_started_has_nothing_to_stop(conf: cfg.ConfigOpt
     assert not bus.alive()
     with pytest.raises(RuntimeError, match="starts once"):
         bus.start()
-
-
-def wait_for_messages(
-    broker: Connection, queue: str, count: int, timeout: float = 5.0
-) -> list[Any]:
-    """Take messages from ``queue`` until there are ``count`` (a deadline, not a sleep)."""
-    import time
-
-    messages: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while len(messages) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{len(messages)} of {count} messages in {queue}")
-        message = Queue(queue)(broker.default_channel).get(no_ack=True)
-        if message is None:
-            time.sleep(0.01)  # polling the broker with a deadline
-        else:
-            messages.append(message)
-    return messages

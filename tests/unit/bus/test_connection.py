@@ -7,28 +7,16 @@ import ssl
 from pathlib import Path
 
 import pytest
-from oslo_config import cfg
 
 from nova_autopilot import settings
 from nova_autopilot.bus.connection import (
     DEFAULT_NOTIFICATION_PREFETCH,
     Backoff,
     notification_broker,
-    register_oslo_options,
     request_broker,
 )
 from nova_autopilot.settings import SettingsError
-
-
-def conf_with(**groups: dict[str, object]) -> cfg.ConfigOpts:
-    """A parsed ConfigOpts with oslo.messaging's options and ``{group: {option: value}}``."""
-    conf = settings.build_conf()
-    conf(args=[], default_config_files=[])
-    register_oslo_options(conf)
-    for group, values in groups.items():
-        for name, value in values.items():
-            conf.set_override(name, value, group=None if group == "DEFAULT" else group)
-    return conf
+from tests.unit.bus.support import conf_with
 
 
 def test_a_transport_url_with_several_hosts_becomes_kombu_failover_urls() -> None:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from oslo_config import cfg
 
-from nova_autopilot import settings
 from nova_autopilot.bus.connection import (
     notification_broker,
-    register_oslo_options,
     request_broker,
 )
 from nova_autopilot.bus.topology import (
@@ -17,16 +14,7 @@ from nova_autopilot.bus.topology import (
     request_topology,
     results_exchange,
 )
-
-
-def conf_with(**groups: dict[str, object]) -> cfg.ConfigOpts:
-    conf = settings.build_conf()
-    conf(args=[], default_config_files=[])
-    register_oslo_options(conf)
-    for group, values in groups.items():
-        for name, value in values.items():
-            conf.set_override(name, value, group=None if group == "DEFAULT" else group)
-    return conf
+from tests.unit.bus.support import conf_with
 
 
 def test_the_pool_queue_is_bound_to_info_and_error_of_every_topic_on_novas_exchange() -> None:
