@@ -61,7 +61,7 @@ def test_the_page_shows_what_the_journal_holds(daemon_world: DaemonWorld, tmp_pa
     sandbox, conf, env = daemon_world
     web = sandbox.add_server("web-1", "m1.small")
     slow = sandbox.add_server("slow-1", "m1.small")
-    sandbox.faults.add_server(slow.id, ServerFaults(delays={"resize_migrate": 6.0}))
+    sandbox.faults.add_server(slow.id, ServerFaults(delays={"resize_migrate": 20.0}))
     daemon = start_daemon(conf, env)
     base = f"http://127.0.0.1:{daemon.logged('endpoints.listening')[0]['port']}"
     slow_send = threading.Thread(target=send, args=(conf, env, *resize(slow.id, "slow-1")))
@@ -74,11 +74,11 @@ def test_the_page_shows_what_the_journal_holds(daemon_world: DaemonWorld, tmp_pa
             lambda: [op for op in journal.unfinished() if op.phase != "start"], 30, "in flight"
         )[0]
 
-        started = datetime.now()
+        before = journal.get(in_flight.id).phase
         dom = chromium("--dump-dom", f"{base}/")
+        after = journal.get(in_flight.id).phase
         screenshot = tmp_path / "status-page.png"
         chromium(f"--screenshot={screenshot}", "--window-size=1280,1600", f"{base}/")
-        took = datetime.now() - started
 
         assert 'id="readiness">ready<' in dom
         assert "<script" not in dom
@@ -94,12 +94,11 @@ def test_the_page_shows_what_the_journal_holds(daemon_world: DaemonWorld, tmp_pa
                 assert f">{step.name}<" in shown
         flight = dom.split("<h2>Operations in flight</h2>", 1)[1].split("<h2>", 1)[0]
         assert in_flight.id in flight
-        phase = journal.get(in_flight.id).phase
-        assert f'class="phase">{phase}<' in flight or in_flight.phase in flight
+        # The phase it was in when the page was rendered: read just before and after.
+        assert any(f'class="phase">{phase}<' in flight for phase in (before, after)), flight
         assert "No operation held." in dom
         assert 'class="ok">closed<' in dom  # the global breaker
         assert screenshot.stat().st_size > 20_000
-        assert took < timedelta(seconds=60)
         if kept := os.environ.get("STATUS_PAGE_SCREENSHOT"):
             shutil.copyfile(screenshot, kept)
 
