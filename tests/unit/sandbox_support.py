@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import openstack
 import pytest
+from openstack.compute.v2.flavor import Flavor
 from openstack.connection import Connection
 
 from nova_autopilot.sandbox import Durations, Sandbox
@@ -31,3 +32,13 @@ def nova() -> Iterator[Sandbox]:
 @pytest.fixture
 def conn(nova: Sandbox) -> Connection:
     return connect(nova.url)
+
+
+@pytest.fixture
+def small(nova: Sandbox) -> Flavor:
+    return nova.add_flavor("small", vcpus=1, ram=128, disk=1)
+
+
+@pytest.fixture
+def large(nova: Sandbox) -> Flavor:
+    return nova.add_flavor("large", vcpus=2, ram=256, disk=1)

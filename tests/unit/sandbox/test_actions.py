@@ -23,6 +23,7 @@ from tests.unit import sandbox_support
 from tests.unit.sandbox_support import connect
 
 nova, conn = sandbox_support.nova, sandbox_support.conn  # the fixtures
+small, large = sandbox_support.small, sandbox_support.large
 
 
 @pytest.fixture
@@ -36,16 +37,6 @@ def still(clock: ManualClock) -> Iterator[Sandbox]:
     with Sandbox(clock=clock) as sandbox:
         yield sandbox
         assert sandbox.flow_errors == []
-
-
-@pytest.fixture
-def small(nova: Sandbox) -> Flavor:
-    return nova.add_flavor("small", vcpus=1, ram=128, disk=1)
-
-
-@pytest.fixture
-def large(nova: Sandbox) -> Flavor:
-    return nova.add_flavor("large", vcpus=2, ram=256, disk=1)
 
 
 def refusal(call: object) -> tuple[int, str]:

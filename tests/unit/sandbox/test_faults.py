@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import openstack
@@ -22,29 +21,11 @@ from nova_autopilot.sandbox import (
     ServerFaults,
     Settings,
 )
+from tests.unit import sandbox_support
 from tests.unit.sandbox_support import connect
 
-
-@pytest.fixture
-def nova() -> Iterator[Sandbox]:
-    with Sandbox(durations=Durations().scaled(0.2)) as sandbox:
-        yield sandbox
-        assert sandbox.flow_errors == []
-
-
-@pytest.fixture
-def conn(nova: Sandbox) -> Connection:
-    return connect(nova.url)
-
-
-@pytest.fixture
-def small(nova: Sandbox) -> Flavor:
-    return nova.add_flavor("small", vcpus=1, ram=128, disk=1)
-
-
-@pytest.fixture
-def large(nova: Sandbox) -> Flavor:
-    return nova.add_flavor("large", vcpus=2, ram=256, disk=1)
+nova, conn = sandbox_support.nova, sandbox_support.conn  # the fixtures
+small, large = sandbox_support.small, sandbox_support.large
 
 
 def admin(nova: Sandbox, method: str, path: str, body: Any = None) -> tuple[int, Any]:
