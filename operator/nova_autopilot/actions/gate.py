@@ -5,17 +5,25 @@ power state as before); the checks a policy names (``tcp``, ``console``) run
 on top. Each check answers ``None`` (passed) or why it failed; the gate
 records every check it ran with its result (:class:`Check`), so the journal
 shows what was looked at, not only what went wrong.
+
+A failed check is tried again until ``gate_timeout``, unless waiting cannot
+cure it: a console that shows the unwanted marker, or a check that cannot
+pass on this server at all (:func:`impossible`: a ``tcp`` check on a server
+with no address, a port that is no TCP port, a ``console`` check whose
+unwanted marker is part of the wanted one, a console Nova will not show).
+Such a failure is *final*: the gate fails at once, with that reason.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 from dataclasses import dataclass
 from typing import Any
 
 from nova_autopilot.actions.machine import StepContext
 from nova_autopilot.cloud import ServerState
-from nova_autopilot.errors import CloudError
+from nova_autopilot.errors import CloudError, CloudUnavailable, Conflict
 from nova_autopilot.policies.model import GateCheck
 
 DEFAULT_TCP_TIMEOUT_S = 5.0
@@ -99,10 +107,40 @@ def _seconds(value: Any) -> float:
     return float(text)
 
 
+def _timeout(settings: dict[str, Any]) -> float | None:
+    """The ``tcp`` check's timeout in seconds; None when it is not a duration."""
+    try:
+        seconds = _seconds(settings.get("timeout", DEFAULT_TCP_TIMEOUT_S))
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+def impossible(kind: str, settings: dict[str, Any], target: Target) -> str | None:
+    """Why a check of the policy can never pass on ``target``, however long the gate
+    waits; None when it may. Such a check is not run: it fails the gate at once."""
+    if kind == "tcp":
+        if not target.addresses:
+            return "the server has no address to check"
+        port = settings.get("port")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            return f"port {port!r} is not a TCP port (1-65535)"
+        if _timeout(settings) is None:
+            return f"timeout {settings.get('timeout')!r} is not a duration above 0"
+        return None
+    wanted, unwanted = settings.get("contains"), settings.get("not_contains")
+    if wanted and unwanted and unwanted in wanted:
+        return (
+            f"the console cannot show {wanted!r} without showing {unwanted!r} "
+            "(contains and not_contains contradict)"
+        )
+    if wanted and settings.get("lines") == 0:
+        return f"lines: 0 reads no line of the console, so it cannot show {wanted!r}"
+    return None
+
+
 def _tcp(ctx: StepContext, target: Target, settings: dict[str, Any]) -> str | None:
-    if not target.addresses:
-        return "the server has no address to check"
-    timeout = _seconds(settings.get("timeout", DEFAULT_TCP_TIMEOUT_S))
+    timeout = _timeout(settings) or DEFAULT_TCP_TIMEOUT_S
     failures = []
     for address in target.addresses:
         failure = ctx.probe.tcp(address, int(settings["port"]), timeout)
@@ -116,7 +154,13 @@ def _console(ctx: StepContext, target: Target, settings: dict[str, Any]) -> str 
     try:
         output = ctx.cloud.console_output(target.server_id, lines=settings.get("lines"))
     except CloudError as exc:
-        return f"console output unavailable: {exc.message}"
+        # Nova answers 409 while the guest is not ready, 5xx when it fails now: both may
+        # pass later. 404 (no server, or no console), 403 (our account may not read it),
+        # another 4xx, or 501 (the compute driver has no console log) will not.
+        cured_by_waiting = isinstance(exc, Conflict) or (
+            isinstance(exc, CloudUnavailable) and exc.status != 501
+        )
+        return f"{'' if cured_by_waiting else FINAL}console output unavailable: {exc.message}"
     wanted, unwanted = settings.get("contains"), settings.get("not_contains")
     if unwanted and unwanted in output:
         return f"{FINAL}console shows {unwanted!r}"
@@ -138,9 +182,14 @@ def _passed(kind: str, settings: dict[str, Any]) -> str:
 
 
 def policy_checks(ctx: StepContext, target: Target, checks: tuple[GateCheck, ...]) -> list[Check]:
-    """Run every check the policy names, in order; each with its result."""
+    """Run every check the policy names, in order; each with its result. A check
+    that cannot pass on this target (:func:`impossible`) is not run: it fails, final."""
     results = []
     for check in checks:
+        cannot = impossible(check.kind, check.settings, target)
+        if cannot is not None:
+            results.append(Check(check.kind, False, cannot, final=True))
+            continue
         failure = _CHECKS[check.kind](ctx, target, check.settings)
         if failure is None:
             results.append(Check(check.kind, True, _passed(check.kind, check.settings)))
