@@ -1,3 +1,4 @@
+# ruff: noqa: E402
 """Schema migrations of the journal, run with alembic from inside the package.
 
 :func:`upgrade` brings a database to the schema this code knows (``head``): it takes a
@@ -6,15 +7,25 @@ daemons starting together on one shared database migrate it once. It refuses a d
 whose schema is newer than this code, rather than writing rows a newer release would
 misread. :func:`new_revision` is for developers: it writes the migration that turns the
 current schema into what ``journal/schema.py`` declares.
+
+alembic logs only its warnings and errors: what it says at INFO (its plugins when it is
+imported, its context and every revision it runs, at each start) is no news to an
+operator; ``migrations current`` and ``upgrade`` print what they did themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
+
+#: alembic's loggers (``alembic.*``) log at this level and above. Set before alembic is
+#: imported, as it logs on import: the imports below follow it (E402).
+ALEMBIC_LOG_LEVEL: Final = logging.WARNING
+logging.getLogger("alembic").setLevel(ALEMBIC_LOG_LEVEL)
 
 from alembic import command
 from alembic.config import Config
