@@ -5,6 +5,12 @@ standard output, then serves until SIGINT or SIGTERM::
 
     $ python -m nova_autopilot.sandbox --port 0 --flavor small:1:512:10 --server web-1:small
     http://127.0.0.1:41871/v2.1
+
+With ``--print-clouds-yaml`` it prints the ``clouds.yaml`` that reaches the
+sandbox at ``--host`` and ``--port`` (cloud ``--cloud-name``, ``sandbox``), and
+exits without serving::
+
+    $ python -m nova_autopilot.sandbox --port 8774 --print-clouds-yaml > clouds.yaml
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from nova_autopilot.sandbox.cell import Settings
+from nova_autopilot.sandbox.clouds import DEFAULT_CLOUD, clouds_yaml, endpoint
 from nova_autopilot.sandbox.durations import Durations
 from nova_autopilot.sandbox.errors import ApiError
 from nova_autopilot.sandbox.sandbox import Sandbox
@@ -58,11 +65,29 @@ def _parser() -> argparse.ArgumentParser:
         help="place a server (STATE: ACTIVE, SHUTOFF, ERROR, RESCUE; repeatable)",
     )
     parser.add_argument("--verbose", action="store_true", help="log every request")
+    parser.add_argument(
+        "--print-clouds-yaml",
+        action="store_true",
+        help="print the clouds.yaml that reaches this sandbox (at --host and --port, which "
+        "must not be 0) for openstacksdk and the daemon, and exit without serving",
+    )
+    parser.add_argument(
+        "--cloud-name",
+        default=DEFAULT_CLOUD,
+        metavar="NAME",
+        help="the cloud's name in the printed clouds.yaml (default: %(default)s)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.print_clouds_yaml:
+        if args.port == 0:
+            parser.error("--print-clouds-yaml needs the --port the sandbox will serve on")
+        print(clouds_yaml(endpoint(args.host, args.port), name=args.cloud_name), end="")
+        return 0
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -30,6 +30,7 @@ from nova_autopilot.sandbox.admin import AdminRoutes
 from nova_autopilot.sandbox.api import ComputeRoutes
 from nova_autopilot.sandbox.cell import Cell, Settings
 from nova_autopilot.sandbox.clock import Clock, SystemClock
+from nova_autopilot.sandbox.clouds import DEFAULT_CLOUD, clouds_yaml
 from nova_autopilot.sandbox.compute import ComputeAPI, console_text
 from nova_autopilot.sandbox.durations import Durations
 from nova_autopilot.sandbox.faults import FaultBook, HttpFault, ServerFaults
@@ -150,6 +151,10 @@ class Sandbox:
     def url(self) -> str:
         """The compute endpoint, ``http://127.0.0.1:<port>/v2.1``."""
         return f"{self._http.url}/v2.1"
+
+    def clouds_yaml(self, name: str = DEFAULT_CLOUD) -> str:
+        """A ``clouds.yaml`` whose cloud ``name`` is this sandbox (started)."""
+        return clouds_yaml(self.url, name=name)
 
     @property
     def transport(self) -> Any:
