@@ -4,7 +4,8 @@ Pure functions: :func:`parse_when` reads ``--since``/``--until``;
 :func:`operation_view` turns an operation and its steps into a JSON-ready
 chain (event -> policy and why -> guard decision -> steps with their Nova
 calls and gate checks -> outcome); :func:`document` wraps the chains for
-``--json``; :func:`render` writes them as text. Everything shown passes
+``--json``; :func:`render` writes them as text, where :func:`fold` tells a run of
+alike steps once, with its count. Everything shown passes
 through the redaction of the logs first, whatever the journal holds.
 ``docs/history.md`` describes the output.
 """
@@ -29,6 +30,7 @@ __all__ = [
     "decision_of",
     "document",
     "event_view",
+    "fold",
     "operation_view",
     "parse_when",
     "render",
@@ -308,8 +310,8 @@ def _chain(view: Mapping[str, Any], style: _Style) -> str:
     )
     steps = view["steps"]
     lines.append(f"  steps     {len(steps) or 'none'}")
-    for step in steps:
-        lines.extend(_step_lines(step, style))
+    for alike in fold(steps):
+        lines.extend(_step_lines(alike, style))
     duration = _duration(view["duration_s"])
     lines.append(
         f"  outcome   {style.outcome(view['outcome'])}"
@@ -347,13 +349,34 @@ def step_parts(detail: Mapping[str, Any]) -> StepParts:
     return StepParts(values, checks, said)
 
 
-def _step_lines(step: Mapping[str, Any], style: _Style) -> list[str]:
+#: What makes two steps alike (all but their number and time).
+_ALIKE: Final = ("name", "detail", "nova_requests", "calls", "calls_omitted")
+
+
+def fold(steps: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """The steps in runs of consecutive steps that are alike (same name, detail, Nova
+    calls), each run told once in the text: a health gate retried 61 times on a
+    server that cannot pass it is one line with its count. JSON keeps every step."""
+    runs: list[list[Mapping[str, Any]]] = []
+    for step in steps:
+        if runs and all(runs[-1][0][key] == step[key] for key in _ALIKE):
+            runs[-1].append(step)
+        else:
+            runs.append([step])
+    return runs
+
+
+def _step_lines(alike: Sequence[Mapping[str, Any]], style: _Style) -> list[str]:
+    step = alike[0]
     parts = step_parts(step["detail"])
     detail, checks = parts.values, parts.checks
     requests = step["nova_requests"]
+    each = " each" if len(alike) > 1 else ""
     head = f"    {_clock(step['at'])}  {step['name']}" + (
-        f"  [{requests} request{'s' if requests != 1 else ''}]" if requests else ""
+        f"  [{requests} request{'s' if requests != 1 else ''}{each}]" if requests else ""
     )
+    if len(alike) > 1:
+        head += f"  (x{len(alike)}, first {_clock(step['at'])}, last {_clock(alike[-1]['at'])})"
     if parts.woken:
         head += style(f"  ({parts.woken})", "dim")
     lines = [head]

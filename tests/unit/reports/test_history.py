@@ -355,6 +355,58 @@ def test_the_gate_checks_are_listed_one_a_line_with_their_result() -> None:
     assert "        check FAIL tcp: 192.0.2.10:22 did not answer" in text
 
 
+CONSOLE = {
+    "call": "console_output",
+    "method": "POST",
+    "path": "/v2.1/servers/{id}/action",
+    "status": 200,
+}
+
+
+def gate_retry(seq: int, seconds: float, detail: str = "the server has no address") -> Step:
+    checks = [{"check": "tcp", "passed": False, "detail": detail}]
+    return step(
+        seq, "gate_failed", {"final": False, "checks": checks, "calls": [CONSOLE]}, 1, seconds
+    )
+
+
+def test_a_run_of_alike_steps_is_one_line_with_its_count_and_its_first_and_last_time() -> None:
+    retries = [gate_retry(2 + i, 10 + 5 * i) for i in range(61)]
+    steps = [STEPS[0], *retries, step(63, "revert_requested", {"calls": [RESIZE]}, 1, 400)]
+    text = history.render([history.operation_view(operation(), steps)])
+    folded = [line for line in text.splitlines() if "gate_failed" in line]
+    assert folded == [
+        "    20:00:10.000  gate_failed  [1 request each]  (x61, first 20:00:10.000, "
+        "last 20:05:10.000)"
+    ]
+    assert text.count("check FAIL tcp: the server has no address") == 1
+    assert text.count("(console_output)") == 1
+    assert "  steps     63" in text  # the count is of every step
+    assert "    20:00:01.000  checked  [2 requests]" in text
+    assert "    20:06:40.000  revert_requested  [1 request]" in text
+
+
+def test_only_consecutive_steps_that_are_alike_in_all_but_time_are_folded() -> None:
+    steps = [
+        gate_retry(1, 1),
+        gate_retry(2, 2),
+        gate_retry(3, 3, detail="192.0.2.10:22 did not answer"),  # another detail
+        gate_retry(4, 4),  # alike the first two, but not next to them
+        step(5, "gate_failed", {"final": False, "checks": [], "calls": []}, 0, 5),
+    ]
+    runs = history.fold([history.step_view(s) for s in steps])
+    assert [[s["seq"] for s in run] for run in runs] == [[1, 2], [3], [4], [5]]
+    text = history.render([history.operation_view(operation(), steps)])
+    assert "(x2, first 20:00:01.000, last 20:00:02.000)" in text
+    assert len([line for line in text.splitlines() if "gate_failed" in line]) == 4
+
+
+def test_the_json_keeps_every_step_of_a_folded_run() -> None:
+    steps = [gate_retry(1 + i, 1 + i) for i in range(61)]
+    doc = history.document([history.operation_view(operation(), steps)], history.Filters())
+    assert [s["seq"] for s in doc["operations"][0]["steps"]] == list(range(1, 62))
+
+
 def test_on_a_terminal_outcomes_and_headings_stand_out() -> None:
     views = [
         history.operation_view(operation(), STEPS),
