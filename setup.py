@@ -40,6 +40,7 @@ setup(
         "alembic>=1.13,<2",
         "prometheus_client>=0.20,<1",
         "tooz>=9.0,<10",
+        "cliff>=4.0,<5",
     ],
     extras_require={
         "mysql": ["PyMySQL>=1.1,<2"],

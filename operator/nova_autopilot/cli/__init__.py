@@ -1,12 +1,12 @@
 """The ``nova-autopilot`` command.
 
-Exit status (README.md, "Exit codes"): 0 success, 1 the thing checked is wrong
-(invalid policies, a malformed event, an unexpected demo outcome, a refused
+Exit status (docs/operations.md, "Exit codes"): 0 success, 1 the thing checked is
+wrong (invalid policies, a malformed event, an unexpected demo outcome, a refused
 request, a broker or journal that refuses what is configured), 2 wrong usage or
 unreadable input or configuration, 3 a service it needs (broker, journal
 database, Nova) cannot be reached now, 4 ``--wait`` got no answer in time, 130
-interrupted. Every failure but invalid policies is said in one line, never with
-a traceback.
+interrupted, 141 the output closed early (``| head``). Every failure but invalid
+policies is said in one line, never with a traceback.
 
 =====================  ==========================================================
 ``parser``             the argparse tree: every command, its options and help
@@ -15,18 +15,21 @@ a traceback.
 ``requests``           ``send``, ``approve``, ``reject``: signed requests on the bus
 ``journal_views``      ``history``, ``pending``, ``refusals``, ``breaker``
 ``running``            ``run``, ``demo``, ``status``
+``output``             the one renderer of the listings: ``-f``, ``-c`` (cliff's formatters)
 =====================  ==========================================================
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 
-from nova_autopilot.cli import journal_views, parser, policies, requests, running
+from nova_autopilot.cli import journal_views, output, parser, policies, requests, running
 from nova_autopilot.cli.common import (
+    EXIT_BROKEN_PIPE,
     EXIT_INVALID,
     EXIT_NO_ANSWER,
     EXIT_UNAVAILABLE,
@@ -62,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     args = parser.build().parse_args(argv)
     try:
+        output.check(args)
         return int(_COMMANDS[args.command](args))
+    except BrokenPipeError:  # `| head` stopped reading: stop writing, quietly
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
@@ -77,6 +84,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: stop quietly, with the shell's code for SIGINT
         print("nova-autopilot: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _silence_stdout() -> None:
+    """Send what is left of stdout (Python flushes it at exit) to /dev/null, so that
+    a closed pipe is not reported once more at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (captured in a test)
+        pass
+    finally:
+        os.close(devnull)
 
 
 def _say(error: Exception, code: int) -> int:

@@ -18,6 +18,9 @@ from nova_autopilot import settings
 #: 3 a service it needs (broker, journal database, Nova) cannot be reached now;
 #: 4 ``--wait`` got no answer within ``--timeout``. Ctrl-C: 130 (errors.EXIT_INTERRUPTED).
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NO_ANSWER = 0, 1, 2, 3, 4
+#: The output was closed before the command finished writing (``| head``): the shell's
+#: code for SIGPIPE.
+EXIT_BROKEN_PIPE = 141
 
 
 class UsageError(Exception):

@@ -1,6 +1,11 @@
 """The commands that read the journal: ``history``, ``pending``, ``refusals``, and
 ``breaker`` (which also resets). A journal whose SQLite file does not exist yet is
-read as empty and never created; a line on stderr names the path looked at."""
+read as empty and never created; a line on stderr names the path looked at.
+
+Each listing has its columns here (:class:`~nova_autopilot.cli.output.Columns`,
+named as in its JSON) and prints through :func:`~nova_autopilot.cli.output.emit`.
+An operation or request id may be given by its start when one id starts so
+(:func:`whole_operation_id`, :func:`whole_request_id`)."""
 
 from __future__ import annotations
 
@@ -15,7 +20,90 @@ from datetime import datetime, timezone
 from typing import Any
 
 from nova_autopilot import logs
-from nova_autopilot.cli.common import EXIT_OK, UsageError, load_conf, print_json
+from nova_autopilot.cli.common import EXIT_OK, UsageError, load_conf
+from nova_autopilot.cli.output import Columns, Listing, emit
+
+HISTORY = Columns(
+    names=(
+        "id",
+        "created_at",
+        "finished_at",
+        "action",
+        "server_id",
+        "server_name",
+        "policy",
+        "mode",
+        "decision",
+        "status",
+        "phase",
+        "outcome",
+        "reason",
+        "nova_requests",
+        "steps",
+        "duration_s",
+        "request_id",
+        "project_id",
+    ),
+    shown=(
+        "id",
+        "created_at",
+        "action",
+        "server_id",
+        "server_name",
+        "policy",
+        "outcome",
+        "nova_requests",
+        "duration_s",
+    ),
+)
+PENDING = Columns(
+    names=(
+        "operation_id",
+        "policy",
+        "action",
+        "server_id",
+        "server_name",
+        "params",
+        "why",
+        "request_id",
+        "created_at",
+        "approval_until",
+    )
+)
+REFUSALS = Columns(
+    names=(
+        "id",
+        "at",
+        "source",
+        "queue",
+        "reason",
+        "detail",
+        "body",
+        "request_type",
+        "request_id",
+        "key_id",
+        "message_id",
+        "correlation_id",
+    ),
+    shown=("at", "reason", "request_type", "request_id", "key_id", "queue", "source", "detail"),
+)
+BREAKERS = Columns(
+    names=(
+        "scope",
+        "state",
+        "failures",
+        "reason",
+        "opened_at",
+        "closed_at",
+        "trial_operation_id",
+        "updated_at",
+        "version",
+    ),
+    shown=("scope", "state", "failures", "reason", "opened_at", "closed_at", "trial_operation_id"),
+)
+#: How many ids an ambiguous start lists, and how many refusals a request id's start
+#: is looked for among (the newest).
+_AMBIGUOUS_SHOWN, _REQUESTS_SEARCHED = 10, 10_000
 
 
 @contextlib.contextmanager
@@ -63,6 +151,44 @@ def _when(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else "-"
 
 
+def whole_operation_id(journal: Any, given: str, *, required: bool = False) -> str | None:
+    """The id of the one operation of ``journal`` whose id is ``given`` or starts with
+    it; a usage error (exit status 2) when several do. None when none does, unless
+    ``required`` (then a usage error too)."""
+    found = [op.id for op in journal.history(id_prefix=given, limit=_AMBIGUOUS_SHOWN + 1)]
+    if given in found:
+        return given
+    return _one("operation", given, found, required=required, hint="pending")
+
+
+def whole_request_id(journal: Any, given: str) -> str | None:
+    """The request id of the refusals that ``given`` names: itself when refusals of that
+    id exist, else the one id starting with it among the newest refusals; a usage
+    error when several do; None when none does."""
+    if journal.refusals(request_id=given, limit=1):
+        return given
+    ids = {
+        r.request_id
+        for r in journal.refusals(limit=_REQUESTS_SEARCHED)
+        if r.request_id and r.request_id.startswith(given)
+    }
+    return _one("request", given, sorted(ids), required=False, hint="refusals")
+
+
+def _one(noun: str, given: str, found: list[str], *, required: bool, hint: str) -> str | None:
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        shown = found[:_AMBIGUOUS_SHOWN]
+        more = ", ..." if len(found) > len(shown) else ""
+        raise UsageError(
+            f"{noun} id {given!r} is ambiguous: it starts {', '.join(shown)}{more}; give more of it"
+        )
+    if required:
+        raise UsageError(f"no {noun} {given!r} in the journal (see: nova-autopilot {hint})")
+    return None
+
+
 def history(args: argparse.Namespace) -> int:
     from nova_autopilot.journal import OUTCOMES, AmbiguousServer
     from nova_autopilot.reports import history as chains
@@ -70,38 +196,55 @@ def history(args: argparse.Namespace) -> int:
     moments = _moments(args, "since", "until")
     if args.outcome and args.outcome not in OUTCOMES:
         raise UsageError(f"--outcome {args.outcome!r}: expected one of {', '.join(OUTCOMES)}")
+    views = []
+    operation_id = args.operation
+    with open_journal(args) as journal:
+        if journal is not None:
+            if args.operation:
+                operation_id = whole_operation_id(journal, args.operation) or args.operation
+            try:
+                found = journal.history(
+                    server=args.server,
+                    policy=args.policy,
+                    since=moments["since"],
+                    until=moments["until"],
+                    outcome=args.outcome,
+                    id_prefix=operation_id,
+                    limit=args.limit,
+                )
+            except AmbiguousServer as exc:
+                raise UsageError(f"--server {exc}") from None
+            for operation in found:
+                views.append(chains.operation_view(operation, journal.steps(operation.id)))
     filters = chains.Filters(
         server_id=args.server,
         policy=args.policy,
         since=moments["since"],
         until=moments["until"],
         outcome=args.outcome,
-        operation_id=args.operation,
+        operation_id=operation_id,
         limit=args.limit,
     )
-    views = []
-    with open_journal(args) as journal:
-        if journal is not None:
-            try:
-                found = journal.history(
-                    server=filters.server_id,
-                    policy=filters.policy,
-                    since=filters.since,
-                    until=filters.until,
-                    outcome=filters.outcome,
-                    id_prefix=filters.operation_id,
-                    limit=filters.limit,
-                )
-            except AmbiguousServer as exc:
-                raise UsageError(f"--server {exc}") from None
-            for operation in found:
-                views.append(chains.operation_view(operation, journal.steps(operation.id)))
-    if args.json:
-        print_json(chains.document(views, filters))
-    else:
-        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        print(chains.render(views, chains=True if args.operation else None, color=color))
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    listing = Listing(
+        columns=HISTORY,
+        rows=[_history_row(view) for view in views],
+        text=chains.render(views, chains=True if args.operation else None, color=color),
+        document=chains.document(views, filters),
+    )
+    emit(listing, args)
     return EXIT_OK
+
+
+def _history_row(view: dict[str, Any]) -> dict[str, Any]:
+    server = view["server"]
+    return {
+        **{name: view[name] for name in HISTORY.names if name in view and name != "steps"},
+        "server_id": server["id"],
+        "server_name": server["name"],
+        "decision": view["decision"]["verdict"],
+        "steps": len(view["steps"]),
+    }
 
 
 def pending(args: argparse.Namespace) -> int:
@@ -125,43 +268,39 @@ def pending(args: argparse.Namespace) -> int:
         }
         for op in waiting
     ]
-    if args.json:
-        print_json(found)
-        return EXIT_OK
-    if not found:
-        print("no operation awaits approval")
+    lines = [] if found else ["no operation awaits approval"]
     for item in found:
         server = item["server_id"] or item["server_name"]
-        print(f"{item['operation_id']}  {item['action']} {server}  policy {item['policy']}")
-        print(f"  params: {json.dumps(item['params'], sort_keys=True)}")
-        print(f"  since {item['created_at']}, expires {item['approval_until']}")
-        print(f"  why: {item['why']}")
+        lines.append(f"{item['operation_id']}  {item['action']} {server}  policy {item['policy']}")
+        lines.append(f"  params: {json.dumps(item['params'], sort_keys=True)}")
+        lines.append(f"  since {item['created_at']}, expires {item['approval_until']}")
+        lines.append(f"  why: {item['why']}")
+    emit(Listing(columns=PENDING, rows=found, text="\n".join(lines)), args)
     return EXIT_OK
 
 
 def refusals(args: argparse.Namespace) -> int:
     moments = _moments(args, "since")
+    found = []
     with open_journal(args) as journal:
-        found = (
-            []
-            if journal is None
-            else journal.refusals(
+        request_id = args.request
+        if journal is not None and request_id:
+            request_id = whole_request_id(journal, request_id) or request_id
+        if journal is not None:
+            found = journal.refusals(
                 since=moments["since"],
                 reason=args.reason,
                 key_id=args.key,
-                request_id=args.request,
+                request_id=request_id,
                 limit=args.limit,
             )
-        )
-    if args.json:
-        print_json([dataclasses.asdict(r) for r in found])
-        return EXIT_OK
-    if not found:
-        print("no refused request matches")
+    lines = [] if found else ["no refused request matches"]
     for r in found:
-        print(f"{_when(r.at)}  {r.reason}  {r.request_type or '-'} {r.request_id or '-'}")
-        print(f"  key: {r.key_id or '-'}  queue: {r.queue}  source: {r.source}")
-        print(f"  detail: {r.detail}")
+        lines.append(f"{_when(r.at)}  {r.reason}  {r.request_type or '-'} {r.request_id or '-'}")
+        lines.append(f"  key: {r.key_id or '-'}  queue: {r.queue}  source: {r.source}")
+        lines.append(f"  detail: {r.detail}")
+    rows = [_record(r) for r in found]
+    emit(Listing(columns=REFUSALS, rows=rows, text="\n".join(lines)), args)
     return EXIT_OK
 
 
@@ -181,7 +320,8 @@ def breaker(args: argparse.Namespace) -> int:
         else:
             was_open = journal.reset_breakers(scopes)
     if args.breaker_command == "list":
-        _print_breakers(found, as_json=args.json)
+        rows = [_record(b) for b in found]
+        emit(Listing(columns=BREAKERS, rows=rows, text=_breakers_text(found)), args)
     elif was_open:
         for scope in was_open:
             print(f"reset {scope}: closed")
@@ -191,17 +331,24 @@ def breaker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_breakers(found: list[Any], *, as_json: bool) -> None:
-    if as_json:
-        print_json([dataclasses.asdict(b) for b in found])
-        return
+def _breakers_text(found: list[Any]) -> str:
     if not found:
-        print("no breaker ever opened: all closed")
+        return "no breaker ever opened: all closed"
+    lines = []
     for b in found:
-        print(f"{b.scope}: {b.state}")
+        lines.append(f"{b.scope}: {b.state}")
         if b.state != "closed":
-            print(f"  opened_at: {_when(b.opened_at)} after {b.failures} failures")
-            print(f"  last failure: {b.reason or '-'}")
+            lines.append(f"  opened_at: {_when(b.opened_at)} after {b.failures} failures")
+            lines.append(f"  last failure: {b.reason or '-'}")
         if b.trial_operation_id:
-            print(f"  trial operation: {b.trial_operation_id}")
-        print(f"  last closed: {_when(b.closed_at)}")
+            lines.append(f"  trial operation: {b.trial_operation_id}")
+        lines.append(f"  last closed: {_when(b.closed_at)}")
+    return "\n".join(lines)
+
+
+def _record(record: Any) -> dict[str, Any]:
+    """A journal record as a row: its fields, times in ISO 8601."""
+    return {
+        key: value.isoformat() if isinstance(value, datetime) else value
+        for key, value in dataclasses.asdict(record).items()
+    }

@@ -6,6 +6,9 @@ import argparse
 import getpass
 
 from nova_autopilot import __version__
+from nova_autopilot.cli.journal_views import BREAKERS, HISTORY, PENDING, REFUSALS
+from nova_autopilot.cli.output import add_options as output_options
+from nova_autopilot.cli.running import STATUS
 
 _EXITS = (
     "Exit status: 0 done (or sent, without --wait), 1 refused or failed, 2 wrong usage "
@@ -190,14 +193,14 @@ def build() -> argparse.ArgumentParser:
         "--operation", metavar="ID", help="one operation (its id, or the start of it), whole"
     )
     history.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (20)")
-    history.add_argument("--json", action="store_true", help="print JSON for scripts")
+    output_options(history, HISTORY)
 
     breaker = commands.add_parser(
         "breaker", help="show or reset the circuit breakers (docs/guards.md)"
     )
     breaker_commands = breaker.add_subparsers(dest="breaker_command", required=True)
     listing = breaker_commands.add_parser("list", help="every breaker that ever opened")
-    listing.add_argument("--json", action="store_true", help="print JSON for scripts")
+    output_options(listing, BREAKERS)
     reset = breaker_commands.add_parser(
         "reset", help="close breakers now; the daemons see it at their next decision"
     )
@@ -212,9 +215,11 @@ def build() -> argparse.ArgumentParser:
     refusals.add_argument("--since", metavar="WHEN", help="refused after (ISO 8601, or 2h, 7d...)")
     refusals.add_argument("--reason", metavar="R", help="only this reason (bad_signature...)")
     refusals.add_argument("--key", metavar="KEY_ID", help="only requests that claimed this key")
-    refusals.add_argument("--request", metavar="ID", help="only this request id")
+    refusals.add_argument(
+        "--request", metavar="ID", help="only this request id (or the start of it)"
+    )
     refusals.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (20)")
-    refusals.add_argument("--json", action="store_true", help="print JSON for scripts")
+    output_options(refusals, REFUSALS)
 
     send = commands.add_parser(
         "send",
@@ -244,8 +249,8 @@ def build() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status", help="ask the running daemon how it is; the journal's operations if it is down"
     )
-    status.add_argument("--json", action="store_true", help="print JSON for scripts")
     status.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer")
+    output_options(status, STATUS)
 
     for verb, what in (("approve", "let it run"), ("reject", "end it, rejected")):
         decide = commands.add_parser(
@@ -268,5 +273,5 @@ def build() -> argparse.ArgumentParser:
     pending = commands.add_parser(
         "pending", help="list the operations awaiting approval, from the journal"
     )
-    pending.add_argument("--json", action="store_true", help="print JSON for scripts")
+    output_options(pending, PENDING)
     return parser

@@ -85,21 +85,13 @@ def decide(args: argparse.Namespace) -> int:
 def _whole_operation_id(args: argparse.Namespace) -> str:
     """The operation ``args.operation_id`` starts, found in the configured journal;
     as given when there is no journal here to look in (the daemon's is elsewhere)."""
-    from nova_autopilot.cli.journal_views import open_journal
+    from nova_autopilot.cli.journal_views import open_journal, whole_operation_id
 
     given = str(args.operation_id)
     with open_journal(args, quiet=True) as journal:
         if journal is None:
             return given
-        found = [op.id for op in journal.history(id_prefix=given, limit=10)]
-    if given in found or len(found) == 1:
-        return given if given in found else found[0]
-    if not found:
-        raise UsageError(f"no operation {given!r} in the journal (see: nova-autopilot pending)")
-    more = "..." if len(found) == 10 else ""
-    raise UsageError(
-        f"operation id {given!r} is ambiguous: it starts {', '.join(found)}{more}; give more of it"
-    )
+        return whole_operation_id(journal, given, required=True) or given
 
 
 def _succeeded(result: dict[str, Any]) -> bool:

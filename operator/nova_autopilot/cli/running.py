@@ -8,7 +8,8 @@ import sys
 from typing import Any
 
 from nova_autopilot import logs
-from nova_autopilot.cli.common import EXIT_INVALID, EXIT_OK, UsageError, load_conf, print_json
+from nova_autopilot.cli.common import EXIT_INVALID, EXIT_OK, UsageError, load_conf
+from nova_autopilot.cli.output import Columns, Listing, chosen_format, emit
 from nova_autopilot.demo import flows as demo_flows
 from nova_autopilot.errors import AutopilotError
 
@@ -20,6 +21,23 @@ def run(args: argparse.Namespace) -> int:
 
     return Daemon.from_conf(conf).run()
 
+
+#: The rows of ``status``: the operations in flight (``waiting``, ``attempts``: the
+#: daemon's), or, when it does not answer, the journal's unfinished ones (``policy``).
+STATUS = Columns(
+    names=(
+        "operation_id",
+        "action",
+        "server_id",
+        "phase",
+        "policy",
+        "waiting",
+        "attempts",
+        "started_at",
+        "age_s",
+    ),
+    shown=("operation_id", "action", "server_id", "phase", "started_at", "age_s"),
+)
 
 _CLOUD_ONLY = (
     "image",
@@ -48,6 +66,8 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
+    """The running daemon's status; when it does not answer, the journal's unfinished
+    operations and exit status 1. Its rows are the operations (in flight, or unfinished)."""
     from nova_autopilot.reports import status as daemon_status
 
     conf = load_conf(args)
@@ -61,21 +81,34 @@ def status(args: argparse.Namespace) -> int:
             unreadable = None
         except (AutopilotError, ValueError) as exc:
             operations, unreadable = None, f"cannot read the journal: {exc}"
-        if args.json:
-            print_json(
-                {
-                    "answered": False,
-                    "error": str(silent),
-                    "journal": {"unfinished": operations, "error": unreadable},
-                }
+        listing = Listing(
+            columns=STATUS,
+            rows=operations or [],
+            text=daemon_status.render_journal(str(silent), operations or []),
+            document={
+                "answered": False,
+                "error": str(silent),
+                "journal": {"unfinished": operations, "error": unreadable},
+            },
+        )
+        fmt = chosen_format(args)
+        whole = fmt in ("json", "yaml") and not args.column  # the document says it all
+        if fmt != "text" and not whole:  # only rows on stdout: what they are, on stderr
+            print(
+                f"nova-autopilot: the daemon does not answer: {silent}; the operations "
+                "listed are the journal's unfinished ones",
+                file=sys.stderr,
             )
-        else:
-            print(daemon_status.render_journal(str(silent), operations or []))
-            if unreadable:
-                print(unreadable, file=sys.stderr)
+        emit(listing, args)
+        if unreadable and not whole:
+            print(unreadable, file=sys.stderr)
         return EXIT_INVALID
-    if args.json:
-        print_json(document)
-    else:
-        print(daemon_status.render(document))
+    rows = document.get("operations")
+    listing = Listing(
+        columns=STATUS,
+        rows=rows if isinstance(rows, list) else [],
+        text=daemon_status.render(document),
+        document=document,
+    )
+    emit(listing, args)
     return EXIT_OK
