@@ -1,5 +1,6 @@
-"""What every command shares: exit codes, the usage error, the configuration,
-input files and JSON output."""
+"""What every command shares: exit codes, the usage error, the configuration (with
+the command line's ``--os-cloud`` and ``--transport-url`` over it), input files and
+JSON output."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from nova_autopilot import settings
 
@@ -22,6 +24,9 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NO_ANSWER = 0, 1, 2, 3
 #: code for SIGPIPE.
 EXIT_BROKEN_PIPE = 141
 
+#: The environment variables ``--os-cloud`` and ``--transport-url`` fall back on.
+OS_CLOUD, TRANSPORT_URL = "OS_CLOUD", "NOVA_AUTOPILOT_TRANSPORT_URL"
+
 
 class UsageError(Exception):
     """Wrong usage or unreadable input: said in one line, exit status 2."""
@@ -32,21 +37,78 @@ class NoAnswer(Exception):
 
 
 def load_conf(args: argparse.Namespace, *, required: bool = False) -> Any:
-    """The configuration the ``--config-file`` and ``--config-dir`` options name.
-    ``required``: a usage error when no file at all was found (the defaults would
-    name a broker on localhost, which is no operator's intention)."""
+    """The configuration the ``--config-file`` and ``--config-dir`` options name, with
+    the command's ``--os-cloud`` and ``--transport-url`` over it (:func:`override`).
+    ``required``: a usage error when no file at all was found and no
+    ``--transport-url`` names the broker (the defaults would name a broker on
+    localhost, which is no operator's intention)."""
     try:
         conf = settings.load(config_files=args.config_file, config_dirs=args.config_dir)
     except settings.SettingsError as exc:
         raise UsageError(str(exc)) from None
     except UnicodeDecodeError as exc:
         raise UsageError(f"{_not_utf8(args)} is not UTF-8 text: {exc.reason}") from None
-    if required and not conf.config_file and not conf.config_dir:
+    broker = override(conf, args)[1]
+    if required and not conf.config_file and not conf.config_dir and broker is None:
         raise UsageError(
             "no configuration file: give --config-file FILE (none found in the default "
             "places, e.g. /etc/nova-autopilot/nova-autopilot.conf); nothing was sent"
         )
     return conf
+
+
+def given(args: argparse.Namespace, option: str, variable: str) -> tuple[str, str] | None:
+    """The value of a command's ``option`` (its dest), else of the environment
+    ``variable`` when set and not empty, with where it came from (``--os-cloud``,
+    ``OS_CLOUD``); None when neither is, or when the command has no such option."""
+    if not hasattr(args, option):
+        return None
+    value = getattr(args, option)
+    if value is not None:
+        return str(value), "--" + option.replace("_", "-")
+    value = os.environ.get(variable, "")
+    return (value, variable) if value else None
+
+
+def override(conf: Any, args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """Put the command line over the configuration ``conf`` (``set_override``, so that
+    everything reading it sees one value): ``--os-cloud`` (else ``$OS_CLOUD``) over
+    ``[cloud] cloud``; ``--transport-url`` (else ``$NOVA_AUTOPILOT_TRANSPORT_URL``)
+    over every broker URL, ``[DEFAULT] transport_url``,
+    ``[oslo_messaging_notifications] transport_url`` and ``[requests] broker_url``.
+    Returns where each came from, None for what was not given."""
+    cloud = given(args, "os_cloud", OS_CLOUD)
+    if cloud is not None:
+        conf.set_override("cloud", cloud[0], group="cloud")
+    broker = given(args, "transport_url", TRANSPORT_URL)
+    if broker is not None:
+        _check_url(*broker)
+        from nova_autopilot.bus.connection import register_oslo_options  # oslo.messaging's
+
+        register_oslo_options(conf)
+        conf.set_override("transport_url", broker[0])
+        conf.set_override("transport_url", broker[0], group="oslo_messaging_notifications")
+        conf.set_override("broker_url", broker[0], group="requests")
+    return (None if cloud is None else cloud[1]), (None if broker is None else broker[1])
+
+
+#: The schemes of a broker URL: oslo.messaging's, kombu's AMQP ones, the in-process broker.
+_SCHEMES = ("rabbit", "amqp", "amqps", "pyamqp", "kombu", "memory")
+
+
+def _check_url(url: str, source: str) -> None:
+    """A usage error for a broker URL that no connection could be made from."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError as exc:
+        raise UsageError(f"{source}: not a broker URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES and not scheme.startswith("kombu+"):
+        raise UsageError(
+            f"{source}: not a broker URL (rabbit://user:password@host:5672/vhost): "
+            f"the scheme must be one of {', '.join(_SCHEMES)} or kombu+<transport>"
+        )
 
 
 def _not_utf8(args: argparse.Namespace) -> str:

@@ -6,6 +6,7 @@ import argparse
 import getpass
 
 from nova_autopilot import __version__
+from nova_autopilot.cli.common import OS_CLOUD, TRANSPORT_URL
 from nova_autopilot.cli.journal_views import BREAKERS, HISTORY, PENDING, REFUSALS
 from nova_autopilot.cli.output import add_options as output_options
 from nova_autopilot.cli.running import STATUS
@@ -34,6 +35,28 @@ def _answer_options(sub: argparse.ArgumentParser, *, timeout: float) -> None:
         "status 4, see `refusals`",
     )
     sub.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+
+def _cloud_option(sub: argparse.ArgumentParser) -> None:
+    """``--os-cloud``, the openstack CLI's, on the commands that talk to Nova."""
+    sub.add_argument(
+        "--os-cloud",
+        metavar="NAME",
+        help=f"the clouds.yaml entry to reach Nova with, instead of [cloud] cloud "
+        f"(default: ${OS_CLOUD} when set)",
+    )
+
+
+def _broker_option(sub: argparse.ArgumentParser) -> None:
+    """``--transport-url`` on the commands that talk to the broker."""
+    sub.add_argument(
+        "--transport-url",
+        metavar="URL",
+        help="the broker (rabbit://user:password@host:5672/vhost), instead of every broker "
+        "URL of the configuration ([DEFAULT] and [oslo_messaging_notifications] "
+        f"transport_url, [requests] broker_url) (default: ${TRANSPORT_URL} when set, "
+        "which keeps a password out of the process list)",
+    )
 
 
 def build() -> argparse.ArgumentParser:
@@ -76,6 +99,7 @@ def build() -> argparse.ArgumentParser:
         help="also check what `run` refuses at start: the signing keys file, the "
         "authorisation table and the clouds.yaml entry",
     )
+    _cloud_option(check)
 
     explain = commands.add_parser(
         "explain", help="show how one event is normalized and why each policy fires or not"
@@ -107,6 +131,7 @@ def build() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", required=True, help="decide, record and do nothing"
     )
     sweep.add_argument("--json", action="store_true", help="print JSON for scripts")
+    _cloud_option(sweep)
 
     demo_cmd = commands.add_parser(
         "demo",
@@ -173,7 +198,9 @@ def build() -> argparse.ArgumentParser:
         "(novabox: novabox:fail=spawn). Without it the never-launched flow is skipped",
     )
 
-    commands.add_parser("run", help="run the daemon (as the systemd service does)")
+    run = commands.add_parser("run", help="run the daemon (as the systemd service does)")
+    _cloud_option(run)
+    _broker_option(run)
 
     history = commands.add_parser(
         "history", help="what the daemon did and why: operations from the journal, step by step"
@@ -245,6 +272,7 @@ def build() -> argparse.ArgumentParser:
         "--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter"
     )
     _answer_options(send, timeout=900.0)
+    _broker_option(send)
 
     status = commands.add_parser(
         "status", help="ask the running daemon how it is; the journal's operations if it is down"
@@ -269,6 +297,7 @@ def build() -> argparse.ArgumentParser:
         decide.add_argument("--by", default=getpass.getuser(), help="who decides (approved_by)")
         decide.add_argument("--id", help="request id (default: a new one)")
         _answer_options(decide, timeout=60.0)
+        _broker_option(decide)
 
     pending = commands.add_parser(
         "pending", help="list the operations awaiting approval, from the journal"

@@ -12,8 +12,11 @@ from typing import Any
 from nova_autopilot.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
+    OS_CLOUD,
     UsageError,
+    given,
     load_conf,
+    override,
     policies_path,
     print_json,
     read_input,
@@ -34,7 +37,7 @@ def check(args: argparse.Namespace) -> int:
     problems: list[str] = []
     conf = _checked_conf(args, problems)
     if args.start:
-        problems += _start_problems(conf)
+        problems += _start_problems(conf, given(args, "os_cloud", OS_CLOUD))
     path = str(args.policies or conf.policies.path)
     try:
         policies = load_policies(path, strict=True)
@@ -58,11 +61,13 @@ def _checked_conf(args: argparse.Namespace, problems: list[str]) -> Any:
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
     problems += [str(problem) for problem in found]
+    override(conf, args)
     return conf
 
 
-def _start_problems(conf: Any) -> list[str]:
-    """What ``Daemon.from_conf`` refuses, read with the same loaders."""
+def _start_problems(conf: Any, cloud_given: tuple[str, str] | None) -> list[str]:
+    """What ``Daemon.from_conf`` refuses, read with the same loaders; the cloud's
+    problem is said of ``--os-cloud`` or ``$OS_CLOUD`` when one named it."""
     problems = []
     requests = conf.requests
     if requests.require_signatures:
@@ -84,7 +89,7 @@ def _start_problems(conf: Any) -> list[str]:
 
     cloud = config_problem(conf.cloud.cloud or None, conf.cloud.region_name or None)
     if cloud is not None:
-        problems.append(f"[cloud] cloud: {cloud}")
+        problems.append(f"{'[cloud] cloud' if cloud_given is None else cloud_given[1]}: {cloud}")
     return problems
 
 
