@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from nova_autopilot import settings
 
-#: The exit codes of every command (README.md, "Exit codes"): 0 done; 1 the thing
+#: The exit codes of every command (docs/operations.md, "Exit codes"): 0 done; 1 the thing
 #: checked is wrong, or refused; 2 wrong usage, unreadable input or configuration;
 #: 3 a service it needs (broker, journal database, Nova) cannot be reached now;
 #: 4 ``--wait`` got no answer within ``--timeout``. Ctrl-C: 130 (errors.EXIT_INTERRUPTED).

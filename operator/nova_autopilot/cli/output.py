@@ -91,7 +91,7 @@ def add_options(parser: argparse.ArgumentParser, columns: Columns) -> None:
     group = parser.add_argument_group(
         "output",
         "the openstack CLI's formats (docs/operations.md#output-formats); without -f, "
-        "the text below, or a table when -c is given",
+        "the command's own text, or a table when -c is given",
     )
     group.add_argument(
         "-f",

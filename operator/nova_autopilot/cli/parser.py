@@ -217,7 +217,9 @@ def build() -> argparse.ArgumentParser:
     history.add_argument("--until", metavar="WHEN", help="created before (same forms as --since)")
     history.add_argument("--outcome", metavar="X", help="only this outcome (confirmed, refused...)")
     history.add_argument(
-        "--operation", metavar="ID", help="one operation (its id, or the start of it), whole"
+        "--operation",
+        metavar="ID",
+        help="one operation (its id, or the start of it: one that fits several is refused), whole",
     )
     history.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (20)")
     output_options(history, HISTORY)
