@@ -76,6 +76,30 @@ class Command:
         return [part for part in parts if part]
 
 
+def synopsis_and_pipe(command: Command) -> tuple[list[str], str]:
+    """The words of the command's first program, and the shell text of the rest of its
+    pipeline ("" without one). A ``|`` before an option is a synopsis's alternative
+    (``--policy NAME | --global``), not a pipe."""
+    words, rest = command.words, ""
+    depth = 0
+    for i, word in enumerate(words):
+        depth += word.startswith("[") - word.endswith("]")
+        if depth > 0 or word not in ("|", "&&", ";"):
+            continue
+        if i + 1 < len(words) and not words[i + 1].startswith("-"):
+            after = re.search(r"(\||&&|;)\s*" + re.escape(words[i + 1]), command.text)
+            words, rest = words[:i], command.text[after.start() :] if after else ""
+            break
+    first: list[str] = []
+    redirections = iter(words)
+    for word in redirections:  # `> week.csv` goes with the rest, for the shell
+        if word in (">", ">>", "<"):
+            rest = f"{word} {shlex.quote(next(redirections, ''))} {rest}".strip()
+        else:
+            first.append(word)
+    return first, rest
+
+
 def program_at(words: list[str]) -> int:
     """Where the program of ``words`` is, after variable assignments and wrappers."""
     i = 0
@@ -204,14 +228,21 @@ def _alternatives(tokens: list[str]) -> list[list[str]]:
 
 
 def _optional(tokens: list[str], include: bool) -> list[str]:
-    """The tokens with every ``[...]`` group dropped, or kept without its brackets."""
+    """The tokens with every ``[...]`` group dropped, or kept without its brackets (and
+    of a group's alternatives, ``[-f table|json]``, the first)."""
     out: list[str] = []
     depth = 0
+    skipping: int | None = None  # the depth of a group whose other alternatives are left out
     for token in tokens:
         if token == "[":
             depth += 1
         elif token == "]":
+            skipping = None if skipping == depth else skipping
             depth -= 1
+        elif skipping is not None:
+            continue
+        elif token == "|" and depth > 0:
+            skipping = depth
         elif include or depth == 0:
             out.append(token)
     return out
@@ -230,7 +261,7 @@ def variants(synopsis: str, values: Mapping[str, str] | None = None) -> list[lis
             for token in _optional(alternative, include):
                 if token == "...":
                     continue
-                if re.fullmatch(r"[A-Z][A-Z0-9_]*", token):
+                if re.fullmatch(r"[A-Z][A-Z_]*(-[A-Z]+)*", token):  # NAME, SERVER-UUID
                     token = given.get(token, "x")
                 words.append(shlex.split(token)[0] if token[:1] in "'\"" else token)
             if words not in lines:
