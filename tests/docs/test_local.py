@@ -183,10 +183,14 @@ def test_the_local_page_runs_as_written(tmp_path: Path) -> None:
     assert [line.split(":")[0] for line in confirmed.splitlines()] == [
         line.split(":")[0] for line in first.splitlines()
     ]
-    assert reverted.splitlines()[0] == ssh.strip()
-    assert ssh.strip() == (
-        "resize reverted: health gate failed: tcp: the server has no address to check"
+    assert (
+        reverted.splitlines()[0]
+        == ssh.splitlines()[0]
+        == ("resize reverted: health gate failed: tcp: the server has no address to check")
     )
+    assert [line.split(":")[0] for line in reverted.splitlines()] == [
+        line.split(":")[0] for line in ssh.splitlines()
+    ]
 
     history = output_of(r"nova-autopilot .*history$").splitlines()
     assert re.search(r"resize\s+web-2 \(.*\)\s+resize-checking-ssh\s+reverted", history[1])
