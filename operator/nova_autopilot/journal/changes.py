@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from nova_autopilot.journal import queries
+from nova_autopilot.journal import queries, rows
 from nova_autopilot.journal.errors import OperationFinished, StaleOperation, UnknownOperation
-from nova_autopilot.journal.records import JSONDict, Operation
+from nova_autopilot.journal.records import Accepted, Duplicate, JSONDict, Operation
 from nova_autopilot.journal.schema import breakers, refusals, steps
 from nova_autopilot.journal.schema import operations as ops
 from nova_autopilot.journal.schema import processed_messages as messages
 
 __all__ = [
     "accept",
+    "accept_many",
     "advance",
     "claim",
     "finish",
@@ -58,6 +60,56 @@ def accept(
     )
     if rows:
         conn.execute(insert(ops), list(rows))
+
+
+@dataclass(frozen=True, slots=True)
+class Batched:
+    """One message of :func:`accept_many`, its rows made."""
+
+    key: str
+    ids: tuple[str, ...]
+    rows: Sequence[JSONDict]
+    fingerprint: str | None
+
+
+def accept_many(
+    conn: Connection, *, batch: Sequence[Batched], at: datetime
+) -> list[Accepted | Duplicate]:
+    """Several messages in one transaction, inserted together; one repeated within
+    the batch is a duplicate of its first copy. A key the journal holds already
+    fails the insert (the caller then goes one by one, and learns which)."""
+    first: dict[str, Duplicate] = {}
+    outcomes: list[Accepted | Duplicate] = []
+    message_rows: list[JSONDict] = []
+    operation_rows: list[JSONDict] = []
+    for item in batch:
+        seen = first.get(item.key)
+        if seen is not None:
+            outcomes.append(seen)
+            continue
+        first[item.key] = Duplicate(item.key, at, item.ids, item.fingerprint)
+        message_rows.append(
+            {
+                "message_key": item.key,
+                "first_seen_at": at,
+                "operation_ids": json.dumps(item.ids),
+                "fingerprint": item.fingerprint,
+            }
+        )
+        operation_rows.extend(item.rows)
+        outcomes.append(
+            Accepted(
+                message_key=item.key,
+                operation_ids=item.ids,
+                at=at,
+                operations=tuple(rows.operation_of(row) for row in item.rows),
+            )
+        )
+    if message_rows:
+        conn.execute(insert(messages), message_rows)
+    if operation_rows:
+        conn.execute(insert(ops), operation_rows)
+    return outcomes
 
 
 def record_step(
@@ -108,7 +160,7 @@ def advance(
         .where(
             ops.c.id == operation_id,
             ops.c.version == expect_version,
-            ops.c.status != "done",
+            queries.UNFINISHED,
         )
         .values(
             phase=phase,
@@ -237,9 +289,7 @@ def claim(
 
 def renew(conn: Connection, owner: str, *, lease_until: datetime) -> int:
     statement = (
-        update(ops)
-        .where(ops.c.owner == owner, ops.c.status != "done")
-        .values(lease_until=lease_until)
+        update(ops).where(ops.c.owner == owner, queries.UNFINISHED).values(lease_until=lease_until)
     )
     return conn.execute(statement).rowcount
 
@@ -247,7 +297,7 @@ def renew(conn: Connection, owner: str, *, lease_until: datetime) -> int:
 def release(conn: Connection, owner: str) -> int:
     statement = (
         update(ops)
-        .where(ops.c.owner == owner, ops.c.status != "done")
+        .where(ops.c.owner == owner, queries.UNFINISHED)
         .values(owner=None, lease_until=None)
     )
     return conn.execute(statement).rowcount

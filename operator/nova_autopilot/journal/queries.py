@@ -10,14 +10,16 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, or
 
 from nova_autopilot.journal import rows
 from nova_autopilot.journal.errors import DuplicateOperation, UnknownOperation
-from nova_autopilot.journal.records import Breaker, Duplicate, Operation, Step
+from nova_autopilot.journal.records import STATUSES, Breaker, Duplicate, Operation, Step
 from nova_autopilot.journal.schema import breakers as breaker_table
 from nova_autopilot.journal.schema import operations as ops
 from nova_autopilot.journal.schema import processed_messages as messages
 from nova_autopilot.journal.schema import refusals, steps
 
 __all__ = [
+    "IN_CHUNK",
     "Query",
+    "activities",
     "activity",
     "breakers",
     "count",
@@ -25,6 +27,7 @@ __all__ = [
     "count_unfinished",
     "duplicate",
     "finished_before",
+    "firsts",
     "get",
     "history",
     "is_processed",
@@ -32,6 +35,7 @@ __all__ = [
     "listed",
     "messages_before",
     "placement",
+    "placements",
     "refusals_before",
     "refused",
     "steps_of",
@@ -39,6 +43,11 @@ __all__ = [
 ]
 
 Query = Select[Any]
+#: Unfinished: written as the statuses it is (not "!= done"), so the status index serves
+#: it however many finished operations the journal keeps.
+UNFINISHED = ops.c.status.in_([status for status in STATUSES if status != "done"])
+#: Values per ``IN (...)`` list, well under every backend's limit on bound parameters.
+IN_CHUNK = 500
 
 # The order of "oldest first" listings; ids break ties between operations of one message.
 _OLDEST_FIRST = (ops.c.created_at, ops.c.id)
@@ -85,8 +94,24 @@ def duplicate(conn: Connection, key: str, ids: tuple[str, ...]) -> Duplicate:
     raise DuplicateOperation(next(iter(taken), ids[0] if ids else "?"))
 
 
+def firsts(conn: Connection, keys: Collection[str]) -> dict[str, Duplicate]:
+    """The first copies of the messages ``keys`` that the journal holds, by key."""
+    found: dict[str, Duplicate] = {}
+    wanted = sorted(set(keys))
+    for start in range(0, len(wanted), IN_CHUNK):
+        chunk = wanted[start : start + IN_CHUNK]
+        for row in conn.execute(select(messages).where(messages.c.message_key.in_(chunk))):
+            found[row.message_key] = Duplicate(
+                message_key=row.message_key,
+                first_seen_at=row.first_seen_at,
+                operation_ids=rows.operation_ids(row.operation_ids),
+                fingerprint=row.fingerprint,
+            )
+    return found
+
+
 def unfinished(server_id: str | None = None) -> Select[Any]:
-    query = select(ops).where(ops.c.status != "done", *_equal(server_id=server_id))
+    query = select(ops).where(UNFINISHED, *_equal(server_id=server_id))
     return query.order_by(*_OLDEST_FIRST)
 
 
@@ -167,7 +192,7 @@ def count(
 
 def count_unfinished(*, policy: str | None, exclude_phases: Collection[str]) -> Select[Any]:
     query = select(func.count()).select_from(ops)
-    query = query.where(ops.c.status != "done", *_equal(policy=policy))
+    query = query.where(UNFINISHED, *_equal(policy=policy))
     if exclude_phases:
         query = query.where(ops.c.phase.not_in(list(exclude_phases)))
     return query
@@ -177,7 +202,7 @@ def count_unfinished_in(phases: Collection[str]) -> Select[Any]:
     """(phase, count) of the unfinished operations in ``phases``."""
     return (
         select(ops.c.phase, func.count())
-        .where(ops.c.status != "done", ops.c.phase.in_(list(phases)))
+        .where(UNFINISHED, ops.c.phase.in_(list(phases)))
         .group_by(ops.c.phase)
     )
 
@@ -200,6 +225,25 @@ def activity(server_id: str) -> Select[Any]:
     """The light columns of every operation on the server."""
     columns = (ops.c.policy, ops.c.status, ops.c.outcome, ops.c.created_at, ops.c.finished_at)
     return select(*columns).where(ops.c.server_id == server_id)
+
+
+def activities(server_ids: Collection[str]) -> Select[Any]:
+    """:func:`activity` of several servers at once, with each row's server."""
+    columns = (ops.c.policy, ops.c.status, ops.c.outcome, ops.c.created_at, ops.c.finished_at)
+    return select(ops.c.server_id, *columns).where(ops.c.server_id.in_(list(server_ids)))
+
+
+def placements(server_ids: Collection[str]) -> Select[Any]:
+    """What :func:`placement` reads, for several servers at once: every operation on
+    them that knew its host or zone, latest first."""
+    return (
+        select(ops.c.server_id, ops.c.host, ops.c.availability_zone)
+        .where(
+            ops.c.server_id.in_(list(server_ids)),
+            or_(ops.c.host.is_not(None), ops.c.availability_zone.is_not(None)),
+        )
+        .order_by(ops.c.created_at.desc(), ops.c.id.desc())
+    )
 
 
 def placement(server_id: str) -> Select[Any]:

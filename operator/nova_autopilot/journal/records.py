@@ -26,6 +26,7 @@ __all__ = [
     "Duplicate",
     "JSONDict",
     "Mode",
+    "NewMessage",
     "NewOperation",
     "NewRefusal",
     "Operation",
@@ -316,6 +317,18 @@ class Accepted:
     message_key: str
     operation_ids: tuple[str, ...]
     at: datetime
+    #: The operations as the journal holds them now (not part of what it is equal to).
+    operations: tuple[Operation, ...] = field(default=(), compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message the engine has decided on, with the operations it led to (maybe
+    none), for :meth:`Journal.accept_many <nova_autopilot.journal.Journal.accept_many>`."""
+
+    message_key: str
+    operations: tuple[NewOperation, ...] = ()
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

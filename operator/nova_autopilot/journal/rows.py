@@ -124,7 +124,11 @@ def _clip(value: str | None, limit: int) -> str | None:
 
 
 def operation(row: Row[Any]) -> Operation:
-    m = row._mapping
+    return operation_of(cast("Mapping[str, Any]", row._mapping))
+
+
+def operation_of(m: Mapping[str, Any]) -> Operation:
+    """The operation of a row of the operations table, read or about to be written."""
     return Operation(
         id=m["id"],
         message_key=m["message_key"],

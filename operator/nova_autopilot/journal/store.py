@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Final
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from nova_autopilot.journal import changes, migrate, queries
@@ -29,6 +30,7 @@ from nova_autopilot.journal.records import (
     Breaker,
     Duplicate,
     JSONDict,
+    NewMessage,
     NewOperation,
     NewRefusal,
     Operation,
@@ -37,7 +39,13 @@ from nova_autopilot.journal.records import (
     aware_utc,
     check_length,
 )
-from nova_autopilot.journal.rows import Redact, RowCodec, breaker_row, storable_key
+from nova_autopilot.journal.rows import (
+    Redact,
+    RowCodec,
+    breaker_row,
+    operation_of,
+    storable_key,
+)
 from nova_autopilot.journal.rows import refusal as rows_refusal
 
 __all__ = ["Clock", "Journal", "utc_now"]
@@ -143,7 +151,47 @@ class Journal:
             )
         except IntegrityError:
             return self._db.read(lambda conn: queries.duplicate(conn, key, ids))
-        return Accepted(message_key=key, operation_ids=ids, at=at)
+        return Accepted(
+            message_key=key,
+            operation_ids=ids,
+            at=at,
+            operations=tuple(operation_of(row) for row in rows),
+        )
+
+    def accept_many(
+        self, messages: Sequence[NewMessage], *, now: datetime | None = None
+    ) -> list[Accepted | Duplicate]:
+        """:meth:`accept` for several messages, in one transaction (one commit for
+        them all): for each, in order, :class:`Accepted` or the :class:`Duplicate`
+        of its first copy, be it in the journal before or earlier in ``messages``.
+        Callers leave out the keys :meth:`processed` found; when one of them is in
+        the journal all the same (another daemon recorded it meanwhile), they are
+        accepted one by one instead, with the same outcomes."""
+        at = self._now(now)
+        batch = []
+        for message in messages:
+            key = storable_key(message.message_key)
+            ids = tuple(new.id for new in message.operations)
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"operation ids repeat within one message: {ids}")
+            rows = [
+                self._codec.operation_row(new, message_key=key, at=at) for new in message.operations
+            ]
+            batch.append(changes.Batched(key, ids, rows, message.fingerprint))
+        if not batch:
+            return []
+        try:
+            return self._db.write(functools.partial(changes.accept_many, batch=batch, at=at))
+        except IntegrityError:
+            return [
+                self.accept(
+                    message_key=message.message_key,
+                    operations=message.operations,
+                    now=at,
+                    fingerprint=message.fingerprint,
+                )
+                for message in messages
+            ]
 
     def check_writable(self, now: datetime | None = None) -> None:
         """Write a probe row and roll it back: raises :class:`JournalError` when the
@@ -151,6 +199,13 @@ class Journal:
         at = self._now(now)
         key = storable_key(f"autopilot:writable:{uuid.uuid4().hex}")
         self._db.rehearse(lambda conn: changes.accept(conn, key=key, ids=(), rows=[], at=at))
+
+    def processed(self, message_keys: Collection[str]) -> dict[str, Duplicate]:
+        """Which of ``message_keys`` were processed before, in one read: the
+        :class:`Duplicate` of each one's first copy, by the key as given."""
+        keys = {storable_key(key): key for key in message_keys}
+        found = self._db.read(lambda conn: queries.firsts(conn, keys))
+        return {keys[stored]: duplicate for stored, duplicate in found.items()}
 
     def is_processed(self, message_key: str) -> bool:
         query = queries.is_processed(storable_key(message_key))
@@ -452,6 +507,42 @@ class Journal:
                 for row in conn.execute(query)
             ]
         )
+
+    def activities(self, server_ids: Collection[str]) -> dict[str, list[Activity]]:
+        """:meth:`activity` of several servers in one read, by server (every one of
+        ``server_ids`` a key, an empty list when nothing was done there)."""
+        ids = sorted(set(server_ids))
+        found: dict[str, list[Activity]] = {server_id: [] for server_id in ids}
+
+        def read(conn: Connection) -> None:
+            for start in range(0, len(ids), queries.IN_CHUNK):
+                query = queries.activities(ids[start : start + queries.IN_CHUNK])
+                for row in conn.execute(query):
+                    found[row.server_id].append(
+                        Activity(
+                            row.policy, row.status, row.outcome, row.created_at, row.finished_at
+                        )
+                    )
+
+        if ids:
+            self._db.read(read)
+        return found
+
+    def placements(self, server_ids: Collection[str]) -> dict[str, tuple[str | None, str | None]]:
+        """:meth:`placement` of several servers in one read, by server (every one of
+        ``server_ids`` a key; (None, None) when no operation on it knew them)."""
+        ids = sorted(set(server_ids))
+        found: dict[str, tuple[str | None, str | None]] = {}
+
+        def read(conn: Connection) -> None:
+            for start in range(0, len(ids), queries.IN_CHUNK):
+                query = queries.placements(ids[start : start + queries.IN_CHUNK])
+                for row in conn.execute(query):
+                    found.setdefault(row.server_id, (row.host, row.availability_zone))
+
+        if ids:
+            self._db.read(read)
+        return {server_id: found.get(server_id, (None, None)) for server_id in ids}
 
     def placement(self, server_id: str) -> tuple[str | None, str | None]:
         """The (host, availability zone) of the server as the latest operation on it that

@@ -42,6 +42,7 @@ from nova_autopilot.journal import (
     Duplicate,
     DuplicateOperation,
     Journal,
+    NewMessage,
     NewOperation,
     Operation,
     OperationFinished,
@@ -254,6 +255,77 @@ class JournalBehaviour:
         assert not journal.is_processed("nova:msg-2")
         with pytest.raises(UnknownOperation):
             journal.get(fresh.id)
+
+    def test_several_messages_are_accepted_together_as_one_by_one(self, journal: Journal) -> None:
+        before = new_op()
+        journal.accept(message_key="nova:old", operations=[before])
+        one, two, three = new_op(), new_op(server_id="srv-2"), new_op(server_id="srv-3")
+
+        results = journal.accept_many(
+            [
+                NewMessage("nova:a", (one, two), fingerprint="f-a"),
+                NewMessage("nova:quiet"),
+                NewMessage("nova:a", (three,), fingerprint="f-other"),  # a copy within
+                NewMessage("nova:b", (three,)),
+            ]
+        )
+
+        assert results == [
+            Accepted("nova:a", (one.id, two.id), T0),
+            Accepted("nova:quiet", (), T0),
+            Duplicate("nova:a", T0, (one.id, two.id), "f-a"),
+            Accepted("nova:b", (three.id,), T0),
+        ]
+        recorded = results[0]
+        assert isinstance(recorded, Accepted)
+        assert recorded.operations == (journal.get(one.id), journal.get(two.id))
+        assert [journal.get(new.id).status for new in (one, two, three)] == ["pending"] * 3
+        assert journal.processed(["nova:a", "nova:quiet", "nova:b", "nova:never", "nova:old"]) == {
+            "nova:a": Duplicate("nova:a", T0, (one.id, two.id), "f-a"),
+            "nova:quiet": Duplicate("nova:quiet", T0, ()),
+            "nova:b": Duplicate("nova:b", T0, (three.id,)),
+            "nova:old": Duplicate("nova:old", T0, (before.id,)),
+        }
+        assert journal.accept_many([]) == []
+
+    def test_a_batch_holding_a_key_seen_before_is_accepted_one_by_one(
+        self, journal: Journal, clock: Clock
+    ) -> None:
+        first = new_op()
+        journal.accept(message_key="nova:seen", operations=[first])
+        clock.advance(minutes=1)
+        fresh, again = new_op(server_id="srv-2"), new_op(server_id="srv-3")
+
+        results = journal.accept_many(
+            [NewMessage("nova:new", (fresh,)), NewMessage("nova:seen", (again,))]
+        )
+
+        assert results == [
+            Accepted("nova:new", (fresh.id,), T0 + timedelta(minutes=1)),
+            Duplicate("nova:seen", T0, (first.id,)),
+        ]
+        assert journal.get(fresh.id).status == "pending"
+        with pytest.raises(UnknownOperation):
+            journal.get(again.id)
+
+    def test_the_servers_activity_and_placement_are_read_for_several_at_once(
+        self, journal: Journal, clock: Clock
+    ) -> None:
+        finished_op(journal, host="compute-1", availability_zone="az-1")
+        clock.advance(minutes=1)
+        accepted_op(journal, server_id="srv-2", host="compute-2", availability_zone=None)
+        accepted_op(journal, server_id="srv-2")
+        servers = ["srv-1", "srv-2", "srv-9"]
+
+        activities = journal.activities(servers)
+        placements = journal.placements(servers)
+
+        assert activities == {s: journal.activity(s) for s in servers}
+        assert [len(activities[s]) for s in servers] == [1, 2, 0]
+        assert placements == {s: journal.placement(s) for s in servers}
+        assert placements["srv-2"] == ("compute-2", None)
+        assert journal.activities([]) == {}
+        assert journal.placements([]) == {}
 
     def test_ids_repeated_within_one_message_are_refused(self, journal: Journal) -> None:
         new = new_op()
