@@ -240,16 +240,17 @@ def daemon(
         verifier=None,
     )
     arrivals = Arrivals(count)
-    handle: Callable[..., list[str]] = the_daemon.engine.handle
+    handle_many: Callable[..., list[Any]] = the_daemon.engine.handle_many
     wanted = set(servers)
 
-    def timed(event: Any, **kwargs: Any) -> list[str]:
-        decided = handle(event, **kwargs)
-        if decided and event.instance_id in wanted:
-            arrivals.mark(event.instance_id)
+    def timed(items: Any) -> list[Any]:
+        decided = handle_many(items)
+        for item, outcome in zip(items, decided, strict=True):
+            if outcome and not isinstance(outcome, Exception) and item.event.instance_id in wanted:
+                arrivals.mark(item.event.instance_id)
         return decided
 
-    the_daemon.engine.handle = timed  # type: ignore[method-assign]
+    the_daemon.engine.handle_many = timed  # type: ignore[method-assign]
     publisher = Paced(conf, rate)
     try:
         if not the_daemon.start(ready_timeout=30):

@@ -103,7 +103,7 @@ def measure(
             sweeper = Sweeper(
                 cloud=cloud,
                 policies=lambda: policies,
-                handle=engine.handle,
+                decide=engine.handle_events,
                 clock=utc_now,
                 interval_s=300,
             )

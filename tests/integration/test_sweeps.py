@@ -99,7 +99,7 @@ def test_a_sweep_acts_on_what_lost_notifications_hid_and_only_once(stack: Stack)
     sweeper = Sweeper(
         cloud=stack.cloud,
         policies=lambda: stack.policies,
-        handle=stack.engine.handle,
+        decide=stack.engine.handle_events,
         clock=utc_now,
         interval_s=300,
     )

@@ -6,10 +6,11 @@
 * results go to a results exchange and to each request's ``reply_to``.
 
 Every message is delivered to a :class:`Handler` as an
-:class:`~nova_autopilot.events.Event` with its :class:`Delivery`; what the
-handler does decides between acknowledgement, delayed retry and the
-dead-letter queue. Only this package imports oslo.messaging and kombu.
-``docs/messaging.md`` describes the topology and the guarantees.
+:class:`~nova_autopilot.events.Event` with its :class:`Delivery` (or, to a
+:class:`Batched` handler, with the others at hand); what the handler does
+decides between acknowledgement, delayed retry and the dead-letter queue.
+Only this package imports oslo.messaging and kombu. ``docs/messaging.md``
+describes the topology and the guarantees.
 
 The daemon sees it as one :class:`Bus`: both intakes, the results, one switch::
 
@@ -47,7 +48,14 @@ from oslo_config import cfg
 
 from nova_autopilot.bus.client import Reply, RequestClient
 from nova_autopilot.bus.connection import BrokerSettings, notification_broker, request_broker
-from nova_autopilot.bus.delivery import RETRIES_EXHAUSTED, Delivery, Handler, RefusalSink, Refused
+from nova_autopilot.bus.delivery import (
+    RETRIES_EXHAUSTED,
+    Batched,
+    Delivery,
+    Handler,
+    RefusalSink,
+    Refused,
+)
 from nova_autopilot.bus.intake import Intake, IntakeHealth
 from nova_autopilot.bus.results import ResultPublisher, result_routing_key
 from nova_autopilot.bus.settlement import Counters, CounterSnapshot
@@ -64,6 +72,7 @@ from nova_autopilot.logs import get_logger
 
 __all__ = [
     "RETRIES_EXHAUSTED",
+    "Batched",
     "BrokerSettings",
     "Bus",
     "BusHealth",

@@ -1,7 +1,10 @@
 """A delivered message: what the handler gets with it, and what becomes of it.
 
-A handler is any callable ``handler(event, delivery) -> None``. Its outcome
-decides what happens to the message:
+A handler is any callable ``handler(event, delivery) -> None``, or
+:class:`Batched` around one that takes the messages at hand together (its
+caller commits their decisions at once: a group commit) and says of each
+what the single call would have done, returned or raised. Its outcome decides
+what happens to the message:
 
 * it returns: the message is acknowledged;
 * it raises :class:`~nova_autopilot.errors.TemporaryError`: the message comes
@@ -29,7 +32,7 @@ consuming thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -44,6 +47,7 @@ __all__ = [
     "HANDLED",
     "RETRIES_EXHAUSTED",
     "Abandoned",
+    "Batched",
     "DeadLetter",
     "Decoder",
     "Delivery",
@@ -54,8 +58,10 @@ __all__ = [
     "RefusalSink",
     "Refused",
     "Retry",
+    "classify",
     "handler_error_reason",
     "receive",
+    "run_batch",
     "run_handler",
 ]
 
@@ -105,6 +111,24 @@ class Handler(Protocol):
     what its outcome means. It may be called from several threads at once."""
 
     def __call__(self, event: Event, delivery: Delivery, /) -> None: ...
+
+
+#: Several messages at once: for each, in order, None (handled) or what handling it
+#: alone would have raised.
+ManyHandler = Callable[[Sequence[tuple[Event, Delivery]]], Sequence[BaseException | None]]
+
+
+class Batched:
+    """A handler that decides the messages at hand together (``many``); called with
+    one message, it is a handler like any other."""
+
+    def __init__(self, many: ManyHandler) -> None:
+        self.many = many
+
+    def __call__(self, event: Event, delivery: Delivery, /) -> None:
+        (failure,) = self.many([(event, delivery)])
+        if failure is not None:
+            raise failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,21 +203,49 @@ def run_handler(handler: Handler, event: Event, delivery: Delivery) -> Outcome:
     """Call ``handler`` and classify what it did."""
     try:
         handler(event, delivery)
-    except TemporaryError as exc:
-        return Retry(shorten(f"{type(exc).__name__}: {exc}"))
-    except BadMessage as exc:
-        return DeadLetter(exc.reason, shorten(exc.detail))
-    except Exception as exc:  # a handler bug costs one message, never the bus
-        log.error(
-            "intake.handler_failed",
-            source=delivery.source,
-            message_id=delivery.message_id,
-            event_type=event.event_type,
-            error=type(exc).__name__,
-            exc_info=True,
-        )
-        return DeadLetter(handler_error_reason(exc), shorten(f"{type(exc).__name__}: {exc}"))
+    except Exception as exc:  # noqa: BLE001 - classified: a handler bug costs one message
+        return classify(exc, event, delivery)
     return HANDLED
+
+
+def classify(failure: BaseException | None, event: Event, delivery: Delivery) -> Outcome:
+    """What becomes of a message whose handling ended so (None: it returned)."""
+    if failure is None:
+        return HANDLED
+    if isinstance(failure, TemporaryError):
+        return Retry(shorten(f"{type(failure).__name__}: {failure}"))
+    if isinstance(failure, BadMessage):
+        return DeadLetter(failure.reason, shorten(failure.detail))
+    log.error(
+        "intake.handler_failed",
+        source=delivery.source,
+        message_id=delivery.message_id,
+        event_type=event.event_type,
+        error=type(failure).__name__,
+        exc_info=failure,
+    )
+    return DeadLetter(
+        handler_error_reason(failure), shorten(f"{type(failure).__name__}: {failure}")
+    )
+
+
+def run_batch(handler: Batched, jobs: Sequence[Job]) -> None:
+    """Give ``jobs`` (each with its event) to ``handler`` together and set each one's
+    outcome; if the call itself fails, each job is handled on its own."""
+    items = [(job.event, job.delivery) for job in jobs if job.event is not None]
+    try:
+        failures = handler.many(items)
+        if len(failures) != len(items):
+            raise ValueError(f"{len(failures)} outcomes for {len(items)} messages")
+    except Exception:  # a bug of the batch: one message at a time then
+        log.error("intake.batch_failed", messages=len(items), exc_info=True)
+        for job in jobs:
+            assert job.event is not None
+            job.outcome = run_handler(handler, job.event, job.delivery)
+        return
+    for job, failure in zip(jobs, failures, strict=True):
+        assert job.event is not None
+        job.outcome = classify(failure, job.event, job.delivery)
 
 
 # --- a message on its way through the bus -----------------------------------------------

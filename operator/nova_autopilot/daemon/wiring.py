@@ -39,7 +39,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from types import FrameType
 from typing import Any
@@ -48,7 +48,7 @@ from oslo_config import cfg
 
 from nova_autopilot import __version__
 from nova_autopilot.actions.runner import Runner
-from nova_autopilot.bus import Bus, Delivery, accept_all
+from nova_autopilot.bus import Batched, Bus, Delivery, accept_all
 from nova_autopilot.cloud import Cloud, WriteLimiter
 from nova_autopilot.coordination import Coordinator
 from nova_autopilot.daemon import health
@@ -57,7 +57,7 @@ from nova_autopilot.daemon.metrics import Metrics, Sources
 from nova_autopilot.daemon.page import StatusPage
 from nova_autopilot.daemon.reload import Reloader
 from nova_autopilot.daemon.systemd import Counts, Notifier, ServiceLink
-from nova_autopilot.engine.flow import Engine
+from nova_autopilot.engine.flow import Engine, Incoming
 from nova_autopilot.engine.sweeps import Sweeper
 from nova_autopilot.engine.takeover import Takeover
 from nova_autopilot.errors import AutopilotError, CloudError, TemporaryError
@@ -154,7 +154,7 @@ class Daemon:
         )
         self.bus = Bus(
             conf=conf,
-            notification_handler=self.handle,
+            notification_handler=Batched(self.handle_many),
             request_handler=self.handle,
             verify=verifier or accept_all,
             check_request=self.authorization.check_request,
@@ -190,7 +190,7 @@ class Daemon:
         self.sweeper = Sweeper(
             cloud=cloud,
             policies=policies,
-            handle=self.engine.handle,
+            decide=self.engine.handle_events,
             clock=clock,
             interval_s=float(conf.sweeps.interval),
             leader=self.coordinator.is_leader,
@@ -307,8 +307,23 @@ class Daemon:
         """Whether the group's periodic jobs run here (always, for a single daemon)."""
         return self.coordinator.is_leader()
 
+    def handle_many(self, messages: Sequence[tuple[Event, Delivery]]) -> list[BaseException | None]:
+        """What the bus calls for the notifications at hand: decided together."""
+        decided = self.engine.handle_many(
+            [
+                Incoming(
+                    event,
+                    correlation_id=delivery.correlation_id,
+                    reply_to=delivery.reply_to,
+                    redelivered=delivery.repeated,
+                )
+                for event, delivery in messages
+            ]
+        )
+        return [outcome if isinstance(outcome, Exception) else None for outcome in decided]
+
     def handle(self, event: Event, delivery: Delivery) -> None:
-        """What the bus calls for every message."""
+        """What the bus calls for every request."""
         self.engine.handle(
             event,
             correlation_id=delivery.correlation_id,

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from nova_autopilot import guards
 from nova_autopilot.actions.runner import Runner, Work
-from nova_autopilot.engine.facts import BreakerKeeper, Change, JournalFacts
+from nova_autopilot.engine.facts import BreakerKeeper, Change, FactSource, JournalFacts
 from nova_autopilot.engine.locks import ServerLocks
 from nova_autopilot.engine.tally import Tally
 from nova_autopilot.journal import HELD_PHASES, Journal, Operation
@@ -123,11 +123,13 @@ class Conductor:
         host: str | None,
         availability_zone: str | None,
         busy: bool | None,
+        source: FactSource | None = None,
     ) -> JournalFacts:
-        """The facts of one decision, read from the journal when a guard asks; held
-        operations do not count as running for the concurrency cap."""
+        """The facts of one decision, read from the journal (or a batch's ``source``)
+        when a guard asks; held operations do not count as running for the
+        concurrency cap."""
         return JournalFacts(
-            self.journal,
+            source or self.journal,
             policy=policy,
             server_id=server_id,
             project_id=project_id,

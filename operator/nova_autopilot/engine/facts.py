@@ -1,22 +1,33 @@
 """The engine's side of the guards: facts from the journal, breakers kept in step.
 
 :class:`JournalFacts` answers :class:`guards.Facts` with one indexed query per fact,
-asked only when a guard needs it. :class:`BreakerKeeper` moves the circuit breakers
-after every finished operation (open on a run of failures, settle a half-open trial)
-and claims the trial of a half-open breaker, with compare-and-set writes, so several
-threads or daemons on one journal agree on every breaker's state.
+asked only when a guard needs it. :class:`Ledger` is the journal as the decisions
+of one batch see it (group commit): each fact read once for the whole batch, then
+kept in step with the operations the batch has decided and not yet written, so the
+guards count exactly what they would count deciding the batch one message at a time.
+:class:`BreakerKeeper` moves the circuit breakers after every finished operation
+(open on a run of failures, settle a half-open trial) and claims the trial of a
+half-open breaker, with compare-and-set writes, so several threads or daemons on one
+journal agree on every breaker's state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from nova_autopilot import guards
 from nova_autopilot.guards import breaker as breakers
-from nova_autopilot.journal import FAILURES, Activity, Breaker, Journal, Operation
+from nova_autopilot.journal import (
+    FAILURES,
+    Activity,
+    Breaker,
+    Journal,
+    NewOperation,
+    Operation,
+)
 from nova_autopilot.logs import get_logger
 
 log = get_logger(__name__)
@@ -25,13 +36,134 @@ log = get_logger(__name__)
 CAS_ATTEMPTS = 5
 
 
+class FactSource(Protocol):
+    """What :class:`JournalFacts` reads: the journal, or a batch's :class:`Ledger`."""
+
+    def breakers(self, scopes: Collection[str] | None = None) -> dict[str, Breaker]: ...
+
+    def activity(self, server_id: str) -> list[Activity]: ...
+
+    def count(
+        self,
+        *,
+        since: datetime,
+        policy: str | None = None,
+        project_id: str | None = None,
+        server_id: str | None = None,
+        host: str | None = None,
+        availability_zone: str | None = None,
+        actions: Collection[str] | None = None,
+        exclude_outcomes: Collection[str] = (),
+    ) -> int: ...
+
+    def count_unfinished(
+        self, *, policy: str | None = None, exclude_phases: Collection[str] = ()
+    ) -> int: ...
+
+
+class Ledger:
+    """The journal as the decisions of one batch see it: what the guards read, each
+    fact read once (the servers' operations and placements in one read each), plus
+    the operations the batch decided before it is written (:meth:`record`). Used
+    under the engine's decision lock, by one thread."""
+
+    def __init__(self, journal: Journal, server_ids: Iterable[str]) -> None:
+        ids = set(server_ids)
+        self._journal = journal
+        self._activity = journal.activities(ids)
+        self._placement = journal.placements(ids)
+        self._breakers: dict[tuple[str, ...] | None, dict[str, Breaker]] = {}
+        self._counts: dict[tuple[Any, ...], int] = {}
+        self._decided: list[NewOperation] = []
+
+    def breakers(self, scopes: Collection[str] | None = None) -> dict[str, Breaker]:
+        key = None if scopes is None else tuple(scopes)
+        if key not in self._breakers:
+            self._breakers[key] = self._journal.breakers(scopes)
+        return self._breakers[key]
+
+    def activity(self, server_id: str) -> list[Activity]:
+        if server_id not in self._activity:
+            self._activity[server_id] = self._journal.activity(server_id)
+        return self._activity[server_id]
+
+    def placement(self, server_id: str) -> tuple[str | None, str | None]:
+        if server_id not in self._placement:
+            self._placement[server_id] = self._journal.placement(server_id)
+        return self._placement[server_id]
+
+    def count(
+        self,
+        *,
+        since: datetime,
+        policy: str | None = None,
+        project_id: str | None = None,
+        server_id: str | None = None,
+        host: str | None = None,
+        availability_zone: str | None = None,
+        actions: Collection[str] | None = None,
+        exclude_outcomes: Collection[str] = (),
+    ) -> int:
+        where = {
+            "policy": policy,
+            "project_id": project_id,
+            "server_id": server_id,
+            "host": host,
+            "availability_zone": availability_zone,
+        }
+        chosen = None if actions is None else frozenset(actions)
+        excluded = frozenset(exclude_outcomes)
+        key = ("count", since, *where.values(), chosen, excluded)
+        if key not in self._counts:
+            self._counts[key] = self._journal.count(
+                since=since, actions=chosen, exclude_outcomes=excluded, **where
+            )
+        return self._counts[key] + sum(
+            1
+            for new in self._decided
+            if all(value is None or getattr(new, name) == value for name, value in where.items())
+            and (chosen is None or new.action in chosen)
+            and (new.outcome is None or new.outcome not in excluded)
+        )
+
+    def count_unfinished(
+        self, *, policy: str | None = None, exclude_phases: Collection[str] = ()
+    ) -> int:
+        excluded = frozenset(exclude_phases)
+        key = ("unfinished", policy, excluded)
+        if key not in self._counts:
+            self._counts[key] = self._journal.count_unfinished(
+                policy=policy, exclude_phases=excluded
+            )
+        return self._counts[key] + sum(
+            1
+            for new in self._decided
+            if new.outcome is None
+            and new.phase not in excluded
+            and (policy is None or new.policy == policy)
+        )
+
+    def record(self, new: NewOperation, at: datetime) -> None:
+        """The batch decided ``new`` at ``at``: the guards of its later decisions count it."""
+        self._decided.append(new)
+        if new.server_id is None:
+            return
+        finished = None if new.outcome is None else at
+        status = "pending" if new.outcome is None else "done"
+        self.activity(new.server_id).append(
+            Activity(new.policy, status, new.outcome, at, finished)  # type: ignore[arg-type]
+        )
+        if new.host is not None or new.availability_zone is not None:
+            self._placement[new.server_id] = (new.host, new.availability_zone)
+
+
 class JournalFacts:
     """The facts of one decision, read from the journal on demand, each once; those
     about the server (busy, loop, cooldown) from one read of its operations."""
 
     def __init__(
         self,
-        journal: Journal,
+        journal: FactSource,
         *,
         policy: str,
         server_id: str | None,

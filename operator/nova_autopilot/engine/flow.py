@@ -20,6 +20,13 @@ and the journal (:meth:`Engine._identify`), so the cooldown, busy, loop and
 concurrency guards, the locks and ``history --server`` see one server
 whichever way it was named. A name Nova does not know is refused as
 ``unknown_server``, a name several servers share as ``ambiguous_server``.
+
+Group commit: :meth:`Engine.handle_many` decides the messages the bus has at
+hand together, as :meth:`Engine.handle` would one after the other, with one
+read of the facts the guards need (a :class:`~.facts.Ledger`, which counts
+each decision of the batch for the next) and one journal transaction, whose
+commit makes all of them durable before the bus acknowledges any. A request
+is decided on its own, in its turn: it is authorised and may be a replay.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -44,6 +52,7 @@ from nova_autopilot.engine.conduct import (
     announce_refusal,
     result_of,
 )
+from nova_autopilot.engine.facts import Ledger
 from nova_autopilot.engine.holds import Holds
 from nova_autopilot.engine.locks import ServerLocks
 from nova_autopilot.engine.tally import Tally
@@ -55,6 +64,7 @@ from nova_autopilot.journal import (
     Accepted,
     Duplicate,
     Journal,
+    NewMessage,
     NewOperation,
     Operation,
     StateKey,
@@ -65,6 +75,46 @@ from nova_autopilot.policies import Match, PolicySet
 from nova_autopilot.policies.model import Confirm
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message for :meth:`Engine.handle_many`: its event and how it came."""
+
+    event: Event
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    redelivered: bool = False
+
+
+#: What :meth:`Engine.handle_many` says of each message: the ids of the operations it
+#: created, or what :meth:`Engine.handle` would have raised for it.
+Handled = list[str] | Exception
+
+
+@dataclass(slots=True)
+class _Turn:
+    """A batch waiting for the decision lock, its servers locked by its thread;
+    whichever thread takes the lock first records it with the others waiting."""
+
+    batch: list[_Pending]
+    elsewhere: frozenset[str]
+    accepted: list[Accepted | Duplicate] | None = None
+    failure: Exception | None = None
+    now: datetime = datetime.min
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A message of a batch, matched and about to be decided."""
+
+    index: int
+    item: Incoming
+    matches: list[Match]
+    key: str
+    plans: list[tuple[NewOperation, guards.Verdict, Match]] = dataclasses.field(
+        default_factory=list
+    )
 
 
 class ServerFinder(Protocol):
@@ -94,17 +144,6 @@ def _placement(event: Event) -> tuple[str | None, str | None]:
         host if isinstance(host, str) and host else None,
         zone if isinstance(zone, str) and zone else None,
     )
-
-
-def _final(
-    plan: tuple[NewOperation, guards.Verdict, Match],
-) -> tuple[NewOperation, guards.Verdict, Match]:
-    """A refusal or a dry run is final as decided: recorded finished, in one write."""
-    new, verdict, match = plan
-    if verdict.decision not in ("refuse", "dry_run"):
-        return plan
-    outcome = "refused" if verdict.decision == "refuse" else "dry_run"
-    return dataclasses.replace(new, outcome=outcome, reason=verdict.reason), verdict, match
 
 
 def _verdict_event(operation: Operation, event_type: str) -> Event:
@@ -159,6 +198,9 @@ class Engine:
         # Guards count what the journal holds: deciding and recording happen under one
         # lock, so concurrent messages cannot both take the last unit of a budget.
         self._deciding = threading.Lock()
+        # Batches waiting for the decision lock: recorded together (group commit).
+        self._turns: list[_Turn] = []
+        self._turns_lock = threading.Lock()
         self._global_approval = global_approval
         self.tally = Tally()
         self.locks = ServerLocks(
@@ -237,6 +279,211 @@ class Engine:
                 redelivered=redelivered,
             )
 
+    def handle_many(self, items: Sequence[Incoming]) -> list[Handled]:
+        """Decide on several messages as :meth:`handle` would one after the other, in
+        one journal transaction (group commit); what became of each, in order. When
+        the batch cannot be decided together (the journal refuses the write, a lock
+        is out of reach), each message is decided on its own."""
+        outcomes: list[Handled | None] = [None] * len(items)
+        batch: list[_Pending] = []
+        for index, item in enumerate(items):
+            if item.event.source == "request":
+                self._decide_together(batch, outcomes)
+                batch = []
+                outcomes[index] = self._handle_one(item)
+                continue
+            try:
+                pending = self._matched(index, item)
+            except Exception as exc:  # noqa: BLE001 - this message's outcome, not the batch's
+                outcomes[index] = exc
+                continue
+            if pending is None:
+                outcomes[index] = []
+            else:
+                batch.append(pending)
+        self._decide_together(batch, outcomes)
+        return [[] if outcome is None else outcome for outcome in outcomes]
+
+    def handle_events(self, events: Sequence[Event]) -> list[Handled]:
+        """:meth:`handle_many` for events that came through no queue (a sweep's)."""
+        return self.handle_many([Incoming(event) for event in events])
+
+    def _handle_one(self, item: Incoming) -> Handled:
+        try:
+            return self.handle(
+                item.event,
+                correlation_id=item.correlation_id,
+                reply_to=item.reply_to,
+                redelivered=item.redelivered,
+            )
+        except Exception as exc:  # noqa: BLE001 - what the caller classifies
+            return exc
+
+    def _matched(self, index: int, item: Incoming) -> _Pending | None:
+        """:meth:`handle` up to the decision: waiters woken, policies matched, servers
+        named by Nova's id. None when no policy matches."""
+        event = item.event
+        self._runner.notify(event)
+        matches = self._policies().match(event)
+        self.tally.received(event.source, event.event_type, matched=bool(matches))
+        if not matches:
+            return None
+        matches = [self._identify(m, event) for m in matches]
+        key = event.dedupe_key or f"{event.source}:unkeyed:{uuid.uuid4().hex}"
+        return _Pending(index, item, matches, key)
+
+    def _decide_together(self, batch: list[_Pending], outcomes: list[Handled | None]) -> None:
+        """Plan, record (one transaction) and start the decisions of ``batch``."""
+        if not batch:
+            return
+        servers = {_server_ref(m, p.item.event)[0] for p in batch for m in p.matches}
+        recorded = False
+        try:
+            with self.locks.held(servers) as elsewhere:
+                turn = _Turn(batch, elsewhere)
+                with self._turns_lock:
+                    self._turns.append(turn)
+                with self._deciding:
+                    if turn.accepted is None and turn.failure is None:
+                        self._record_turns()
+                if turn.failure is not None:
+                    raise turn.failure
+                assert turn.accepted is not None
+                recorded = True
+                self._start_together(batch, turn.accepted, turn.now, outcomes)
+        except Exception as exc:
+            if recorded:  # started; only letting the locks go failed
+                log.error("engine.batch_unlock_failed", error=f"{type(exc).__name__}: {exc}")
+                for pending in batch:
+                    if outcomes[pending.index] is None:
+                        outcomes[pending.index] = exc
+                return
+            # Nothing recorded: each message on its own, as it would have come.
+            log.warning("engine.batch_undecided", messages=len(batch), exc_info=True)
+            for pending in batch:
+                outcomes[pending.index] = self._handle_decided(pending)
+
+    def _record_turns(self) -> None:
+        """Decide every batch waiting for the decision lock (this thread's and those
+        other threads queued meanwhile, their servers locked by them) in one journal
+        transaction: a group commit. Each batch gets its outcomes, or the failure."""
+        with self._turns_lock:
+            turns, self._turns = self._turns, []
+        batch = [pending for turn in turns for pending in turn.batch]
+        elsewhere = frozenset().union(*(turn.elsewhere for turn in turns))
+        now = self._clock()
+        try:
+            accepted = self._record_together(batch, now, elsewhere)
+        except Exception as exc:  # noqa: BLE001 - each batch's owner falls back
+            for turn in turns:
+                turn.failure = exc
+            return
+        offset = 0
+        for turn in turns:
+            turn.now = now
+            turn.accepted = accepted[offset : offset + len(turn.batch)]
+            offset += len(turn.batch)
+
+    def _start_together(
+        self,
+        batch: list[_Pending],
+        accepted: list[Accepted | Duplicate],
+        now: datetime,
+        outcomes: list[Handled | None],
+    ) -> None:
+        """Start or report what each message of a recorded batch decided."""
+        for pending, outcome in zip(batch, accepted, strict=True):
+            outcomes[pending.index] = self._settle(pending, outcome, now)
+
+    def _record_together(
+        self, batch: list[_Pending], now: datetime, elsewhere: frozenset[str]
+    ) -> list[Accepted | Duplicate]:
+        """Plan every new message of ``batch`` against one :class:`Ledger`, each
+        decision counted for the next, and accept them all in one transaction."""
+        known = self._journal.processed({p.key for p in batch})
+        seen = dict(known)
+        ledger = Ledger(
+            self._journal,
+            (s for p in batch for m in p.matches if (s := _server_ref(m, p.item.event)[0])),
+        )
+        for pending in batch:
+            pending.plans.clear()
+            if pending.key in seen:
+                continue  # a copy: nothing to decide, the journal says what the first led to
+            seen[pending.key] = Duplicate(pending.key, now, ())
+            item = pending.item
+            for match in pending.matches:
+                plan = self._plan(
+                    match,
+                    item.event,
+                    now,
+                    item.correlation_id,
+                    item.reply_to,
+                    elsewhere,
+                    ledger=ledger,
+                )
+                pending.plans.append(plan)
+            for new, _, _ in pending.plans:  # the decisions of one message do not see each other
+                ledger.record(new, now)
+        fresh = [p for p in batch if p.key not in known]
+        accepted = iter(
+            self._journal.accept_many(
+                [
+                    NewMessage(p.key, tuple(new for new, _, _ in p.plans), p.item.event.fingerprint)
+                    for p in fresh
+                ],
+                now=now,
+            )
+        )
+        return [known[p.key] if p.key in known else next(accepted) for p in batch]
+
+    def _settle(
+        self,
+        pending: _Pending,
+        accepted: Accepted | Duplicate,
+        now: datetime,
+    ) -> Handled:
+        """Start what one message of a batch decided, or drop it as a copy."""
+        item = pending.item
+        try:
+            if isinstance(accepted, Duplicate):
+                return self._repeated(
+                    accepted,
+                    item.event,
+                    pending.key,
+                    item.correlation_id,
+                    item.reply_to,
+                    item.redelivered,
+                )
+            recorded = {operation.id: operation for operation in accepted.operations}
+            for new, verdict, _ in pending.plans:
+                self._start(new, verdict, now, recorded.get(new.id))
+            return [new.id for new, _, _ in pending.plans]
+        except Exception as exc:  # noqa: BLE001 - this message's outcome, not the batch's
+            return exc
+
+    def _handle_decided(self, pending: _Pending) -> Handled:
+        """One message of a batch that could not be decided together, decided alone
+        (matched and identified already)."""
+        item = pending.item
+        pending.plans.clear()
+        try:
+            now = self._clock()
+            servers = (_server_ref(m, item.event)[0] for m in pending.matches)
+            with self.locks.held(servers) as elsewhere:
+                return self._decide(
+                    pending.matches,
+                    item.event,
+                    pending.key,
+                    now,
+                    item.correlation_id,
+                    item.reply_to,
+                    elsewhere,
+                    redelivered=item.redelivered,
+                )
+        except Exception as exc:  # noqa: BLE001 - what the caller classifies
+            return exc
+
     def _identify(self, match: Match, event: Event) -> Match:
         """The match with its server named by Nova's id: a server the policy names
         only by its name is found once, here (a temporary failure of Nova propagates:
@@ -272,8 +519,7 @@ class Engine:
         ``elsewhere`` are held by another daemon, whose operation runs there: busy)."""
         with self._deciding:
             plans = [
-                _final(self._plan(m, event, now, correlation_id, reply_to, elsewhere))
-                for m in matches
+                self._plan(m, event, now, correlation_id, reply_to, elsewhere) for m in matches
             ]
             accepted = self._journal.accept(
                 message_key=key,
@@ -326,12 +572,15 @@ class Engine:
         correlation_id: str | None,
         reply_to: str | None,
         elsewhere: frozenset[str] = frozenset(),
+        *,
+        ledger: Ledger | None = None,
     ) -> tuple[NewOperation, guards.Verdict, Match]:
         policy = match.policy
         server_id, server_name = _server_ref(match, event)
         host, zone = _placement(event)
         if server_id is not None and (host is None or zone is None):
-            known_host, known_zone = self._journal.placement(server_id)
+            known = ledger.placement if ledger is not None else self._journal.placement
+            known_host, known_zone = known(server_id)
             host, zone = host or known_host, zone or known_zone
         if match.error:
             verdict = guards.Verdict("refuse", f"parameters: {match.error}", "parameters")
@@ -343,6 +592,7 @@ class Engine:
                 host=host,
                 availability_zone=zone,
                 busy=True if server_id in elsewhere else None,
+                source=ledger,
             )
             verdict = guards.decide_or_wait(
                 policy,
@@ -353,6 +603,8 @@ class Engine:
                 has_server=server_id is not None,
                 global_approval=self._global_approval,
             )
+        # A refusal or a dry run is final as decided: recorded finished, in one write.
+        final = {"refuse": "refused", "dry_run": "dry_run"}.get(verdict.decision)
         new = NewOperation(
             policy=policy.name,
             action=match.action,
@@ -370,6 +622,8 @@ class Engine:
             correlation_id=correlation_id,
             reply_to=reply_to,
             deadline_at=now + timedelta(seconds=policy.confirm.timeout_s),
+            outcome=final,
+            reason=verdict.reason if final else None,
         )
         return self.holds.record_as(new, verdict, policy, now), verdict, match
 
@@ -406,7 +660,15 @@ class Engine:
             states.append(f"operation {op_id} {operation.action}: {now}")
         return "; ".join(states) or "it led to no operation"
 
-    def _start(self, new: NewOperation, verdict: guards.Verdict, now: datetime) -> None:
+    def _start(
+        self,
+        new: NewOperation,
+        verdict: guards.Verdict,
+        now: datetime,
+        recorded: Operation | None = None,
+    ) -> None:
+        """Run, hold or report one decision just recorded (``recorded``: the
+        operation as the journal holds it, when already read)."""
         verdict = self._conductor.take_trials(verdict, new.id, now)
         refused = verdict.decision == "refuse"
         self.tally.decided(
@@ -433,7 +695,7 @@ class Engine:
                 return
             if refused:
                 announce_refusal(new.action, verdict)
-            operation = self._journal.get(new.id)
+            operation = recorded or self._journal.get(new.id)
             if new.outcome is None:  # a trial lost after it was recorded
                 self._conductor.end(operation, "refused", verdict.reason, now)
             else:

@@ -186,14 +186,16 @@ def _result(sweep: Sweep) -> str:
 
 class Sweeper:
     """Sweeps every ``interval_s`` seconds in a thread of its own, where ``leader()``
-    says this daemon is the one to (several daemons would otherwise all sweep)."""
+    says this daemon is the one to (several daemons would otherwise all sweep).
+    ``decide`` decides a sweep's events together, as the engine's
+    ``handle_events`` does (one journal transaction for them all)."""
 
     def __init__(
         self,
         *,
         cloud: ServerLister,
         policies: Callable[[], PolicySet],
-        handle: Callable[[Event], Sequence[str]],
+        decide: Callable[[Sequence[Event]], Sequence[Sequence[str] | Exception]],
         clock: Callable[[], datetime],
         interval_s: float,
         leader: Callable[[], bool] = lambda: True,
@@ -201,7 +203,7 @@ class Sweeper:
     ) -> None:
         self._cloud = cloud
         self._policies = policies
-        self._handle = handle
+        self._decide = decide
         self._clock = clock
         self.interval_s = interval_s
         self.leader = leader
@@ -244,16 +246,16 @@ class Sweeper:
             log.warning("sweep.failed", error=str(exc))
             return Sweep(self._clock(), error=str(exc), duration_s=self._monotonic() - started)
         operations = 0
-        for event in events:
-            try:
-                operations += len(self._handle(event))
-            except AutopilotError as exc:
-                log.error(
-                    "sweep.event_failed",
-                    event_type=event.event_type,
-                    server_id=event.instance_id,
-                    error=str(exc),
-                )
+        for event, decided in zip(events, self._decide(events) if events else [], strict=True):
+            if not isinstance(decided, Exception):
+                operations += len(decided)
+                continue
+            log.error(
+                "sweep.event_failed",
+                event_type=event.event_type,
+                server_id=event.instance_id,
+                error=str(decided),
+            )
         return Sweep(
             looked.at,
             statuses=looked.statuses,

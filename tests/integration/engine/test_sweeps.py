@@ -106,7 +106,7 @@ def sweeper(cloud: FakeCloud, policy_set: PolicySet, **kwargs: object) -> Sweepe
     s = Sweeper(
         cloud=cloud,
         policies=lambda: policy_set,
-        handle=lambda event: handled.append(event) or [],
+        decide=lambda events: [handled.append(event) or [] for event in events],
         clock=lambda: NOW,
         interval_s=300,
         **kwargs,  # type: ignore[arg-type]
@@ -288,7 +288,11 @@ def through_engine(
     policy_set = policies(policy_text)
     engine = Engine(policies=lambda: policy_set, journal=journal, runner=runner, clock=clock)
     s = Sweeper(
-        cloud=cloud, policies=lambda: policy_set, handle=engine.handle, clock=clock, interval_s=300
+        cloud=cloud,
+        policies=lambda: policy_set,
+        decide=engine.handle_events,
+        clock=clock,
+        interval_s=300,
     )
     return journal, s, clock
 

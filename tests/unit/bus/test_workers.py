@@ -5,10 +5,20 @@ from __future__ import annotations
 import queue
 import random
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from nova_autopilot.bus.delivery import ABANDONED, HANDLED, DeadLetter, Delivery, Job
+from nova_autopilot.bus.delivery import (
+    ABANDONED,
+    HANDLED,
+    Batched,
+    DeadLetter,
+    Delivery,
+    Job,
+    Retry,
+)
 from nova_autopilot.bus.workers import Workers
+from nova_autopilot.errors import BadMessage, TemporaryError
 from nova_autopilot.events import Event
 
 NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
@@ -100,3 +110,70 @@ def test_a_failing_handler_costs_its_message_and_not_the_thread() -> None:
     assert second.outcome is HANDLED
     assert workers.alive()
     assert workers.stop(5)
+
+
+def test_a_batched_handler_gets_what_queued_meanwhile_in_order_and_says_of_each() -> None:
+    """While the handler decides one batch, the lists handed over meanwhile wait; the
+    next call gets them all at once, in delivery order, and each job's outcome is
+    what the handler said of it."""
+    calls: list[list[int]] = []
+    first_call = threading.Event()
+    go_on = threading.Event()
+
+    def many(items: Sequence[tuple[Event, Delivery]]) -> list[BaseException | None]:
+        tags = [int(delivery.message_id[2:]) for _, delivery in items]  # type: ignore[index]
+        calls.append(tags)
+        if len(calls) == 1:
+            first_call.set()
+            go_on.wait(10)
+        return [
+            BadMessage("bad_payload", "odd")
+            if tag == 7
+            else TemporaryError("later")
+            if tag == 8
+            else None
+            for tag in tags
+        ]
+
+    done: queue.SimpleQueue[list[Job]] = queue.SimpleQueue()
+    workers = Workers(count=1, handler=Batched(many), done=done.put, skip=lambda j: False, name="t")
+    workers.start()
+    workers.submit([("s", job(0, "s")), ("s", job(1, "s"))])
+    assert first_call.wait(10)
+    for start in range(2, 10, 2):
+        workers.submit([("s", job(start, "s")), ("s", job(start + 1, "s"))])
+    go_on.set()
+
+    reported = collect(done, 10)
+    workers.stop(5)
+
+    assert calls == [[0, 1], [2, 3, 4, 5, 6, 7, 8, 9]]
+    outcomes = {j.tag: j.outcome for j in reported}
+    assert isinstance(outcomes[7], DeadLetter)
+    assert outcomes[7].reason == "bad_payload"
+    assert isinstance(outcomes[8], Retry)
+    assert all(outcomes[tag] is HANDLED for tag in (0, 1, 2, 3, 4, 5, 6, 9))
+
+
+def test_a_batch_whose_call_fails_is_handled_one_message_at_a_time() -> None:
+    sizes: list[int] = []
+
+    def many(items: Sequence[tuple[Event, Delivery]]) -> list[BaseException | None]:
+        sizes.append(len(items))
+        if len(items) > 1:
+            raise ZeroDivisionError("a bug of the batch")
+        ((_, delivery),) = items
+        return [ValueError("bug") if delivery.message_id == "m-1" else None]
+
+    done: queue.SimpleQueue[list[Job]] = queue.SimpleQueue()
+    workers = Workers(count=1, handler=Batched(many), done=done.put, skip=lambda j: False, name="t")
+    workers.start()
+    workers.submit([("s", job(tag, "s")) for tag in range(3)])
+
+    reported = sorted(collect(done, 3), key=lambda j: j.tag)
+    workers.stop(5)
+
+    assert sizes == [3, 1, 1, 1]
+    assert [j.outcome for j in reported][::2] == [HANDLED, HANDLED]
+    assert isinstance(reported[1].outcome, DeadLetter)
+    assert reported[1].outcome.reason == "handler_error: ValueError"
