@@ -156,8 +156,10 @@ def request_broker(conf: cfg.ConfigOpts) -> BrokerSettings:
     return _settings(conf, url, rabbit, prefetch=conf.requests.prefetch, purpose="requests")
 
 
-def connect(settings: BrokerSettings) -> Connection:
-    """A new, not yet connected kombu connection (``.connect()`` opens it)."""
+def connect(settings: BrokerSettings, *, confirm_publish: bool = True) -> Connection:
+    """A new, not yet connected kombu connection (``.connect()`` opens it); with
+    ``confirm_publish``, each publish waits for the broker's confirmation (without,
+    the caller makes sure otherwise: an AMQP transaction, say)."""
     if settings.in_memory:
         return Connection("memory://", transport_options={"polling_interval": 0.005})
     return Connection(
@@ -168,7 +170,7 @@ def connect(settings: BrokerSettings) -> Connection:
         failover_strategy=settings.failover_strategy,
         connect_timeout=settings.connect_timeout,
         transport_options={
-            "confirm_publish": True,
+            "confirm_publish": confirm_publish,
             "client_properties": {
                 "connection_name": settings.connection_name,
                 "capabilities": {
@@ -221,10 +223,10 @@ def broker_error(settings: BrokerSettings, error: BaseException) -> AutopilotErr
     return BrokerUnavailable(f"{where} unreachable: {text[0] if text else type(error).__name__}")
 
 
-def open_connection(settings: BrokerSettings) -> Connection:
+def open_connection(settings: BrokerSettings, *, confirm_publish: bool = True) -> Connection:
     """A connection to the broker of ``settings``, opened; what stops it is raised
     as :class:`BrokerUnavailable` or :class:`BrokerRefused` (see :func:`broker_error`)."""
-    conn = connect(settings)
+    conn = connect(settings, confirm_publish=confirm_publish)
     try:
         conn.connect()
     except BROKER_ERRORS as error:

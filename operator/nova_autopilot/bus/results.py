@@ -5,38 +5,45 @@ Every result goes to the results exchange (topic, durable) with routing key
 ``result.<action>.<outcome>`` and, when the request named a ``reply_to``
 queue, to that queue as well (default exchange, routing key = ``reply_to``),
 both with the request's ``correlation_id``: a requester waits for its answer
-the standard AMQP way. Messages are persistent and confirmed by the broker
-before :meth:`ResultPublisher.publish` returns.
+the standard AMQP way. Messages are persistent. They leave from an outbox, in
+the order they were put there, in batches: each batch is one AMQP transaction,
+which RabbitMQ commits once it has them all, so a thousand results cost one
+round trip, not a thousand, and deciding never waits for the broker.
 
-Results may be hours apart: while its connection is open, a small thread of the
-publisher sends and checks its heartbeats, so that RabbitMQ does not drop it
-as dead (and the next result does not pay for a reconnection).
+Results may be hours apart: while its connection is open and idle, the
+sending thread sends and checks its heartbeats, so that RabbitMQ does not drop
+it as dead (and the next result does not pay for a reconnection).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import re
 import threading
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Final
 
 from kombu.connection import Connection
 from kombu.entity import Exchange
 from kombu.messaging import Producer
 
 from nova_autopilot.bus.connection import BrokerSettings, open_connection
-from nova_autopilot.errors import TemporaryError
 from nova_autopilot.logs import get_logger
 
 __all__ = ["ResultPublisher", "result_routing_key"]
 
 log = get_logger("nova_autopilot.bus")
 _TOKEN = re.compile(r"[^A-Za-z0-9_-]+")
+#: Results waiting to be sent before :meth:`ResultPublisher.publish` waits.
+OUTBOX_SIZE: Final = 10_000
+#: The most results sent in one transaction.
+BATCH_MAX: Final = 500
 
 
 def result_routing_key(action: str, outcome: str) -> str:
@@ -72,9 +79,27 @@ def _properties(
     return properties
 
 
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """One message to send: where, and with what properties."""
+
+    body: bytes
+    exchange: str
+    routing_key: str
+    properties: dict[str, Any]
+    #: The first message of a result (a result to a reply queue as well is two).
+    first: bool = True
+
+
 class ResultPublisher:
-    """Publishes results; safe to call from several threads (one connection,
-    used under a lock, opened on first use and again after a failure)."""
+    """Publishes results in the background, in order, safe to call from several
+    threads: :meth:`publish` and :meth:`reply` put a result in the outbox and return;
+    the sender thread sends what the outbox holds in batches, each one AMQP
+    transaction (committed when the broker has them all), on one connection opened
+    on first use and again after a failure. A batch the broker does not take is
+    sent again after a pause, until it does: a result is never dropped while the
+    daemon runs. A full outbox (the broker away for long) makes :meth:`publish`
+    wait, so the daemon acknowledges no more messages meanwhile."""
 
     def __init__(
         self,
@@ -83,16 +108,24 @@ class ResultPublisher:
         exchange: Exchange,
         max_retries: int = 3,
         publish_timeout: float = 10.0,
+        outbox: int = OUTBOX_SIZE,
     ) -> None:
+        """``max_retries``: failed sends of a batch logged as warnings before the
+        next ones are logged as errors."""
         self._broker = broker
         self._exchange = exchange
         self._max_retries = max_retries
         self._publish_timeout = None if broker.in_memory else publish_timeout
-        self._lock = threading.Lock()
+        self._outbox: queue.Queue[_Outgoing | None] = queue.Queue(maxsize=outbox)
+        self._lock = threading.Lock()  # the connection's: the sender's and close()'s
+        self._starting = threading.Lock()
         self._conn: Connection | None = None
         self._producer: Producer | None = None
-        self._beating: threading.Thread | None = None
+        self._in_tx = False
+        self._sender: threading.Thread | None = None
         self._closing = threading.Event()
+        self._idle = threading.Condition()
+        self._unsent = 0
         self.published = 0
 
     @property
@@ -109,20 +142,15 @@ class ResultPublisher:
         reply_to: str | None = None,
         headers: Mapping[str, Any] | None = None,
     ) -> str:
-        """Publish ``result`` (a JSON-ready mapping) and return its routing key.
-
-        Raises :class:`TemporaryError` when the broker cannot take it after a
-        few reconnection attempts (the caller may retry later).
-        """
+        """Put ``result`` (a JSON-ready mapping) in the outbox, for the results
+        exchange and, with ``reply_to``, the requester's queue; its routing key."""
         body = json.dumps(result, separators=(",", ":"), default=_json_default).encode()
         routing_key = result_routing_key(action, outcome)
         properties = _properties(action, outcome, correlation_id, headers)
-        with self._lock:
-            self._send(body, self.exchange, routing_key, properties)
-            if reply_to:
-                self._send(body, "", reply_to, properties)
-            self.published += 1
-        log.info(
+        self._put(_Outgoing(body, self.exchange, routing_key, properties))
+        if reply_to:
+            self._put(_Outgoing(body, "", reply_to, properties, first=False))
+        log.debug(
             "bus.result_published",
             routing_key=routing_key,
             correlation_id=correlation_id,
@@ -139,90 +167,148 @@ class ResultPublisher:
         action = str(result.get("action") or "request")
         outcome = str(result.get("outcome"))
         properties = _properties(action, outcome, correlation_id, None)
-        with self._lock:
-            self._send(body, "", reply_to, properties)
-            self.published += 1
-        log.info("bus.result_replied", correlation_id=correlation_id, reply_to=reply_to)
+        self._put(_Outgoing(body, "", reply_to, properties))
+        log.debug("bus.result_replied", correlation_id=correlation_id, reply_to=reply_to)
 
-    def close(self) -> None:
+    def flush(self, timeout: float) -> bool:
+        """Wait until every result put in the outbox so far is with the broker (True)
+        or ``timeout`` seconds pass (False)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._unsent:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Send what the outbox holds (up to ``timeout`` seconds), then close."""
+        if not self.flush(timeout):
+            log.error("bus.results_unsent", count=self._unsent)
         self._closing.set()
-        beating, self._beating = self._beating, None
-        if beating is not None:
-            beating.join()
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            self._outbox.put(None)  # wakes it
+            sender.join(timeout)
         with self._lock:
-            self._closing.clear()  # a later publish opens a connection again
-            conn, self._conn, self._producer = self._conn, None, None
-            if conn is not None:
-                try:
-                    conn.release()
-                except Exception:  # noqa: BLE001 - closing a broken connection may fail
-                    conn.collect()
+            self._closing.clear()  # a later publish starts the sender again
+            self._drop_connection(release=True)
 
-    def _send(self, body: bytes, exchange: str, routing_key: str, props: dict[str, Any]) -> None:
-        last: BaseException | None = None
-        for attempt in range(self._max_retries + 1):
-            try:
-                producer = self._ensure_producer()
-                producer.publish(
-                    body,
-                    exchange=exchange,
-                    routing_key=routing_key,
-                    retry=False,
-                    confirm_timeout=self._publish_timeout,
-                    **props,
+    # -- the sender thread ----------------------------------------------------------------
+
+    def _put(self, outgoing: _Outgoing) -> None:
+        with self._idle:
+            self._unsent += 1
+        self._ensure_sender()
+        self._outbox.put(outgoing)
+
+    def _ensure_sender(self) -> None:
+        sender = self._sender
+        if sender is not None and sender.is_alive():
+            return
+        with self._starting:
+            if self._sender is None or not self._sender.is_alive():
+                self._sender = threading.Thread(
+                    target=self._send_loop, name="results-sender", daemon=True
                 )
-                return
+                self._sender.start()
+
+    def _send_loop(self) -> None:
+        interval = self._broker.heartbeat_check_interval or 1.0
+        while not self._closing.is_set():
+            try:
+                first = self._outbox.get(timeout=interval)
+            except queue.Empty:
+                self._beat()
+                continue
+            batch = [] if first is None else [first]
+            while len(batch) < BATCH_MAX:
+                try:
+                    more = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is not None:
+                    batch.append(more)
+            if batch:
+                self._deliver(batch)
+
+    def _deliver(self, batch: list[_Outgoing]) -> None:
+        """Send ``batch`` until the broker takes it (or the publisher closes)."""
+        failures = 0
+        while True:
+            try:
+                with self._lock:
+                    self._send(batch)
+                break
             except Exception as exc:  # noqa: BLE001 - any failure: reconnect and try again
-                last = exc
-                self._drop_connection()
-                log.warning(
+                failures += 1
+                with self._lock:
+                    self._drop_connection()
+                (log.warning if failures <= self._max_retries else log.error)(
                     "bus.result_publish_failed",
-                    routing_key=routing_key,
-                    attempt=attempt + 1,
+                    results=len(batch),
+                    attempt=failures,
                     error=f"{type(exc).__name__}: {exc}",
                 )
-                if attempt < self._max_retries:
-                    time.sleep(min(0.2 * 2**attempt, 2.0))
-        raise TemporaryError(f"cannot publish the result {routing_key}: {last}") from last
+                if self._closing.wait(min(0.2 * 2 ** (failures - 1), 5.0)):
+                    return
+        self.published += sum(1 for outgoing in batch if outgoing.first)
+        with self._idle:
+            self._unsent -= len(batch)
+            self._idle.notify_all()
+
+    def _send(self, batch: list[_Outgoing]) -> None:
+        producer = self._ensure_producer()
+        for outgoing in batch:
+            producer.publish(
+                outgoing.body,
+                exchange=outgoing.exchange,
+                routing_key=outgoing.routing_key,
+                retry=False,
+                **outgoing.properties,
+            )
+        if self._in_tx:
+            # RabbitMQ answers once every message of the transaction is routed and,
+            # persistent to a durable queue, on disk.
+            producer.channel.tx_commit()
 
     def _ensure_producer(self) -> Producer:
         if self._producer is None:
-            conn = open_connection(self._broker)
+            conn = open_connection(self._broker, confirm_publish=False)
             self._conn = conn
-            self._exchange.bind(conn.default_channel).declare()
-            self._producer = Producer(conn.default_channel)
-            self._start_heartbeats()
+            channel: Any = conn.default_channel
+            self._exchange.bind(channel).declare()
+            self._in_tx = not self._broker.in_memory
+            if self._in_tx:
+                channel.tx_select()
+            self._producer = Producer(channel)
         return self._producer
 
-    def _start_heartbeats(self) -> None:
-        interval = self._broker.heartbeat_check_interval
-        if not interval or (self._beating is not None and self._beating.is_alive()):
-            return
-        self._beating = threading.Thread(
-            target=self._beat, args=(interval,), name="results-heartbeat", daemon=True
-        )
-        self._beating.start()
+    def _beat(self) -> None:
+        """The connection's heartbeats while no result comes (a kombu connection is
+        not shared by threads at once: under the lock); a connection found dead is
+        dropped, the next result opens another."""
+        with self._lock:
+            if self._conn is None:
+                return
+            try:
+                # py-amqp counts the broker's heartbeats only once read: read them.
+                with contextlib.suppress(TimeoutError):
+                    self._conn.drain_events(timeout=0.01)
+                self._conn.heartbeat_check(rate=self._broker.heartbeat_rate)
+            except Exception as exc:  # noqa: BLE001 - any failure: reconnect at next use
+                log.warning("bus.results_heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
+                self._drop_connection()
 
-    def _beat(self, interval: float) -> None:
-        """Every ``interval`` seconds, the connection's heartbeats (under the lock:
-        a kombu connection is not shared by threads at once); a connection found
-        dead is dropped, the next result opens another."""
-        while not self._closing.wait(interval):
-            with self._lock:
-                if self._conn is None:
-                    continue
-                try:
-                    # py-amqp counts the broker's heartbeats only once read: read them.
-                    with contextlib.suppress(TimeoutError):
-                        self._conn.drain_events(timeout=0.01)
-                    self._conn.heartbeat_check(rate=self._broker.heartbeat_rate)
-                except Exception as exc:  # noqa: BLE001 - any failure: reconnect at next use
-                    log.warning(
-                        "bus.results_heartbeat_failed", error=f"{type(exc).__name__}: {exc}"
-                    )
-                    self._drop_connection()
-
-    def _drop_connection(self) -> None:
+    def _drop_connection(self, *, release: bool = False) -> None:
         conn, self._conn, self._producer = self._conn, None, None
-        if conn is not None:
-            conn.collect()
+        if conn is None:
+            return
+        if release:
+            try:
+                conn.release()
+                return
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail
+                pass
+        conn.collect()

@@ -50,6 +50,7 @@ def test_connections_that_wait_idle_past_two_heartbeats_stay_open(rabbit: Rabbit
         with RequestClient(broker=broker, exchange=request_exchange(conf)) as client:
             reply_to = client.reply_queue()
             publisher.publish({"warm": True}, action="resize", outcome="confirmed")
+            assert publisher.flush(10)
             bare.connect()
             assert rabbit.connection_count() == 3
 
@@ -60,6 +61,7 @@ def test_connections_that_wait_idle_past_two_heartbeats_stay_open(rabbit: Rabbit
             publisher.reply({"outcome": "confirmed"}, correlation_id="c-1", reply_to=reply_to)
             reply = client.wait_for_reply("c-1", timeout=10)
             assert reply.body == {"outcome": "confirmed"}
+            assert publisher.flush(10)
             assert publisher.published == 2
             assert rabbit.connection_count() == 2  # the publisher did not reconnect
     finally:

@@ -77,3 +77,41 @@ def test_a_request_reaches_the_handler_and_its_result_comes_back_with_its_correl
     assert json.loads(copy.body) == reply.body
     assert copy.properties["correlation_id"] == "quota-2026-0042"
     assert copy.properties["delivery_mode"] == 2
+
+
+def test_results_published_while_the_broker_is_out_of_reach_arrive_once_it_is_back_in_order(
+    rabbit: Rabbit,
+) -> None:
+    """The outbox: publishing returns at once; results the broker cannot take now
+    (the daemon's user locked out, its connections closed) are sent again until it
+    can, in the order they were published, each in one transaction of a batch."""
+    from nova_autopilot.bus.connection import request_broker
+    from nova_autopilot.bus.results import ResultPublisher
+    from nova_autopilot.bus.topology import results_exchange
+
+    conf = bus_conf(rabbit)
+    observer = Queue(
+        "ordered",
+        exchange=Exchange(conf.requests.results_exchange, type="topic", durable=True),
+        routing_key="result.#",
+    )
+    with Connection(rabbit.amqp_url) as conn:
+        observer.bind(conn.default_channel).declare()
+    publisher = ResultPublisher(broker=request_broker(conf), exchange=results_exchange(conf))
+    try:
+        publisher.publish({"n": 0}, action="rescue", outcome="dry_run")
+        assert publisher.flush(15)
+        rabbit.lock_out()
+        rabbit.close_all_connections()
+        for n in range(1, 200):
+            publisher.publish({"n": n}, action="rescue", outcome="dry_run")
+        assert not publisher.flush(2)  # the broker refuses the daemon's user meanwhile
+        rabbit.let_in()
+        assert publisher.flush(60)
+    finally:
+        rabbit.let_in()
+        publisher.close()
+
+    numbers = [json.loads(message.body)["n"] for message in take_all(rabbit, "ordered")]
+    assert numbers == list(range(200))
+    assert publisher.published == 200
