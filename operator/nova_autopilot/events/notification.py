@@ -21,24 +21,32 @@ _EVENT_TYPE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
 #: everything else (auth tokens, service catalog) is dropped on intake.
 _SAFE_CONTEXT_KEYS = ("request_id", "global_request_id", "user_id", "project_id")
 _CONTEXT_PREFIX = "_context_"
+#: What JSON decodes to besides objects and arrays: left as it is by :func:`_unwrap`.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _unwrap(value: Any, depth: int, max_depth: int) -> Any:
     """Unwrap nova_object layers and check nesting in the same single walk."""
-    if isinstance(value, dict):
-        if depth > max_depth:
-            raise BadMessage("too_deep", f"payload is nested deeper than {max_depth} levels")
-        if NOVA_OBJECT_DATA in value:
-            data = value[NOVA_OBJECT_DATA]
-            if not isinstance(data, dict):
-                raise BadMessage("bad_payload", "nova_object.data must be an object")
-            value = data
-        return {k: _unwrap(v, depth + 1, max_depth) for k, v in value.items()}
-    if isinstance(value, list):
-        if depth > max_depth:
-            raise BadMessage("too_deep", f"payload is nested deeper than {max_depth} levels")
-        return [_unwrap(v, depth + 1, max_depth) for v in value]
-    return value
+    kind = type(value)  # JSON gives exact types: checked first, this walk is hot
+    if kind is not dict and kind is not list:
+        if not isinstance(value, (dict, list)):
+            return value
+        kind = dict if isinstance(value, dict) else list
+    if depth > max_depth:
+        raise BadMessage("too_deep", f"payload is nested deeper than {max_depth} levels")
+    deeper = depth + 1
+    if kind is list:
+        return [
+            item if type(item) in _SCALARS else _unwrap(item, deeper, max_depth) for item in value
+        ]
+    if NOVA_OBJECT_DATA in value:
+        data = value[NOVA_OBJECT_DATA]
+        if not isinstance(data, dict):
+            raise BadMessage("bad_payload", "nova_object.data must be an object")
+        value = data
+    return {
+        k: v if type(v) in _SCALARS else _unwrap(v, deeper, max_depth) for k, v in value.items()
+    }
 
 
 def _optional_str(message: dict[str, Any], key: str) -> str | None:
