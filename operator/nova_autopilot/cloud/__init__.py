@@ -34,6 +34,7 @@ from nova_autopilot.cloud.values import (
     NetworkInfo,
     ServerState,
     server_state,
+    server_state_of,
 )
 
 __all__ = [
@@ -52,4 +53,5 @@ __all__ = [
     "counting_as",
     "counting_for",
     "server_state",
+    "server_state_of",
 ]

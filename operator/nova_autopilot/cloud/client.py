@@ -21,8 +21,10 @@ from typing import Any, TypeVar
 
 import keystoneauth1.exceptions as ksa_exc
 import openstack
+import openstack.compute.v2.server
 import openstack.connection
 import openstack.exceptions as sdk_exc
+import openstack.utils
 
 from nova_autopilot.cloud.accounting import RequestCounter, counting_as, counting_for
 from nova_autopilot.cloud.pacing import WriteLimiter
@@ -33,6 +35,7 @@ from nova_autopilot.cloud.values import (
     NetworkInfo,
     ServerState,
     server_state,
+    server_state_of,
 )
 from nova_autopilot.errors import (
     Ambiguous,
@@ -186,12 +189,9 @@ class Cloud:
     def changed_since(self, since: datetime) -> list[ServerState]:
         """Every server (all projects) updated at or after ``since``: one batched list call."""
         stamp = since.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        compute = self.connection.compute
         return self._call(
             "list_servers",
-            lambda: [
-                server_state(s) for s in compute.servers(all_projects=True, changes_since=stamp)
-            ],
+            lambda: self._servers({"all_tenants": True, "changes-since": stamp}),
         )
 
     def servers_in(self, statuses: tuple[str, ...]) -> Listing:
@@ -201,7 +201,6 @@ class Cloud:
         always ask for one page more). Nova's link to the next page keeps one value
         of a repeated filter, so several statuses in one paginated call would lose
         servers."""
-        compute = self.connection.compute
         key = f"listing:{uuid.uuid4().hex}"
         found: dict[str, ServerState] = {}
         try:
@@ -209,15 +208,38 @@ class Cloud:
                 for status in dict.fromkeys(statuses):
                     listed = self._call(
                         "list_servers",
-                        lambda status=status: [  # type: ignore[misc]
-                            server_state(s)
-                            for s in compute.servers(all_projects=True, status=status)
-                        ],
+                        lambda status=status: self._servers(  # type: ignore[misc]
+                            {"all_tenants": True, "status": status}
+                        ),
                     )
                     found.update((server.id, server) for server in listed)
             return Listing(tuple(found.values()), self.requests.for_operation(key))
         finally:
             self.requests.forget(key)
+
+    def _servers(self, query: Mapping[str, Any]) -> list[ServerState]:
+        """``GET /servers/detail`` with ``query``, every page (Nova's link to the next
+        one, when a page is full), read as Nova writes it: at the microversion
+        openstacksdk would use, without building its resources."""
+        compute = self.connection.compute
+        version = openstack.utils.maximum_supported_microversion(
+            compute, openstack.compute.v2.server.Server._max_microversion
+        )
+        url: str | None = "/servers/detail"
+        params: Mapping[str, Any] | None = query
+        found: list[ServerState] = []
+        while url is not None:
+            response = compute.get(url, params=params, microversion=version)
+            sdk_exc.raise_from_response(response)
+            body = response.json()
+            found += [server_state_of(server) for server in body.get("servers", ())]
+            pages = [
+                link.get("href")
+                for link in body.get("servers_links", ())
+                if link.get("rel") == "next"
+            ]
+            url, params = (str(pages[0]), None) if pages and pages[0] else (None, None)
+        return found
 
     def flavor(self, ref: str) -> FlavorInfo:
         """A flavor by name or id, from a list cached for ``flavor_ttl_s``."""

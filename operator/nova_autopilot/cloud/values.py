@@ -1,7 +1,9 @@
 """What Nova says, as plain frozen values: a server's state at one moment
 (:class:`ServerState`), flavors, images, networks, and the servers one list
 call found (:class:`Listing`). Nothing here calls Nova or imports openstacksdk:
-:func:`server_state` reads whatever openstacksdk Server it is given.
+:func:`server_state` reads whatever openstacksdk Server it is given,
+:func:`server_state_of` a server as Nova's API writes it (a list call's, read
+without building openstacksdk resources, which costs more than the call).
 """
 
 from __future__ import annotations
@@ -121,4 +123,31 @@ def server_state(server: Any) -> ServerState:
         addresses=_addresses(server.addresses),
         fault=str(fault.get("message")) if isinstance(fault, Mapping) else None,
         updated=server.updated_at,
+    )
+
+
+def server_state_of(body: Mapping[str, Any]) -> ServerState:
+    """A server as Nova's API writes it (``GET /servers/detail``), as a :class:`ServerState`."""
+    power = body.get("OS-EXT-STS:power_state")
+    fault = body.get("fault")
+    flavor = body.get("flavor")
+    flavor_name = (
+        flavor.get("original_name") or flavor.get("name") if isinstance(flavor, Mapping) else None
+    )
+    return ServerState(
+        id=str(body["id"]),
+        name=str(body.get("name") or ""),
+        status=str(body.get("status") or "UNKNOWN"),
+        vm_state=body.get("OS-EXT-STS:vm_state"),
+        task_state=body.get("OS-EXT-STS:task_state"),
+        power_state=POWER_STATES.get(power, str(power)) if power is not None else None,
+        launched_at=body.get("OS-SRV-USG:launched_at"),
+        flavor_name=str(flavor_name) if flavor_name else None,
+        project_id=body.get("tenant_id"),
+        host=body.get("OS-EXT-SRV-ATTR:host"),
+        availability_zone=body.get("OS-EXT-AZ:availability_zone") or None,
+        locked=bool(body.get("locked")),
+        addresses=_addresses(body.get("addresses")),
+        fault=str(fault.get("message")) if isinstance(fault, Mapping) else None,
+        updated=body.get("updated"),
     )

@@ -75,6 +75,10 @@ class FakeCompute:
                 return [SimpleNamespace(id="f-1", name="small", vcpus=1, ram=512, disk=1)]
             if name == "get_server_console_output":
                 return {"output": ""}
+            if name == "get_endpoint_data":
+                return None  # no microversion: openstacksdk's default
+            if name == "get":  # a raw list call
+                return SimpleNamespace(status_code=200, json=lambda: {"servers": []})
             return _Anything()
 
         return call
