@@ -186,7 +186,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             **{k: v for k, v in os.environ.items() if not k.startswith("OS_")},
             "OS_CLIENT_CONFIG_FILE": str(root / "clouds.yaml"),
         }
-        run = c.nova_autopilot_args(_run_command().words)
+        # The synopsis without its optional parts: the world's configuration says the rest.
+        run = c.nova_autopilot_args(c.variants(" ".join(_run_command().words))[0])
         world.daemon_argv = [str(BIN / "nova-autopilot"), "--config-file", str(world.conf), *run]
         with world.log.open("w") as log:
             world.daemon = subprocess.Popen(
