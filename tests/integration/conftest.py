@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,12 +31,13 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     s.stop()
 
 
-@pytest.fixture
-def daemon_world(rabbit: bus_support.Rabbit, tmp_path: Path) -> Iterator[DaemonWorld]:
-    """The sandbox Nova (m1.small, m1.large) on ``rabbit``, the configuration file of a
-    daemon for it (daemon_support.POLICIES, a signing key, JSON logs, metrics on a free
-    port) and the environment to run it in."""
-    sandbox = add_flavors(Sandbox(transport_url=rabbit.transport_url).start())
+@contextlib.contextmanager
+def daemon_world_on(
+    rabbit: bus_support.Rabbit, tmp_path: Path, sandbox: Sandbox, extra: str = ""
+) -> Iterator[DaemonWorld]:
+    """``daemon_world`` with a sandbox of the caller's (started on ``rabbit``) and
+    ``extra`` lines at the end of the configuration."""
+    add_flavors(sandbox)
     clouds = clouds_yaml(tmp_path / "clouds.yaml", sandbox.url)
     (tmp_path / "policies.yaml").write_text(POLICIES)
     keys = tmp_path / "signing-keys.yaml"
@@ -48,10 +50,20 @@ def daemon_world(rabbit: bus_support.Rabbit, tmp_path: Path) -> Iterator[DaemonW
         f"[policies]\npath = {tmp_path / 'policies.yaml'}\n"
         "[cloud]\ncloud = sandbox\npoll_interval = 2\n"
         f"[requests]\nsigning_keys_file = {keys}\nsigning_key_id = test-key\n"
-        "[logging]\nformat = json\n[metrics]\nport = 0\n"
+        "[logging]\nformat = json\n[metrics]\nport = 0\n" + extra
     )
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
     try:
         yield sandbox, conf, env
     finally:
         sandbox.stop()
+
+
+@pytest.fixture
+def daemon_world(rabbit: bus_support.Rabbit, tmp_path: Path) -> Iterator[DaemonWorld]:
+    """The sandbox Nova (m1.small, m1.large) on ``rabbit``, the configuration file of a
+    daemon for it (daemon_support.POLICIES, a signing key, JSON logs, metrics on a free
+    port) and the environment to run it in."""
+    sandbox = Sandbox(transport_url=rabbit.transport_url).start()
+    with daemon_world_on(rabbit, tmp_path, sandbox) as world:
+        yield world

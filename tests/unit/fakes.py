@@ -356,7 +356,14 @@ class Results:
 
     def __init__(self) -> None:
         self.published: list[tuple[dict[str, Any], str | None, str | None]] = []
+        self.progressed: list[tuple[dict[str, Any], str | None, str | None]] = []
         self.lock = threading.Lock()
+
+    def progress(
+        self, update: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
+    ) -> None:
+        with self.lock:
+            self.progressed.append((dict(update), correlation_id, reply_to))
 
     def publish(
         self, result: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None

@@ -241,6 +241,7 @@ class Runner:
         clock: Callable[[], datetime],
         on_done: Callable[[Done], None],
         on_lost: Callable[[str], None] | None = None,
+        on_phase: Callable[[str, str], None] | None = None,
         probe: Probe | None = None,
         workers: int = 4,
         poll_interval_s: float = 30.0,
@@ -252,6 +253,7 @@ class Runner:
         self._clock = clock
         self._on_done = on_done
         self._on_lost = on_lost
+        self._on_phase = on_phase
         self._probe = probe or SocketProbe()
         self._poll_interval_s = poll_interval_s
         self._rescue_image = rescue_image
@@ -461,11 +463,13 @@ class Runner:
                 job.phase = transition.phase
                 job.attempts = 0
                 self._persist(job)
+                self._moved(job, phase)
                 continue
             if isinstance(transition, Wait):
                 job.phase = transition.phase
                 job.attempts = 0
                 self._persist(job)
+                self._moved(job, phase)
                 missed = self._park(job, transition)
                 if missed is not None:
                     self._dispatch(job, missed, None, NOTIFICATION)
@@ -503,6 +507,15 @@ class Runner:
             )
         pending.clear()
         return wake
+
+    def _moved(self, job: _Job, was: str) -> None:
+        """Tell ``on_phase`` that the operation entered a new phase (recorded)."""
+        if self._on_phase is None or job.phase == was:
+            return
+        try:
+            self._on_phase(job.work.op_id, job.phase)
+        except Exception:  # a report that fails must not stop the operation
+            log.exception("operation.phase_report_failed", operation_id=job.work.op_id)
 
     def _place(self, job: _Job) -> None:
         """Tell the store where the server runs, once the machine has found it."""

@@ -24,7 +24,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,7 @@ from nova_autopilot.bus.connection import (
     open_connection,
     request_broker,
 )
+from nova_autopilot.bus.results import PROGRESS_HEADER
 from nova_autopilot.bus.topology import request_exchange, request_topology
 
 __all__ = ["Reply", "RequestClient"]
@@ -77,6 +78,7 @@ class RequestClient:
         self._producer: Producer | None = None
         self._reply_queue: str | None = None
         self._replies: dict[str | None, Reply] = {}
+        self._progress: dict[str | None, list[Reply]] = {}
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> RequestClient:
@@ -173,16 +175,29 @@ class RequestClient:
             self._reply_queue = name
         return self._reply_queue
 
-    def wait_for_reply(self, correlation_id: str, timeout: float) -> Reply:
+    def wait_for_reply(
+        self,
+        correlation_id: str,
+        timeout: float,
+        *,
+        on_progress: Callable[[Reply], None] | None = None,
+    ) -> Reply:
         """The result for ``correlation_id`` on the reply queue; raises
         ``TimeoutError`` when none arrives within ``timeout`` seconds. The
-        connection's heartbeats are sent and checked meanwhile."""
+        connection's heartbeats are sent and checked meanwhile, and each progress
+        message for it (its operation entered a phase) is given to ``on_progress``
+        as it comes."""
         self.reply_queue()
         conn = self._conn
         assert conn is not None
         step = min(1.0, self._broker.heartbeat_check_interval or 1.0)
         deadline = time.monotonic() + timeout
-        while correlation_id not in self._replies:
+        while True:
+            for update in self._progress.pop(correlation_id, ()):
+                if on_progress is not None:
+                    on_progress(update)
+            if correlation_id in self._replies:
+                break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no reply for {correlation_id!r} within {timeout:g} s")
@@ -208,13 +223,17 @@ class RequestClient:
         except ValueError:
             body = raw.decode("utf-8", "replace")
         correlation_id = message.properties.get("correlation_id")
-        self._replies[correlation_id] = Reply(
+        reply = Reply(
             correlation_id=correlation_id,
             body=body,
             result_key=message.properties.get("type") or "",
             headers=dict(message.headers or {}),
             raw=raw,
         )
+        if reply.headers.get(PROGRESS_HEADER):
+            self._progress.setdefault(correlation_id, []).append(reply)
+        else:
+            self._replies[correlation_id] = reply
 
     def _ensure(self) -> Producer:
         if self._producer is None:

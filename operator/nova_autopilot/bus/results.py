@@ -36,10 +36,12 @@ from kombu.messaging import Producer
 from nova_autopilot.bus.connection import BrokerSettings, open_connection
 from nova_autopilot.logs import get_logger
 
-__all__ = ["ResultPublisher", "result_routing_key"]
+__all__ = ["PROGRESS_HEADER", "ResultPublisher", "progress_routing_key", "result_routing_key"]
 
 log = get_logger("nova_autopilot.bus")
 _TOKEN = re.compile(r"[^A-Za-z0-9_-]+")
+#: The header that marks a progress message (an operation entered a phase), not a result.
+PROGRESS_HEADER: Final = "x-autopilot-progress"
 #: Results waiting to be sent before :meth:`ResultPublisher.publish` waits.
 OUTBOX_SIZE: Final = 10_000
 #: The most results sent in one transaction.
@@ -50,6 +52,11 @@ def result_routing_key(action: str, outcome: str) -> str:
     """``result.<action>.<outcome>``, each part reduced to ``[A-Za-z0-9_-]``."""
     parts = [_TOKEN.sub("_", part).strip("_") or "unknown" for part in (action, outcome)]
     return "result." + ".".join(parts)
+
+
+def progress_routing_key(action: str, phase: str) -> str:
+    """``progress.<action>.<phase>``, each part reduced to ``[A-Za-z0-9_-]``."""
+    return "progress." + result_routing_key(action, phase).removeprefix("result.")
 
 
 def _json_default(value: Any) -> Any:
@@ -169,6 +176,30 @@ class ResultPublisher:
         properties = _properties(action, outcome, correlation_id, None)
         self._put(_Outgoing(body, "", reply_to, properties))
         log.debug("bus.result_replied", correlation_id=correlation_id, reply_to=reply_to)
+
+    def progress(
+        self,
+        update: Mapping[str, Any],
+        *,
+        action: str,
+        phase: str,
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+    ) -> None:
+        """Put a progress message in the outbox: an operation entered ``phase``. It goes
+        to the results exchange with routing key ``progress.<action>.<phase>`` and, with
+        ``reply_to``, to the requester's queue, marked by :data:`PROGRESS_HEADER`."""
+        body = json.dumps(update, separators=(",", ":"), default=_json_default).encode()
+        routing_key = progress_routing_key(action, phase)
+        properties = _properties(
+            action, phase, correlation_id, {PROGRESS_HEADER: True, "x-autopilot-phase": phase}
+        )
+        properties["type"] = routing_key
+        del properties["headers"]["x-autopilot-outcome"]
+        self._put(_Outgoing(body, self.exchange, routing_key, properties, first=False))
+        if reply_to:
+            self._put(_Outgoing(body, "", reply_to, properties, first=False))
+        log.debug("bus.progress_published", routing_key=routing_key, reply_to=reply_to)
 
     def flush(self, timeout: float) -> bool:
         """Wait until every result put in the outbox so far is with the broker (True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
+import time
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -133,8 +135,21 @@ def _publish(args: argparse.Namespace, body: dict[str, Any]) -> int:
         if not args.wait:
             print(f"sent {body['type']} {body['id']}")
             return EXIT_OK
+        sent_at = time.monotonic()
+
+        def progress(update: Any) -> None:
+            """One line per phase the operation enters, with the time since sending."""
+            body = update.body if isinstance(update.body, dict) else {}
+            elapsed = time.monotonic() - sent_at
+            print(
+                f"  +{elapsed:.1f}s  {body.get('action', '?')} {body.get('operation_id', '')}: "
+                f"{body.get('phase', '?')}",
+                file=sys.stderr,
+                flush=True,
+            )
+
         try:
-            reply = client.wait_for_reply(correlation, timeout=args.timeout)
+            reply = client.wait_for_reply(correlation, timeout=args.timeout, on_progress=progress)
         except TimeoutError:
             raise NoAnswer(
                 f"no answer to {body['type']} {body['id']} within {args.timeout:g} s: the "

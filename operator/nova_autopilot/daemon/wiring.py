@@ -119,6 +119,17 @@ class BusReporter:
         else:
             self._bus.results.reply(result, correlation_id=correlation_id, reply_to=reply_to)
 
+    def progress(
+        self, update: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
+    ) -> None:
+        self._bus.results.progress(
+            update,
+            action=str(update.get("action")),
+            phase=str(update.get("phase")),
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+        )
+
 
 class Daemon:
     def __init__(
@@ -148,6 +159,7 @@ class Daemon:
             clock=clock,
             on_done=lambda done: self.engine.on_done(done),
             on_lost=lambda op_id: self.engine.on_lost(op_id),
+            on_phase=lambda op_id, phase: self.engine.on_phase(op_id, phase),
             workers=conf.cloud.workers,
             poll_interval_s=float(conf.cloud.poll_interval),
             rescue_image=conf.cloud.rescue_image or None,

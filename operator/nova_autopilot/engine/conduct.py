@@ -10,6 +10,8 @@ written here once, so those modules only ever call down into it:
   took it (:meth:`Conductor.take_trials`);
 * the operation claimed (its server's lock kept, the journal's claim when
   several daemons share it) and handed to the runner (:meth:`Conductor.start`);
+* each phase it enters told to the results exchange and to the request's
+  ``reply_to`` (:meth:`Conductor.progress`);
 * its end reported: counted, logged on one canonical line, published to the
   results exchange and to the request's ``reply_to`` (:meth:`Conductor.report`);
 * the breakers moved after it ended (:meth:`Conductor.settle_breakers`).
@@ -38,16 +40,25 @@ TRIAL_TAKEN = "breaker: half-open, another decision took the trial"
 
 
 class Reporter(Protocol):
-    """Where outcomes go (the bus's results publisher)."""
+    """Where outcomes and progress go (the bus's results publisher)."""
 
     def publish(
         self, result: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
+    ) -> None: ...
+
+    def progress(
+        self, update: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
     ) -> None: ...
 
 
 class NoReporter:
     def publish(
         self, result: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
+    ) -> None:
+        return None
+
+    def progress(
+        self, update: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
     ) -> None:
         return None
 
@@ -238,6 +249,23 @@ class Conductor:
                 correlation_id=correlation_id,
                 reply_to=operation.reply_to,
             )
+
+    def progress(self, operation: Operation, at: datetime) -> None:
+        """Say that ``operation`` entered its phase (as the journal holds it): to the
+        results exchange, and to its request's ``reply_to`` (``send --wait`` shows it)."""
+        update = {
+            "operation_id": operation.id,
+            "policy": operation.policy,
+            "action": operation.action,
+            "server_id": operation.server_ref,
+            "request_id": operation.request_id,
+            "phase": operation.phase,
+            "at": at.isoformat(),
+            "created_at": operation.created_at.isoformat(),
+        }
+        self._reporter.progress(
+            update, correlation_id=operation.correlation_id, reply_to=operation.reply_to
+        )
 
     def answer(
         self, result: Mapping[str, Any], *, correlation_id: str | None, reply_to: str

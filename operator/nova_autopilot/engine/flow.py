@@ -730,6 +730,13 @@ class Engine:
         the global one always, as the journal holds them: for metrics and status."""
         return self._conductor.breaker_states()
 
+    def on_phase(self, op_id: str, phase: str) -> None:
+        """The runner's callback when an operation entered ``phase``: its progress
+        published."""
+        operation = self._journal.get(op_id)
+        if operation.phase == phase and operation.outcome is None:
+            self._conductor.progress(operation, self._clock())
+
     def on_lost(self, op_id: str) -> None:
         """The runner's callback when another daemon took an operation over."""
         self.locks.drop(self._journal.get(op_id).server_id)

@@ -35,6 +35,7 @@ class World:
             store=self.journal,
             clock=now,
             on_done=lambda done: self.engine.on_done(done),
+            on_phase=lambda op_id, phase: self.engine.on_phase(op_id, phase),
             workers=2,
             retry_base_s=0.01,
         )

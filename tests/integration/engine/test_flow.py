@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from nova_autopilot.actions.registry import MACHINES
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event
 from tests.integration.engine.support import SID, World
@@ -70,6 +71,29 @@ def test_an_approved_request_is_journaled_carried_out_and_answered(world: World)
     assert answer["outcome"] == "confirmed"
     assert answer["request_id"] == "r-1"
     assert [s.name for s in world.journal.steps(op_id)][-1] == "settled"
+
+
+def test_each_phase_an_operation_enters_is_told_to_its_requester_before_its_result(
+    world: World,
+) -> None:
+    (op_id,) = world.approve()
+    finish_resize(world, op_id)
+
+    phases = [update["phase"] for update, _, _ in world.results.progressed]
+    assert phases == [s for s in phases if s]  # every update names its phase
+    assert len(phases) >= 3
+    assert len(set(phases)) == len(phases)  # a phase is told once, when entered
+    assert "start" not in phases  # the first phase is the decision's own answer
+    machine = list(MACHINES["resize"].phases)
+    assert phases == ["request", "wait_verify", "gate", "confirm", "verify"]
+    assert set(phases) <= set(machine)
+    for update, correlation_id, reply_to in world.results.progressed:
+        assert (update["operation_id"], update["action"], update["request_id"]) == (
+            op_id,
+            "resize",
+            "r-1",
+        )
+        assert (correlation_id, reply_to) == ("c-r-1", "answers")
 
 
 def test_a_request_the_bus_delivers_again_is_not_executed_twice_and_gets_the_first_outcome(

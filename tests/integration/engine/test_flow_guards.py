@@ -68,6 +68,11 @@ class Results:
     def of(self, action: str) -> list[dict[str, Any]]:
         return [r for r in self.published if r["action"] == action]
 
+    def progress(
+        self, update: Mapping[str, Any], *, correlation_id: str | None, reply_to: str | None
+    ) -> None:
+        return None  # these tests look at results
+
 
 class World:
     def __init__(self, tmp_path: Path, settings: GuardSettings, text: str = POLICIES) -> None:
