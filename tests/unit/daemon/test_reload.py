@@ -176,3 +176,103 @@ def test_set_level_changes_the_level_but_keeps_the_output() -> None:
     finally:
         root.setLevel(before[0])
         logging.getLogger("kombu").setLevel(before[2])
+
+
+# --- the command line's values over the files -------------------------------------------
+
+FLAG_URL = "rabbit://ops:pw@flag-host:5672/flag"
+
+
+def started_with(files: Files, *argv: str, cloud: str = "from-file", url: str = "a") -> Reloader:
+    """The reloader of a daemon started as ``nova-autopilot run ARGV`` starts it: the
+    configuration ``run`` reads (the command line's values over the files)."""
+    from nova_autopilot.cli import parser
+    from nova_autopilot.cli.common import load_conf
+
+    write_brokers_and_cloud(files, cloud=cloud, url=url)
+    args = parser.build().parse_args(["--config-file", str(files.conf), "run", *argv])
+    conf = load_conf(args)
+    return Reloader(
+        conf=conf, policies=PolicyHolder(str(files.policies)), verifier=None,
+        apply_level=lambda level: None,
+    )  # fmt: skip
+
+
+def write_brokers_and_cloud(
+    files: Files, *, cloud: str, url: str, stop_timeout: int = 30
+) -> None:
+    """The configuration with a cloud and every broker URL of its own (user ``url``)."""
+    files.write_conf(
+        level="INFO",
+        extra=f"stop_timeout = {stop_timeout}\n"
+        f"transport_url = rabbit://{url}:{url}@file-host:5672/\n"
+        f"[oslo_messaging_notifications]\ntransport_url = rabbit://{url}:{url}@notify-host/\n"
+        f"[cloud]\ncloud = {cloud}\n",
+    )
+    text = files.conf.read_text()
+    files.conf.write_text(
+        text.replace("[requests]\n", f"[requests]\nbroker_url = amqp://{url}:{url}@req-host/\n")
+    )
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    monkeypatch.delenv("OS_CLOUD", raising=False)
+    monkeypatch.delenv("NOVA_AUTOPILOT_TRANSPORT_URL", raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("given", ["options", "environment"])
+def test_the_command_lines_values_hold_over_the_files_read_again(
+    setup: Setup, logged: list[dict[str, object]], environment: pytest.MonkeyPatch, given: str
+) -> None:
+    if given == "options":
+        argv: tuple[str, ...] = ("--os-cloud", "flag-cloud", "--transport-url", FLAG_URL)
+    else:
+        environment.setenv("OS_CLOUD", "flag-cloud")
+        environment.setenv("NOVA_AUTOPILOT_TRANSPORT_URL", FLAG_URL)
+        argv = ()
+    reloader = started_with(setup.files, *argv)
+    fresh, problems = reloader.load()
+    assert problems == []
+    assert fresh is not None
+    assert fresh.conf.cloud.cloud == "flag-cloud"
+    assert fresh.conf.requests.broker_url == FLAG_URL
+    assert fresh.conf.transport_url == FLAG_URL
+    assert fresh.conf.oslo_messaging_notifications.transport_url == FLAG_URL
+    assert reloader.reload()
+    events = [line["event"] for line in logged]
+    assert "settings.restart_needed" not in events
+    assert "settings.overridden" not in events
+    assert events[-1] == "daemon.reloaded"
+
+
+def test_an_overridden_option_changed_in_the_files_is_named_as_overridden(
+    setup: Setup, logged: list[dict[str, object]], environment: pytest.MonkeyPatch
+) -> None:
+    reloader = started_with(setup.files, "--os-cloud", "flag-cloud", "--transport-url", FLAG_URL)
+    write_brokers_and_cloud(setup.files, cloud="other-file-cloud", url="b", stop_timeout=50)
+    assert reloader.reload()
+    warned = {str(line["event"]): line for line in logged if line["log_level"] == "warning"}
+    assert warned["settings.restart_needed"]["options"] == ["[DEFAULT] stop_timeout"]
+    assert sorted(warned["settings.overridden"]["options"]) == [  # type: ignore[call-overload]
+        "[DEFAULT] transport_url",
+        "[cloud] cloud",
+        "[oslo_messaging_notifications] transport_url",
+        "[requests] broker_url",
+    ]
+    assert "b:b" not in str(logged)  # values, and their passwords, are never logged
+    logged.clear()
+    assert reloader.reload()  # the files as they were at the last reload: nothing to say
+    assert [line["event"] for line in logged] == ["settings.restart_needed", "daemon.reloaded"]
+
+
+def test_without_the_command_lines_values_a_changed_cloud_needs_a_restart(
+    setup: Setup, logged: list[dict[str, object]], environment: pytest.MonkeyPatch
+) -> None:
+    reloader = started_with(setup.files)
+    write_brokers_and_cloud(setup.files, cloud="other-file-cloud", url="a")
+    assert reloader.reload()
+    warned = [line for line in logged if line["event"] == "settings.restart_needed"]
+    assert warned[0]["options"] == ["[cloud] cloud"]
+    assert not [line for line in logged if line["event"] == "settings.overridden"]
