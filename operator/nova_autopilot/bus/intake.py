@@ -66,6 +66,9 @@ class IntakeHealth:
     #: Seconds since the oldest message still in a handler (or waiting for
     #: one) was received: a stuck handler shows here.
     oldest_in_flight_s: float | None
+    #: Seconds since the consumer lost (or had not yet got) its queue; None while
+    #: attached, or when not known.
+    detached_for_s: float | None = None
 
 
 class Intake:
@@ -129,6 +132,7 @@ class Intake:
         self._conn: Connection | None = None
         self._channel: Any = None
         self._attached = False
+        self._detached_at = clock()
         self._closing = False
         self._submitted = 0
         self._completed = 0
@@ -197,6 +201,7 @@ class Intake:
             last_error=self._last_error,
             in_flight=self._submitted - self._completed,
             oldest_in_flight_s=None if oldest is None else round(self._clock() - oldest, 3),
+            detached_for_s=None if self._attached else round(self._clock() - self._detached_at, 3),
         )
 
     # --- the consuming thread ----------------------------------------------------------
@@ -350,6 +355,8 @@ class Intake:
 
     def _lost(self, exc: BaseException) -> None:
         was_attached = self._attached
+        if was_attached:
+            self._detached_at = self._clock()
         self._attached = False
         self._settlement.detach()
         self._oldest = None

@@ -1,12 +1,14 @@
 """What the daemon says about itself: liveness, readiness, and the sections of its status.
 
 Liveness is whether the daemon really works, what the systemd watchdog is fed
-on (:mod:`.systemd`). The daemon is alive when every consumer is attached to
-its queue and its thread turns, no message has been in a handler (or waiting
-for one) longer than ``wedged_after`` seconds, and the operation runner can
-still run a task within that time. A handler stuck on a journal write behind a
-database lock, or a worker pool whose every thread hangs, is *wedged*: the
-process still runs but does no work, and only a restart helps.
+on (:mod:`.systemd`). The daemon is alive when every consumer's thread turns
+and it is attached to its queue or lost it less than ``wedged_after`` seconds
+ago (a reconnection under way: a problem to tell, not a wedge), no message has
+been in a handler (or waiting for one) longer than ``wedged_after`` seconds,
+and the operation runner can still run a task within that time. A handler
+stuck on a journal write behind a database lock, or a worker pool whose every
+thread hangs, is *wedged*: the process still runs but does no work, and only
+a restart helps.
 
 Readiness asks three things: are the consumers attached to their queues, does
 the journal take a write now (a probe row written and rolled back), and did
@@ -59,6 +61,7 @@ class Pulse:
     phrase each)."""
 
     alive: bool
+    #: Why it is not alive; or, alive, what it is getting over (a reconnection).
     problems: tuple[str, ...] = ()
 
 
@@ -84,15 +87,24 @@ class Liveness:
         self.wedged_after = wedged_after
 
     def check(self) -> Pulse:
-        problems = [*self._bus_problems(), *self._runner_problems()]
-        return Pulse(alive=not problems, problems=tuple(problems))
+        passing: list[str] = []
+        problems = [*self._bus_problems(passing), *self._runner_problems()]
+        return Pulse(alive=not problems, problems=tuple(problems + passing))
 
-    def _bus_problems(self) -> list[str]:
+    def _bus_problems(self, passing: list[str]) -> list[str]:
+        """What wedges the daemon; ``passing`` gets what does not yet (a consumer
+        reconnecting for less than ``wedged_after``)."""
         problems = []
         for intake in self._bus_health().intakes:
             if not intake.attached:
                 reason = f" ({intake.last_error})" if intake.last_error else ""
-                problems.append(f"{intake.name} consumer not attached{reason}")
+                detached = intake.detached_for_s
+                if detached is not None and detached < self.wedged_after:
+                    passing.append(
+                        f"{intake.name} consumer not attached for {detached:.0f} s{reason}"
+                    )
+                else:
+                    problems.append(f"{intake.name} consumer not attached{reason}")
             elif not intake.alive:
                 problems.append(f"{intake.name} consumer not turning")
             oldest = intake.oldest_in_flight_s

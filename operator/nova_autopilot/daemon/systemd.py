@@ -9,7 +9,9 @@ The daemon's main loop calls :meth:`ServiceLink.tick` about once a second:
 * ``WATCHDOG=1`` every half watchdog interval, and only while
   :class:`~nova_autopilot.daemon.health.Liveness` finds the daemon alive. While it
   is wedged the pings stop and systemd restarts the service after
-  ``WatchdogSec``; each change between alive and wedged is logged.
+  ``WatchdogSec``; each change between alive and wedged is logged. A consumer
+  reconnecting for less than ``wedged_after`` is no wedge: the pings go on,
+  the status line says it, and ``service.degraded`` is a warning.
 
 The :class:`Notifier` speaks the notification protocol (sd_notify(3),
 sd_watchdog_enabled(3)). A service started with ``Type=notify`` finds the
@@ -218,6 +220,7 @@ class ServiceLink:
         self._clock = clock
         self._ready = False
         self._alive = True
+        self._passing: tuple[str, ...] = ()
         self._last_ping: float | None = None
         self._last_status = ""
 
@@ -264,6 +267,10 @@ class ServiceLink:
         return status_line(state, self._counts(), pulse.problems)
 
     def _note(self, pulse: Pulse) -> None:
+        if pulse.alive and pulse.problems != self._passing:
+            self._passing = pulse.problems
+            if pulse.problems:  # getting over it: no restart would help
+                log.warning("service.degraded", problems=list(pulse.problems))
         if pulse.alive == self._alive:
             return
         self._alive = pulse.alive

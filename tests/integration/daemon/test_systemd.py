@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from structlog.testing import capture_logs
+
 from nova_autopilot.actions.runner import Runner, Work
 from nova_autopilot.bus import BusHealth, IntakeHealth
 from nova_autopilot.daemon.health import Liveness
@@ -25,11 +27,12 @@ def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def intake(name: str, *, attached: bool = True, alive: bool = True,
-           oldest: float | None = None, error: str | None = None) -> IntakeHealth:  # fmt: skip
+           oldest: float | None = None, error: str | None = None,
+           detached: float | None = None) -> IntakeHealth:  # fmt: skip
     return IntakeHealth(
         name=name, source=name, queue=name, broker="amqp://127.0.0.1:5672//", alive=alive,
         attached=attached, connected_since=None, reconnects=0, last_error=error,
-        in_flight=0 if oldest is None else 1, oldest_in_flight_s=oldest,
+        in_flight=0 if oldest is None else 1, oldest_in_flight_s=oldest, detached_for_s=detached,
     )  # fmt: skip
 
 
@@ -206,3 +209,31 @@ def test_the_runner_counts_as_wedged_when_every_worker_is_stuck_in_a_phase() -> 
         gate.set()
         runner.stop(timeout=5)
     assert not runner.responsive(0.05)
+
+
+def test_a_consumer_reconnecting_for_less_than_wedged_after_is_a_warning_not_a_wedge() -> None:
+    """A one-second broker reconnect: the pings go on, the status line says it, a
+    warning says it once; only a consumer detached for wedged_after stops them."""
+    daemon, notifier, clock = Daemon(), Recorder(watchdog_s=10.0), [0.0]
+    service = link(daemon, notifier, clock)
+    service.tick(ready=True)
+    daemon.intakes[0] = intake(
+        "notifications", attached=False, alive=False, detached=1.0, error="ConnectionResetError"
+    )
+    with capture_logs() as logs:
+        for moment in (5.0, 10.0, 15.0):
+            clock[0] = moment
+            service.tick(ready=True)
+
+    assert notifier.kinds().count("WATCHDOG") == 3  # at 5, 10 and 15: never stopped
+    (status,) = [m["STATUS"] for m in notifier.sent if "not attached" in m.get("STATUS", "")]
+    assert status.startswith("running")
+    assert "notifications consumer not attached for 1 s (ConnectionResetError)" in status
+    assert [(e["event"], e["log_level"]) for e in logs] == [("service.degraded", "warning")]
+
+    daemon.intakes[0] = intake("notifications", attached=False, alive=False, detached=20.0)
+    with capture_logs() as logs:
+        clock[0] = 20.0
+        service.tick(ready=True)
+    assert notifier.kinds().count("WATCHDOG") == 3  # wedged: no ping at 20
+    assert [e["event"] for e in logs] == ["service.wedged"]
