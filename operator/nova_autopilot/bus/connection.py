@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import socket
 import ssl
 import warnings
@@ -46,6 +47,7 @@ __all__ = [
     "BrokerSettings",
     "BrokerUnavailable",
     "broker_error",
+    "check_url",
     "connect",
     "notification_broker",
     "open_connection",
@@ -137,23 +139,87 @@ def register_oslo_options(conf: cfg.ConfigOpts) -> dict[str, cfg.Opt]:
 
 
 def notification_broker(conf: cfg.ConfigOpts) -> BrokerSettings:
-    """The broker Nova publishes its notifications to, from oslo.messaging's options."""
+    """The broker Nova publishes its notifications to, from oslo.messaging's options.
+    A URL no connection could be made from is a :class:`SettingsError` naming its
+    option (see :func:`check_url`)."""
     opts = register_oslo_options(conf)
-    url = conf.oslo_messaging_notifications.transport_url or conf.transport_url or "rabbit://"
-    rabbit = _rabbit_options(conf, opts, url)
+    url, option = _notification_url(conf)
+    check_url(conf, url, option)
+    rabbit = _rabbit_options(conf, opts, url, option)
     prefetch = int(rabbit["rabbit_qos_prefetch_count"]) or DEFAULT_NOTIFICATION_PREFETCH
     return _settings(conf, url, rabbit, prefetch=prefetch, purpose="notifications")
 
 
 def request_broker(conf: cfg.ConfigOpts) -> BrokerSettings:
     """The broker carrying operator requests and results: ``[requests] broker_url``,
-    or the notification broker when it is empty."""
+    or the notification broker when it is empty. A URL no connection could be made
+    from is a :class:`SettingsError` naming its option (see :func:`check_url`)."""
     opts = register_oslo_options(conf)
-    url: str = conf.requests.broker_url or (
-        conf.oslo_messaging_notifications.transport_url or conf.transport_url or "rabbit://"
-    )
-    rabbit = _rabbit_options(conf, opts, url if _is_transport_url(url) else "rabbit://")
+    url, option = conf.requests.broker_url, "[requests] broker_url"
+    if not url:
+        url, option = _notification_url(conf)
+    check_url(conf, url, option)
+    transport = url if _is_transport_url(url) else "rabbit://"
+    rabbit = _rabbit_options(conf, opts, transport, option)
     return _settings(conf, url, rabbit, prefetch=conf.requests.prefetch, purpose="requests")
+
+
+def _notification_url(conf: cfg.ConfigOpts) -> tuple[str, str]:
+    """The notification broker's URL, and the option it comes from."""
+    url: str = conf.oslo_messaging_notifications.transport_url
+    if url:
+        return url, "[oslo_messaging_notifications] transport_url"
+    return conf.transport_url or "rabbit://", "[DEFAULT] transport_url"
+
+
+#: The schemes of a broker URL: oslo.messaging's transport URLs (``rabbit``, ``kombu``,
+#: ``kombu+<transport>``), kombu's AMQP URLs and the in-process broker.
+_SCHEMES = ("rabbit", "amqp", "amqps", "pyamqp", "kombu", "memory")
+_URL_SHAPE = "rabbit://user:password@host:5672/vhost"
+
+
+def check_url(conf: cfg.ConfigOpts, url: str, option: str) -> None:
+    """Raise :class:`SettingsError` naming ``option`` when no connection could be made
+    from ``url``: a scheme no broker here speaks (oslo.messaging's ``fake://`` driver
+    included), a port that is not one (0, above 65535, not a number), an address that
+    cannot be read. The message never shows the URL, which may hold a password."""
+    reason = _url_problem(conf, url)
+    if reason is not None:
+        raise SettingsError(f"{option}: {reason}", option=option)
+
+
+def _url_problem(conf: cfg.ConfigOpts, url: str) -> str | None:
+    import oslo_messaging
+
+    scheme, separator, _ = url.partition("://")
+    scheme = scheme.lower()
+    if not separator or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
+        return f"not a broker URL ({_URL_SHAPE}): it does not start with a scheme and ://"
+    if scheme == "fake":
+        return (
+            "the transport URL fake:// is oslo.messaging's test driver, which kombu cannot "
+            "read; use kombu+memory://// for an in-process broker"
+        )
+    if scheme not in _SCHEMES and not scheme.startswith("kombu+"):
+        return (
+            f"not a broker URL ({_URL_SHAPE}): unknown scheme {scheme!r}, the scheme must "
+            f"be one of {', '.join(_SCHEMES)} or kombu+<transport>"
+        )
+    if scheme in _MEMORY_TRANSPORTS:
+        return None
+    try:
+        if _is_transport_url(url):  # several hosts, each with its port
+            ports = [host.port for host in oslo_messaging.TransportURL.parse(conf, url).hosts]
+        else:
+            ports = [urlsplit(url).port]
+    except ValueError as exc:  # its text may quote the URL: never shown
+        if "ipv6" in str(exc).lower():
+            return f"not a broker URL ({_URL_SHAPE}): an IPv6 address without its closing ]"
+        return f"not a broker URL ({_URL_SHAPE}): a port is not a number from 1 to 65535"
+    for port in ports:
+        if port is not None and not 0 < port <= 65535:
+            return f"not a broker URL ({_URL_SHAPE}): port {port} is not in 1-65535"
+    return None
 
 
 def connect(settings: BrokerSettings, *, confirm_publish: bool = True) -> Connection:
@@ -279,9 +345,11 @@ def _is_transport_url(url: str) -> bool:
     return scheme in ("rabbit", "kombu", *_MEMORY_TRANSPORTS) or scheme.startswith("kombu+")
 
 
-def _rabbit_options(conf: cfg.ConfigOpts, opts: Mapping[str, cfg.Opt], url: str) -> dict[str, Any]:
+def _rabbit_options(
+    conf: cfg.ConfigOpts, opts: Mapping[str, cfg.Opt], url: str, option: str
+) -> dict[str, Any]:
     """``[oslo_messaging_rabbit]`` with the URL's query overriding it, as
-    oslo.messaging's drivers read it."""
+    oslo.messaging's drivers read it (``option``: where the URL comes from)."""
     import oslo_messaging
 
     parsed = oslo_messaging.TransportURL.parse(conf, url)
@@ -290,10 +358,16 @@ def _rabbit_options(conf: cfg.ConfigOpts, opts: Mapping[str, cfg.Opt], url: str)
     for name, raw in parsed.query.items():
         if name not in opts:
             raise SettingsError(
-                f"unknown option {name!r} in the query of the transport URL",
+                f"{option}: unknown option {name!r} in the query of the transport URL",
                 option=f"[{_RABBIT_GROUP}] {name}",
             )
-        values[name] = opts[name].type(raw)
+        try:
+            values[name] = opts[name].type(raw)
+        except ValueError:
+            raise SettingsError(
+                f"{option}: invalid value for {name!r} in the query of the transport URL",
+                option=f"[{_RABBIT_GROUP}] {name}",
+            ) from None
     return values
 
 
@@ -306,12 +380,6 @@ def _settings(
     purpose: str,
 ) -> BrokerSettings:
     name = f"nova-autopilot:{socket.gethostname()}:{os.getpid()}:{purpose}"
-    if url.split(":", 1)[0].lower() == "fake":
-        raise SettingsError(
-            "the transport URL fake:// is oslo.messaging's test driver, which kombu cannot "
-            "read; use kombu+memory://// for an in-process broker",
-            option="[DEFAULT] transport_url",
-        )
     if url.split(":", 1)[0].lower() in _MEMORY_TRANSPORTS:
         return BrokerSettings(
             urls=("memory://",), display="memory://", in_memory=True, prefetch=prefetch

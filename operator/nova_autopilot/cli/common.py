@@ -76,7 +76,10 @@ def override(conf: Any, args: argparse.Namespace) -> tuple[str | None, str | Non
     ``[cloud] cloud``; ``--transport-url`` (else ``$NOVA_AUTOPILOT_TRANSPORT_URL``)
     over every broker URL, ``[DEFAULT] transport_url``,
     ``[oslo_messaging_notifications] transport_url`` and ``[requests] broker_url``.
-    Returns where each came from, None for what was not given."""
+    Returns where each came from, None for what was not given.
+
+    The brokers the command will use are then read (:func:`_check_brokers`): a URL
+    of the configuration that is not one is a usage error naming its option."""
     cloud = given(args, "os_cloud", OS_CLOUD)
     if cloud is not None:
         conf.set_override("cloud", cloud[0], group="cloud")
@@ -89,7 +92,27 @@ def override(conf: Any, args: argparse.Namespace) -> tuple[str | None, str | Non
         conf.set_override("transport_url", broker[0])
         conf.set_override("transport_url", broker[0], group="oslo_messaging_notifications")
         conf.set_override("broker_url", broker[0], group="requests")
+    _check_brokers(conf, args)
     return (None if cloud is None else cloud[1]), (None if broker is None else broker[1])
+
+
+def _check_brokers(conf: Any, args: argparse.Namespace) -> None:
+    """A usage error for a broker URL the command would use but could not connect
+    with (an unknown scheme, a port above 65535...), naming its option: the request
+    broker for the commands that talk to the broker (``send``, ``approve``,
+    ``reject``), the notification broker too for ``run`` and for ``check``, which
+    checks what ``run`` reads."""
+    command = getattr(args, "command", None)
+    if not hasattr(args, "transport_url") and command != "check":
+        return
+    from nova_autopilot.bus.connection import notification_broker, request_broker
+
+    try:
+        request_broker(conf)
+        if command in ("run", "check"):
+            notification_broker(conf)
+    except settings.SettingsError as exc:
+        raise UsageError(str(exc)) from None
 
 
 #: The schemes of a broker URL: oslo.messaging's, kombu's AMQP ones, the in-process broker.

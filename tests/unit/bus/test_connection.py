@@ -208,3 +208,54 @@ def test_backoff_grows_by_its_step_up_to_its_maximum_with_jitter() -> None:
     assert backoff.failures == 5
     backoff.reset()
     assert backoff.next_delay() <= 1
+
+
+@pytest.mark.parametrize(
+    ("options", "option", "says"),
+    [
+        ({"DEFAULT": {"transport_url": "garbage://ops:s3cret@host/"}}, "[DEFAULT] transport_url",
+         "unknown scheme 'garbage', the scheme must be one of rabbit, amqp"),
+        ({"DEFAULT": {"transport_url": "ops:s3cret@host"}}, "[DEFAULT] transport_url",
+         "it does not start with a scheme and ://"),
+        ({"oslo_messaging_notifications": {"transport_url": "rabbit://ops:s3cret@host:99999/"}},
+         "[oslo_messaging_notifications] transport_url", "port 99999 is not in 1-65535"),
+        ({"DEFAULT": {"transport_url": "rabbit://ops:s3cret@a:5672,ops:s3cret@b:70000/"}},
+         "[DEFAULT] transport_url", "port 70000 is not in 1-65535"),
+        ({"DEFAULT": {"transport_url": "rabbit://ops:s3cret@host:0/"}}, "[DEFAULT] transport_url",
+         "port 0 is not in 1-65535"),
+        ({"DEFAULT": {"transport_url": "rabbit://ops:s3cret/"}}, "[DEFAULT] transport_url",
+         "a port is not a number from 1 to 65535"),
+        ({"DEFAULT": {"transport_url": "rabbit://ops:s3cret@[::1/"}}, "[DEFAULT] transport_url",
+         "an IPv6 address without its closing ]"),
+        ({"DEFAULT": {"transport_url": "rabbit://h/?heartbeat_rate=s3cret"}},
+         "[DEFAULT] transport_url", "invalid value for 'heartbeat_rate' in the query"),
+        ({"oslo_messaging_notifications": {"transport_url": "fake://"}},
+         "[oslo_messaging_notifications] transport_url", "oslo.messaging's test driver"),
+    ],
+)  # fmt: skip
+def test_a_broker_url_no_connection_could_be_made_from_names_its_option(
+    options: dict[str, dict[str, object]], option: str, says: str
+) -> None:
+    conf = conf_with(**options)
+    for broker in (notification_broker, request_broker):  # requests fall back on it
+        with pytest.raises(SettingsError) as raised:
+            broker(conf)
+        message = str(raised.value)
+        assert message.startswith(f"{option}: ")
+        assert says in message
+        assert "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["garbage://ops:s3cret@host/", "amqp://ops:s3cret@host:99999/", "amqps://ops:s3cret@[::1/"],
+)
+def test_a_request_broker_url_that_is_not_one_is_said_of_its_own_option(url: str) -> None:
+    conf = conf_with(requests={"broker_url": url})
+    with pytest.raises(
+        SettingsError, match=r"^\[requests\] broker_url: not a broker URL"
+    ) as raised:
+        request_broker(conf)
+    assert "s3cret" not in str(raised.value)
+    assert raised.value.option == "[requests] broker_url"
+    notification_broker(conf)  # the notification broker is another

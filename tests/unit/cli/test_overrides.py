@@ -252,3 +252,24 @@ def test_check_start_names_the_option_or_variable_that_named_a_missing_cloud(
     code, err = check()
     assert err.startswith("OS_CLOUD: cannot configure cloud 'from-env'")
     assert check("--os-cloud", "good") == (0, "")  # the flag before the variable
+
+
+def test_a_configured_broker_url_that_is_not_one_is_a_usage_error_naming_its_option(
+    tmp_path: Path, daemon_conf: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "nova-autopilot.conf"
+    path.write_text(
+        f"[DEFAULT]\nstate_dir = {tmp_path}\ntransport_url = garbage://ops:secret@host/\n"
+        f"[policies]\npath = {SEED}\n[requests]\nrequire_signatures = false\n"
+    )
+    for argv in (SEND, ["run"], ["check"], ["approve", "a" * 32, "--unsigned"]):
+        assert main(["--config-file", str(path), *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("nova-autopilot: [DEFAULT] transport_url: not a broker URL"), err
+        assert "unknown scheme 'garbage'" in err
+        assert "secret" not in err
+    assert daemon_conf == []  # the daemon was not started
+    # The command line's broker replaces it; the commands that do not talk to the
+    # broker do not read it.
+    assert main(["--config-file", str(path), "run", "--transport-url", FLAG_URL]) == 0
+    assert main(["--config-file", str(path), "history", "-f", "json"]) == 0
