@@ -7,6 +7,7 @@ lists everything that is wrong with it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -248,12 +249,16 @@ def _confirm(r: _Reader, value: Any, action: str | None) -> Confirm:
         kind, settings = next(iter(check.items()))
         allowed = GATE_CHECKS[kind]
         settings = r.mapping(settings, (*rel, kind), allowed)
+        typed = {}
         for key, item in settings.items():
-            if key in allowed and not isinstance(item, allowed[key]):
+            if key in allowed and (isinstance(item, bool) or not isinstance(item, allowed[key])):
                 r.problem((*rel, kind, key), f"has the wrong type ({_kind(item)})")
+            elif key in allowed:
+                typed[key] = item
         if kind == "tcp" and "port" not in settings:
             r.problem((*rel, kind), "needs a port")
-        gate.append(GateCheck(kind, dict(settings)))
+        passable = _tcp_check if kind == "tcp" else _console_check
+        gate.append(GateCheck(kind, {**settings, **passable(r, typed, (*rel, kind))}))
     return Confirm(
         timeout_s=r.duration(conf.get("timeout", 900), ("confirm", "timeout")),
         gate=tuple(gate),
@@ -261,6 +266,45 @@ def _confirm(r: _Reader, value: Any, action: str | None) -> Confirm:
         on_failure=on_failure,
         task_timeout_s=r.duration(conf.get("task_timeout", 120), ("confirm", "task_timeout")),
     )
+
+
+def _tcp_check(r: _Reader, settings: dict[str, Any], rel: DocPath) -> dict[str, Any]:
+    """A ``tcp`` check that can pass: a TCP port, a timeout above zero (kept in
+    seconds, as the gate reads it)."""
+    port = settings.get("port")
+    if port is not None and not 0 < port <= 65535:
+        r.problem((*rel, "port"), f"must be a TCP port, 1-65535; got {port!r}")
+    if "timeout" not in settings:
+        return {}
+    seconds = r.section(r.duration, settings["timeout"], (*rel, "timeout"))
+    if seconds is None:
+        return {}
+    if not 0 < seconds < math.inf:
+        r.problem(
+            (*rel, "timeout"),
+            f"must be a duration longer than zero, such as 5s; got {settings['timeout']!r}",
+        )
+        return {}
+    return {"timeout": seconds}
+
+
+def _console_check(r: _Reader, settings: dict[str, Any], rel: DocPath) -> dict[str, Any]:
+    """A ``console`` check that can pass: its unwanted marker is not part of its
+    wanted one (the console could never show one without the other), and it reads
+    some line when it looks for a marker."""
+    wanted, unwanted = settings.get("contains"), settings.get("not_contains")
+    if wanted and unwanted and unwanted in wanted:
+        r.problem(
+            (*rel, "not_contains"),
+            f"{unwanted!r} is part of contains ({wanted!r}): the console can never show "
+            "the one without the other, so the check can never pass",
+        )
+    if wanted and settings.get("lines") == 0:
+        r.problem(
+            (*rel, "lines"),
+            f"0 reads no line of the console, so it can never show contains ({wanted!r})",
+        )
+    return {}
 
 
 _LIMIT_KEYS = (
