@@ -198,9 +198,7 @@ def started_with(files: Files, *argv: str, cloud: str = "from-file", url: str = 
     )  # fmt: skip
 
 
-def write_brokers_and_cloud(
-    files: Files, *, cloud: str, url: str, stop_timeout: int = 30
-) -> None:
+def write_brokers_and_cloud(files: Files, *, cloud: str, url: str, stop_timeout: int = 30) -> None:
     """The configuration with a cloud and every broker URL of its own (user ``url``)."""
     files.write_conf(
         level="INFO",
