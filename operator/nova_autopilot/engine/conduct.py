@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from nova_autopilot import guards
 from nova_autopilot.actions.runner import Runner, Work
-from nova_autopilot.engine.facts import BreakerKeeper, Change, FactSource, JournalFacts
+from nova_autopilot.engine.facts import BreakerKeeper, Change, JournalFacts, Ledger
 from nova_autopilot.engine.locks import ServerLocks
 from nova_autopilot.engine.tally import Tally
 from nova_autopilot.journal import HELD_PHASES, Journal, Operation
@@ -134,7 +134,7 @@ class Conductor:
         host: str | None,
         availability_zone: str | None,
         busy: bool | None,
-        source: FactSource | None = None,
+        source: Ledger | None = None,
     ) -> JournalFacts:
         """The facts of one decision, read from the journal (or a batch's ``source``)
         when a guard asks; held operations do not count as running for the

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from nova_autopilot import guards
 from nova_autopilot.guards import breaker as breakers
@@ -34,31 +34,6 @@ log = get_logger(__name__)
 
 #: Attempts at a compare-and-set of a breaker that others keep changing.
 CAS_ATTEMPTS = 5
-
-
-class FactSource(Protocol):
-    """What :class:`JournalFacts` reads: the journal, or a batch's :class:`Ledger`."""
-
-    def breakers(self, scopes: Collection[str] | None = None) -> dict[str, Breaker]: ...
-
-    def activity(self, server_id: str) -> list[Activity]: ...
-
-    def count(
-        self,
-        *,
-        since: datetime,
-        policy: str | None = None,
-        project_id: str | None = None,
-        server_id: str | None = None,
-        host: str | None = None,
-        availability_zone: str | None = None,
-        actions: Collection[str] | None = None,
-        exclude_outcomes: Collection[str] = (),
-    ) -> int: ...
-
-    def count_unfinished(
-        self, *, policy: str | None = None, exclude_phases: Collection[str] = ()
-    ) -> int: ...
 
 
 class Ledger:
@@ -163,7 +138,7 @@ class JournalFacts:
 
     def __init__(
         self,
-        journal: FactSource,
+        journal: Journal | Ledger,
         *,
         policy: str,
         server_id: str | None,

@@ -19,12 +19,10 @@ from nova_autopilot.engine.flow import Engine, Incoming
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events import Event
 from nova_autopilot.guards import GuardSettings
-from nova_autopilot.journal import Journal, JournalError
-from nova_autopilot.logs import redact
+from nova_autopilot.journal import JournalError
 from nova_autopilot.policies.model import Budget
-from tests.integration.engine.test_flow_guards import Results, Runner
-from tests.integration.journal.behaviour import Clock
-from tests.unit.policy_helpers import nova_event, policies, request_event
+from tests.integration.engine.test_flow_guards import World
+from tests.unit.policy_helpers import nova_event, request_event
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 POLICIES = """
@@ -51,32 +49,18 @@ SETTINGS = GuardSettings(
 )
 
 
-class World:
-    def __init__(self, path: Path, settings: GuardSettings = SETTINGS) -> None:
-        self.clock = Clock(T0)
-        self.journal = Journal.open(f"sqlite:///{path}", redact=redact, clock=self.clock)
-        self.runner = Runner()
-        policy_set = policies(POLICIES)
-        self.engine = Engine(
-            policies=lambda: policy_set,
-            journal=self.journal,
-            runner=self.runner,  # type: ignore[arg-type]
-            clock=self.clock,
-            reporter=Results(),
-            guard_settings=settings,
-        )
-
-    def decided(self, outcome: list[str] | Exception) -> Any:
-        """What a message led to, without the ids that differ from world to world."""
-        if isinstance(outcome, Exception):
-            return type(outcome).__name__, str(outcome)
-        found = [self.journal.get(op_id) for op_id in outcome]
-        return sorted((o.policy, o.outcome, o.reason, o.phase, o.server_id) for o in found)
+def what_became(world: World, outcome: list[str] | Exception) -> Any:
+    """What a message led to, without the ids that differ from world to world."""
+    if isinstance(outcome, Exception):
+        return type(outcome).__name__, str(outcome)
+    found = [world.journal.get(op_id) for op_id in outcome]
+    return sorted((o.policy, o.outcome, o.reason, o.phase, o.server_id) for o in found)
 
 
 @pytest.fixture
 def worlds(tmp_path: Path) -> Iterator[tuple[World, World]]:
-    one, many = World(tmp_path / "one.sqlite"), World(tmp_path / "many.sqlite")
+    one = World(tmp_path / "one", SETTINGS, POLICIES)
+    many = World(tmp_path / "many", SETTINGS, POLICIES)
     yield one, many
     one.journal.close()
     many.journal.close()
@@ -139,8 +123,8 @@ def test_a_batch_decides_as_one_message_after_the_other_would(
     one, many = worlds
     events = messages(seed)
 
-    expected = [one.decided(o) for o in one_by_one(one.engine, events)]
-    got = [many.decided(o) for o in in_batches(many.engine, events, seed)]
+    expected = [what_became(one, o) for o in one_by_one(one.engine, events)]
+    got = [what_became(many, o) for o in in_batches(many.engine, events, seed)]
 
     assert got == expected
     decided = [d for d in expected if d and isinstance(d, list)]
@@ -208,18 +192,18 @@ def test_a_batch_the_journal_does_not_take_is_decided_one_message_at_a_time(
     monkeypatch.setattr(many.journal, "accept_many", refuse)
 
     got = [
-        many.decided(o)
+        what_became(many, o)
         for o in many.engine.handle_many([Incoming(e, redelivered=True) for e in events])
     ]
 
-    assert got == [one.decided(o) for o in one_by_one(one.engine, events)]
+    assert got == [what_became(one, o) for o in one_by_one(one.engine, events)]
 
 
 def test_batches_decided_at_once_by_several_threads_keep_the_caps_exact(tmp_path: Path) -> None:
     """Four threads, ten new errors each on servers of their own, the policy's cap of
     4 operations at once: the batches are recorded together (group commit), each
     decision counted for the next, so exactly 4 run."""
-    world = World(tmp_path / "j.sqlite", GuardSettings())
+    world = World(tmp_path, GuardSettings(), POLICIES)
     start = threading.Barrier(4)
     results: list[list[list[str] | Exception]] = [[] for _ in range(4)]
 
