@@ -139,6 +139,9 @@ class Reloader:
             from_files = _put_over(conf, self._overrides)
         except settings.SettingsError as exc:
             problems.append(("settings", str(exc)))
+        except UnicodeDecodeError as exc:
+            conf = None
+            problems.append(("settings", f"a configuration file is not UTF-8 text: {exc.reason}"))
         if problems or policies is None or conf is None:
             return None, problems
         level = str(conf.logging.level).upper()
@@ -155,7 +158,7 @@ class Reloader:
         """What the files say of the overridden options now (None: they cannot be read)."""
         try:
             return _files_say(self._read_files(), self._overrides)
-        except settings.SettingsError:
+        except (settings.SettingsError, UnicodeDecodeError):
             return None
 
     def _warn_restart_needed(self, fresh: Fresh) -> None:

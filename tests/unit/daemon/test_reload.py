@@ -100,6 +100,7 @@ def test_a_good_reload_puts_all_three_in_force_together(
         ("keys", "signing_keys.reload_refused"),
         ("keys_mode", "signing_keys.reload_refused"),
         ("conf", "settings.reload_refused"),
+        ("conf_encoding", "settings.reload_refused"),
     ],
 )
 def test_one_broken_file_keeps_the_running_set_of_all_three(
@@ -114,6 +115,8 @@ def test_one_broken_file_keeps_the_running_set_of_all_three(
         setup.files.keys.write_text("keys: [not, a, mapping]\n")
     elif breakage == "keys_mode":
         setup.files.keys.chmod(0o644)
+    elif breakage == "conf_encoding":
+        setup.files.conf.write_bytes(setup.files.conf.read_bytes() + b"# caf\xe9\n")
     else:
         setup.files.write_conf(level="LOUD")
     assert not setup.reloader.reload()
