@@ -39,6 +39,7 @@ from nova_autopilot.cli.common import (
 )
 from nova_autopilot.cli.requests import decision_body, request_body
 from nova_autopilot.errors import EXIT_INTERRUPTED, AutopilotError, PolicyError, TemporaryError
+from nova_autopilot.settings import SettingsError
 
 __all__ = ["decision_body", "main", "request_body"]
 
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
-    except UsageError as exc:
+    except (UsageError, SettingsError) as exc:  # a configuration mistake wherever found
         return _say(exc, EXIT_USAGE)
     except NoAnswer as exc:
         return _say(exc, EXIT_NO_ANSWER)

@@ -11,7 +11,6 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from nova_autopilot import settings
 
@@ -85,10 +84,7 @@ def override(conf: Any, args: argparse.Namespace) -> tuple[str | None, str | Non
         conf.set_override("cloud", cloud[0], group="cloud")
     broker = given(args, "transport_url", TRANSPORT_URL)
     if broker is not None:
-        _check_url(*broker)
-        from nova_autopilot.bus.connection import register_oslo_options  # oslo.messaging's
-
-        register_oslo_options(conf)
+        _check_url(conf, *broker)
         conf.set_override("transport_url", broker[0])
         conf.set_override("transport_url", broker[0], group="oslo_messaging_notifications")
         conf.set_override("broker_url", broker[0], group="requests")
@@ -115,23 +111,16 @@ def _check_brokers(conf: Any, args: argparse.Namespace) -> None:
         raise UsageError(str(exc)) from None
 
 
-#: The schemes of a broker URL: oslo.messaging's, kombu's AMQP ones, the in-process broker.
-_SCHEMES = ("rabbit", "amqp", "amqps", "pyamqp", "kombu", "memory")
+def _check_url(conf: Any, url: str, source: str) -> None:
+    """A usage error for a broker URL given on the command line (or in its variable)
+    that no connection could be made from, as for one of the configuration."""
+    from nova_autopilot.bus.connection import check_url, register_oslo_options
 
-
-def _check_url(url: str, source: str) -> None:
-    """A usage error for a broker URL that no connection could be made from."""
+    register_oslo_options(conf)
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not one
-    except ValueError as exc:
-        raise UsageError(f"{source}: not a broker URL: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in _SCHEMES and not scheme.startswith("kombu+"):
-        raise UsageError(
-            f"{source}: not a broker URL (rabbit://user:password@host:5672/vhost): "
-            f"the scheme must be one of {', '.join(_SCHEMES)} or kombu+<transport>"
-        )
+        check_url(conf, url, source)
+    except settings.SettingsError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _not_utf8(args: argparse.Namespace) -> str:

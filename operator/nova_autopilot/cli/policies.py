@@ -61,7 +61,10 @@ def _checked_conf(args: argparse.Namespace, problems: list[str]) -> Any:
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
     problems += [str(problem) for problem in found]
-    override(conf, args)
+    try:
+        override(conf, args)
+    except UsageError as exc:  # a broker URL run could not use: one more mistake
+        problems.append(str(exc))
     return conf
 
 
