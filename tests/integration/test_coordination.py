@@ -161,6 +161,8 @@ def test_the_leader_changes_when_the_leader_dies(
     assert not b.is_leader()
     holder.kill()
     until(b.is_leader, timeout=LOCK_TIMEOUT * 5, what="b leads")
+    # The callback is told just after the role changes: wait for it, then for nothing more.
+    until(lambda: changes != [], timeout=LOCK_TIMEOUT * 5, what="b told it leads")
     assert changes == [True]
 
 
