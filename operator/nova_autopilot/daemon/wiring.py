@@ -467,6 +467,8 @@ class Daemon:
         clean = self.bus.stop(timeout=timeout / 2)
         remaining = max(1.0, (deadline - self.clock()).total_seconds())
         self.runner.stop(timeout=remaining)
+        # The results of operations that ended while the runner stopped leave now.
+        self.bus.results.close(timeout=max(1.0, (deadline - self.clock()).total_seconds()))
         if not self.coordinator.single:
             try:  # the others may take the operations left waiting over at once
                 self.journal.release(self.coordinator.member_id)
