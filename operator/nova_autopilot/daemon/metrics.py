@@ -23,9 +23,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from nova_autopilot.actions.registry import MACHINES
 from nova_autopilot.bus import CounterSnapshot, IntakeHealth
 from nova_autopilot.engine.sweeps import SweepCounts
 from nova_autopilot.engine.tally import TallySnapshot
+from nova_autopilot.journal import OUTCOMES
 
 __all__ = ["BREAKER_STATES", "AutopilotCollector", "Metrics", "Sources"]
 
@@ -167,7 +169,10 @@ class AutopilotCollector(Collector):
             "Operations finished, by action and outcome (refused and dry-run ones included).",
             ["action", "outcome"],
         )
-        for (action, outcome), n in sorted(tally.finished.items()):
+        # Every action's every outcome from the start, at 0: an alert on the increase
+        # of a series sees its first operation too (a series born at 1 shows none).
+        every = dict.fromkeys(((a, o) for a in MACHINES for o in OUTCOMES), 0)
+        for (action, outcome), n in sorted((every | dict(tally.finished)).items()):
             finished.add_metric([action, outcome], n)
         yield finished
         durations = HistogramMetricFamily(

@@ -38,6 +38,10 @@ def test_the_engine_counts_come_out_with_their_labels() -> None:
     finished = "nova_autopilot_operations_finished_total"
     assert value(samples, finished, action="resize", outcome="confirmed") == 1
     assert value(samples, finished, action="resize", outcome="refused") == 1
+    # Every action's every outcome is there from the start, at 0: an alert on the
+    # increase of a series sees its first operation too.
+    assert value(samples, finished, action="resize", outcome="timed_out") == 0
+    assert value(samples, finished, action="unrescue", outcome="failed") == 0
     dropped = "nova_autopilot_events_dropped_total"
     request = {"source": "request", "event_type": "quota.request.approved"}
     assert value(samples, dropped, reason="duplicate", **request) == 1
