@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final
 
+from amqp import spec
 from kombu.connection import Connection
 from kombu.entity import Exchange
 from kombu.messaging import Producer
@@ -118,7 +119,8 @@ class ResultPublisher:
         outbox: int = OUTBOX_SIZE,
     ) -> None:
         """``max_retries``: failed sends of a batch logged as warnings before the
-        next ones are logged as errors."""
+        next ones are logged as errors; ``publish_timeout``: how long the broker
+        may take to commit a batch."""
         self._broker = broker
         self._exchange = exchange
         self._max_retries = max_retries
@@ -301,8 +303,11 @@ class ResultPublisher:
             )
         if self._in_tx:
             # RabbitMQ answers once every message of the transaction is routed and,
-            # persistent to a durable queue, on disk.
-            producer.channel.tx_commit()
+            # persistent to a durable queue, on disk; a broker that does not answer
+            # within the publish time-out fails the batch (sent again, reconnected).
+            channel = producer.channel
+            channel.send_method(spec.Tx.Commit)
+            channel.wait(spec.Tx.CommitOk, timeout=self._publish_timeout)
 
     def _ensure_producer(self) -> Producer:
         if self._producer is None:
