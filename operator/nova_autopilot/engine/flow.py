@@ -351,7 +351,7 @@ class Engine:
                 assert turn.accepted is not None
                 recorded = True
                 self._start_together(batch, turn.accepted, turn.now, outcomes)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - each message then has its own outcome
             if recorded:  # started; only letting the locks go failed
                 log.error("engine.batch_unlock_failed", error=f"{type(exc).__name__}: {exc}")
                 for pending in batch:
@@ -359,7 +359,11 @@ class Engine:
                         outcomes[pending.index] = exc
                 return
             # Nothing recorded: each message on its own, as it would have come.
-            log.warning("engine.batch_undecided", messages=len(batch), exc_info=True)
+            log.warning(
+                "engine.batch_undecided",
+                messages=len(batch),
+                error=f"{type(exc).__name__}: {exc}",
+            )
             for pending in batch:
                 outcomes[pending.index] = self._handle_decided(pending)
 
