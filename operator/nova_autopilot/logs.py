@@ -227,7 +227,13 @@ def configure(*, level: str = "INFO", fmt: str = "auto", stream: TextIO | None =
     tty = _is_tty(out)
     renderer: list[Processor]
     if fmt == "console" or (fmt == "auto" and tty):
-        renderer = [structlog.dev.ConsoleRenderer(colors=tty)]
+        # Plain tracebacks: rich's (structlog's default when rich is installed) cost
+        # a second or more each.
+        renderer = [
+            structlog.dev.ConsoleRenderer(
+                colors=tty, exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
     else:
         renderer = [_leading_keys_first, structlog.processors.JSONRenderer()]
 
