@@ -191,10 +191,11 @@ def test_a_storm_of_failing_operations_opens_the_breaker_and_nova_hears_no_more(
     assert found == {"failed": failed, "refused": FAILING_EVENTS - failed}
     assert outcomes(stack, since, storm_only=False)["failed"] == failed
     assert writes(stack) == failed  # only the operations that ran called Nova
-    # How many may run: decisions are taken one at a time against the journal, so at
-    # most MAX_CONCURRENT operations are unfinished at any moment, and every decision
-    # reads the breaker first. The breaker is moved after an operation's failure is
-    # written, outside the decisions' lock: it opens on the failures it counts then,
+    # How many may run: decisions are taken in batches under one lock against the
+    # journal, each counted for the next, so at most MAX_CONCURRENT operations are
+    # unfinished at any moment, and every batch reads the breaker first. The breaker is
+    # moved after an operation's failure is written, under the decisions' lock (between
+    # two batches): it opens on the failures it counts then,
     # BREAKER_FAILURES, or more if operations in flight at the third failure (at most
     # MAX_CONCURRENT - 1) ended before it was moved. Besides those failures, only the
     # operations in flight when it opened ran: 3 + 4 = 7 here.

@@ -720,7 +720,8 @@ class Engine:
         """The runner's callback when an operation ends."""
         operation = self._journal.get(done.op_id)
         self._conductor.report(operation, done.secrets, ran=True)
-        self._conductor.settle_breakers(operation, self._clock())
+        with self._deciding:  # a batch is decided wholly before the breakers move, or after
+            self._conductor.settle_breakers(operation, self._clock())
         self.holds.release_next(operation.server_id, self._clock())
         self.locks.drop(operation.server_id)
         verdict = (
