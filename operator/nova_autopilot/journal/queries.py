@@ -20,7 +20,6 @@ __all__ = [
     "IN_CHUNK",
     "Query",
     "activities",
-    "activity",
     "breakers",
     "count",
     "count_finished",
@@ -221,14 +220,8 @@ def count_finished(
     )
 
 
-def activity(server_id: str) -> Select[Any]:
-    """The light columns of every operation on the server."""
-    columns = (ops.c.policy, ops.c.status, ops.c.outcome, ops.c.created_at, ops.c.finished_at)
-    return select(*columns).where(ops.c.server_id == server_id)
-
-
 def activities(server_ids: Collection[str]) -> Select[Any]:
-    """:func:`activity` of several servers at once, with each row's server."""
+    """The light columns of every operation on the servers, with each row's server."""
     columns = (ops.c.policy, ops.c.status, ops.c.outcome, ops.c.created_at, ops.c.finished_at)
     return select(ops.c.server_id, *columns).where(ops.c.server_id.in_(list(server_ids)))
 

@@ -500,13 +500,7 @@ class Journal:
     def activity(self, server_id: str) -> list[Activity]:
         """Every operation on the server, in a few columns: what the guards about one
         server (busy, loop, cooldown) read, in one indexed query."""
-        query = queries.activity(server_id)
-        return self._db.read(
-            lambda conn: [
-                Activity(row.policy, row.status, row.outcome, row.created_at, row.finished_at)
-                for row in conn.execute(query)
-            ]
-        )
+        return self.activities([server_id])[server_id]
 
     def activities(self, server_ids: Collection[str]) -> dict[str, list[Activity]]:
         """:meth:`activity` of several servers in one read, by server (every one of
