@@ -4,6 +4,7 @@ and to the requester's reply queue, with the request's correlation id."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from kombu import Connection, Exchange, Queue
@@ -24,6 +25,17 @@ pytestmark = pytest.mark.integration
 rabbit = bus_support.rabbit
 
 
+def observe(rabbit: Rabbit, conf: Any, name: str, routing_key: str) -> None:
+    """A queue ``name`` of the test's, bound to the results exchange by ``routing_key``."""
+    queue = Queue(
+        name,
+        exchange=Exchange(conf.requests.results_exchange, type="topic", durable=True),
+        routing_key=routing_key,
+    )
+    with Connection(rabbit.amqp_url) as conn:
+        queue.bind(conn.default_channel).declare()
+
+
 def test_a_request_reaches_the_handler_and_its_result_comes_back_with_its_correlation_id(
     rabbit: Rabbit,
 ) -> None:
@@ -41,13 +53,7 @@ def test_a_request_reaches_the_handler_and_its_result_comes_back_with_its_correl
 
     handler = Recorder(answer)
     bus = started(Bus(conf=conf, request_handler=handler))
-    observer = Queue(
-        "observer",
-        exchange=Exchange(conf.requests.results_exchange, type="topic", durable=True),
-        routing_key="result.resize.#",
-    )
-    with Connection(rabbit.amqp_url) as conn:
-        observer.bind(conn.default_channel).declare()
+    observe(rabbit, conf, "observer", "result.resize.#")
     try:
         with RequestClient.from_conf(conf) as client:
             correlation_id = client.publish_request(
@@ -90,13 +96,7 @@ def test_results_published_while_the_broker_is_out_of_reach_arrive_once_it_is_ba
     from nova_autopilot.bus.topology import results_exchange
 
     conf = bus_conf(rabbit)
-    observer = Queue(
-        "ordered",
-        exchange=Exchange(conf.requests.results_exchange, type="topic", durable=True),
-        routing_key="result.#",
-    )
-    with Connection(rabbit.amqp_url) as conn:
-        observer.bind(conn.default_channel).declare()
+    observe(rabbit, conf, "ordered", "result.#")
     publisher = ResultPublisher(broker=request_broker(conf), exchange=results_exchange(conf))
     try:
         publisher.publish({"n": 0}, action="rescue", outcome="dry_run")
