@@ -41,6 +41,7 @@ setup(
         "prometheus_client>=0.20,<1",
         "tooz>=9.0,<10",
         "cliff>=4.0,<5",
+        "orjson>=3.9,<4",
     ],
     extras_require={
         "mysql": ["PyMySQL>=1.1,<2"],
