@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import json
 import logging
 import re
 import sys
@@ -19,10 +20,20 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import TextIO, cast
 
+import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["LEVELS", "REDACTED", "bound", "configure", "get_logger", "redact", "set_level"]
+__all__ = [
+    "LEVELS",
+    "REDACTED",
+    "bound",
+    "configure",
+    "get_logger",
+    "redact",
+    "redacted_document",
+    "set_level",
+]
 
 REDACTED = "***"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -176,6 +187,88 @@ def redact(value: object) -> object:
     other object its redacted ``repr()``, so the result is always JSON-serializable.
     """
     return _redact(value, 0)
+
+
+# Plain JSON only: anything else (dates, sets, str or int subclasses, dataclasses, keys
+# that are not strings) makes orjson call this, and the document takes the slow path.
+_PLAIN_JSON = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+# Every ASCII character that is not a letter or a digit: what _SEPARATORS takes out of a key.
+_NOT_ALNUM = bytes(c for c in range(128) if not chr(c).isalnum())
+_WORD_HINTS = tuple(hint.encode() for hint in _HINTS if hint.isalnum())
+_OTHER_HINTS = tuple(hint.encode() for hint in _HINTS if not hint.isalnum())
+
+
+def _not_plain(value: object) -> object:
+    raise TypeError(type(value).__name__)
+
+
+def _nothing_to_hide(raw: bytes) -> bool:
+    """Whether :func:`redact` would leave as it is the plain JSON value that orjson
+    serialized as ``raw``. Conservative: False whenever unsure.
+
+    Judged on ASCII text without escapes (else False), where every string stands
+    between two quotes as it is, and only its quotes are quotes: redact changes
+    nothing when no key names a secret and no string value holds a secret hint that
+    its rules then act on, within the depth it goes to (every bracket counted, those
+    inside strings too). A secret key holds a hint once its separators are out
+    (``to_ken``); so do all the keys run together without their separators. A hint
+    found more often there is not placed (False); each one in the text lies in a string:
+    a key (judged as a key) or a value (judged as redact judges a string)."""
+    if not raw.isascii() or b"\\" in raw or raw.count(b"{") + raw.count(b"[") >= _MAX_DEPTH:
+        return False
+    lowered = raw.lower()
+    squeezed = lowered.translate(None, _NOT_ALNUM)
+    hints = []
+    for hint in _WORD_HINTS:
+        if hint in squeezed:
+            if squeezed.count(hint) != lowered.count(hint):
+                return False  # one across a separator or two strings: not placed
+            hints.append(hint)
+    hints += [hint for hint in _OTHER_HINTS if hint in lowered]
+    if not hints:
+        return True
+    text = raw.decode("ascii")
+    judged = set()
+    for hint in hints:
+        found = lowered.find(hint)
+        while found >= 0:
+            start = lowered.rfind(b'"', 0, found) + 1
+            end = lowered.find(b'"', found)
+            if start not in judged:
+                judged.add(start)
+                string = text[start:end]
+                if raw[end + 1 : end + 2] == b":":
+                    if _is_secret_key(string):
+                        return False
+                elif _redact_text(string) != string:
+                    return False
+            found = lowered.find(hint, found + 1)
+    return True
+
+
+def redacted_document(value: Mapping[str, object]) -> tuple[str, dict[str, object]]:
+    """A document as the journal stores it: the JSON text of :func:`redact` applied to
+    ``value`` (keys sorted) and the value that text holds.
+
+    The same text as ``json.dumps(redact(value), sort_keys=True, default=str)`` but for
+    its spacing (compact), and for NaN and infinities (``null``, as JSON has them), made
+    without the copy :func:`redact` builds when nothing in ``value`` is secret, which is
+    the common case: a Nova notification, a policy's parameters."""
+    try:
+        raw = orjson.dumps(value, default=_not_plain, option=_PLAIN_JSON)
+    except TypeError:  # not plain JSON (orjson.JSONEncodeError is a TypeError)
+        pass
+    else:
+        if _nothing_to_hide(raw):
+            return raw.decode(), orjson.loads(raw)
+    redacted = cast("dict[str, object]", redact(dict(value)))
+    text = json.dumps(redacted, sort_keys=True, default=str, separators=(",", ":"))
+    return text, json.loads(text)
 
 
 def _redact_event(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:

@@ -6,6 +6,7 @@ import datetime
 import io
 import json
 import logging
+import math
 import string
 import threading
 from collections.abc import Callable, Iterator
@@ -613,3 +614,120 @@ def test_property_url_passwords_never_survive(
     assert isinstance(result, str)
     assert "§" not in result
     assert result.endswith("@host.example:5672/vhost")
+
+
+# --- documents as the journal stores them ---------------------------------------------
+
+_WORDS = st.sampled_from(
+    [
+        "password",
+        "adminPass",
+        "X-Auth-Token",
+        "to_ken",
+        "key",
+        "\nkey",
+        "key_name",
+        "monkey",
+        "state",
+        "uuid",
+        "_context_auth_token",
+        "amqp://u:p@h/",
+        "Bearer abc",
+        "password=x",
+        '{"token": "t"}',
+        "K\u212aey",
+        "caf\u00e9",
+        'a"b\\c',
+        "",
+        "to-ken",
+        "API_KEY",
+        "x=1;token=2",
+        "my-key",
+        "pass word",
+        "Authorization: Basic x",
+        "cookies",
+    ]
+)
+# ASCII without escapes in JSON: the text the fast path judges.
+_ASCII = st.text(alphabet=string.ascii_letters + string.digits + " :=/@_-.;,&{}[]()'", max_size=12)
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | _WORDS
+    | _ASCII
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(_WORDS | _ASCII | st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and the infinities as JSON has them: null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _slow_document(value: dict[str, Any]) -> Any:
+    return json.loads(json.dumps(logs.redact(value), sort_keys=True, default=str))
+
+
+@given(st.dictionaries(_WORDS | _ASCII, _JSON_VALUES, max_size=6))
+def test_a_document_holds_what_redact_then_json_would_hold(value: dict[str, Any]) -> None:
+    text, held = logs.redacted_document(value)
+
+    expected = _slow_document(value)
+    assert json.loads(text) in (expected, _finite(expected))
+    assert held == json.loads(text)
+    assert list(json.loads(text)) == sorted(json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"when": datetime.datetime(2025, 1, 2, tzinfo=datetime.timezone.utc)},
+        {"ids": {1, 2}},
+        {1: "one"},
+        {"deep": json.loads("[" * 70 + "]" * 70)},
+        {"big": 2**80, "token": "t"},
+        {"lone": "\ud800"},
+    ],
+)
+def test_a_document_that_is_not_plain_json_is_redacted_all_the_same(value: dict[Any, Any]) -> None:
+    text, held = logs.redacted_document(value)
+
+    assert json.loads(text) == _slow_document(value)
+    assert held == json.loads(text)
+
+
+def test_a_nova_notification_needs_no_copy_and_each_secret_is_noticed() -> None:
+    """The fast path is taken for what Nova sends, and not for anything redact changes."""
+    from tests.samples import sample
+
+    plain = json.dumps(sample("instance-update"), separators=(",", ":"), sort_keys=True)
+    assert '"key_name":"my-key"' in plain  # a hint, but no secret
+    assert logs._nothing_to_hide(plain.encode())
+    for secret in [
+        '{"password":"p"}',
+        '{"to_ken":"p"}',
+        '{"a":"amqp://u:p@h/"}',
+        '{"a":"Bearer x"}',
+        '{"a":"see key=v"}',
+        '{"a":"see\\nkey=v"}',
+        '{"a":"password: x"}',
+        '{"a":{"credentials":{"b":1}}}',
+        '{"pass\\nword":"p"}',
+        '{"a":' + "[" * 70 + "]" * 70 + "}",
+        '{"a":"token","to_ken":"p"}',
+        '{"a":"caf\u00e9","password":"p"}',
+    ]:
+        assert not logs._nothing_to_hide(secret.encode()), secret

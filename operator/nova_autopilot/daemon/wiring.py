@@ -64,7 +64,7 @@ from nova_autopilot.errors import AutopilotError, CloudError, TemporaryError
 from nova_autopilot.events import Event
 from nova_autopilot.guards import GuardSettings
 from nova_autopilot.journal import HELD_PHASES, Journal, JournalError, default_url
-from nova_autopilot.logs import get_logger, redact
+from nova_autopilot.logs import get_logger, redact, redacted_document
 from nova_autopilot.policies import PolicySet, load_policies
 from nova_autopilot.security.authorization import Authorization, AuthorizationError
 from nova_autopilot.security.refusals import RefusalRecorder
@@ -291,7 +291,10 @@ class Daemon:
                 "cannot be shared by daemons on several machines)"
             )
         journal = Journal.open(
-            url, redact=redact, lease=timedelta(seconds=coordinator.lock_timeout)
+            url,
+            redact=redact,
+            documents=redacted_document,
+            lease=timedelta(seconds=coordinator.lock_timeout),
         )
         cloud = Cloud.connect(
             cloud=conf.cloud.cloud or None,

@@ -231,7 +231,7 @@ class _World:
         from nova_autopilot.bus.connection import register_oslo_options
         from nova_autopilot.daemon.wiring import Daemon, PolicyHolder, write_limiter
         from nova_autopilot.journal import Journal
-        from nova_autopilot.logs import redact
+        from nova_autopilot.logs import redact, redacted_document
         from nova_autopilot.security.signing import Verifier
         from nova_autopilot.settings import build_conf
 
@@ -251,7 +251,7 @@ class _World:
         self.daemon = Daemon(
             conf=conf,
             policies=PolicyHolder(str(policies)),
-            journal=Journal.open(self.journal_url, redact=redact),
+            journal=Journal.open(self.journal_url, redact=redact, documents=redacted_document),
             cloud=self.stage.daemon_cloud(writes=write_limiter(conf)),
             verifier=Verifier({DEMO_KEY: self.key}, max_age_s=300),
         )

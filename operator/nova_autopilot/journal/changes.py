@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from nova_autopilot.journal import queries, rows
+from nova_autopilot.journal import queries
 from nova_autopilot.journal.errors import OperationFinished, StaleOperation, UnknownOperation
 from nova_autopilot.journal.records import Accepted, Duplicate, JSONDict, Operation
 from nova_autopilot.journal.schema import breakers, refusals, steps
@@ -64,11 +64,12 @@ def accept(
 
 @dataclass(frozen=True, slots=True)
 class Batched:
-    """One message of :func:`accept_many`, its rows made."""
+    """One message of :func:`accept_many`, its rows made, each with its operation as
+    reading the row back gives it."""
 
     key: str
     ids: tuple[str, ...]
-    rows: Sequence[JSONDict]
+    records: Sequence[tuple[JSONDict, Operation]]
     fingerprint: str | None
 
 
@@ -96,13 +97,13 @@ def accept_many(
                 "fingerprint": item.fingerprint,
             }
         )
-        operation_rows.extend(item.rows)
+        operation_rows.extend(row for row, _ in item.records)
         outcomes.append(
             Accepted(
                 message_key=item.key,
                 operation_ids=item.ids,
                 at=at,
-                operations=tuple(rows.operation_of(row) for row in item.rows),
+                operations=tuple(operation for _, operation in item.records),
             )
         )
     if message_rows:

@@ -27,6 +27,7 @@ from nova_autopilot.journal.records import (
 from nova_autopilot.journal.schema import KEY_LENGTH
 
 __all__ = [
+    "Documents",
     "Redact",
     "RowCodec",
     "breaker",
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 Redact = Callable[[object], object]
+#: How a document becomes its stored JSON text (redacted) and the value that text holds.
+Documents = Callable[[Mapping[str, Any]], tuple[str, JSONDict]]
 
 
 def storable_key(message_key: str) -> str:
@@ -55,12 +58,19 @@ class RowCodec:
     """Turns values into column values and back; everything written goes through
     ``redact`` first, so no secret reaches the database in clear."""
 
-    def __init__(self, *, redact: Redact) -> None:
+    def __init__(self, *, redact: Redact, documents: Documents | None = None) -> None:
+        """``documents``: a faster way to what :meth:`document` does with ``redact``
+        (:func:`nova_autopilot.logs.redacted_document`), the same text bar its spacing."""
         self._redact = redact
+        self._documents = documents or self._redacted
+
+    def _redacted(self, value: Mapping[str, Any]) -> tuple[str, JSONDict]:
+        text = json.dumps(self._redact(dict(value)), sort_keys=True, default=str)
+        return text, _loads(text)
 
     def document(self, value: Mapping[str, Any]) -> str:
         """A JSON document for a TEXT column; stable key order, anything else as str."""
-        return json.dumps(self._redact(dict(value)), sort_keys=True, default=str)
+        return self._documents(value)[0]
 
     def text(self, value: str | None) -> str | None:
         if value is None:
@@ -69,7 +79,16 @@ class RowCodec:
         return redacted if isinstance(redacted, str) else str(redacted)
 
     def operation_row(self, new: NewOperation, *, message_key: str, at: datetime) -> JSONDict:
-        return {
+        return self.operation_record(new, message_key=message_key, at=at)[0]
+
+    def operation_record(
+        self, new: NewOperation, *, message_key: str, at: datetime
+    ) -> tuple[JSONDict, Operation]:
+        """The row of a new operation and the operation as reading that row back gives it."""
+        params, params_value = self._documents(new.params)
+        event, event_value = self._documents(new.event)
+        state, state_value = self._documents(new.state)
+        row = {
             "id": new.id,
             "message_key": message_key,
             "policy": new.policy,
@@ -79,9 +98,9 @@ class RowCodec:
             "server_name": new.server_name,
             "host": new.host,
             "availability_zone": new.availability_zone,
-            "params": self.document(new.params),
+            "params": params,
             "mode": new.mode,
-            "event": self.document(new.event),
+            "event": event,
             "why": self.text(new.why) or "",
             "request_id": new.request_id,
             "correlation_id": new.correlation_id,
@@ -89,7 +108,7 @@ class RowCodec:
             "deadline_at": new.deadline_at,
             "status": "pending" if new.outcome is None else "done",
             "phase": new.phase,
-            "state": self.document(new.state),
+            "state": state,
             "outcome": new.outcome,
             "reason": self.text(new.reason),
             "nova_requests": 0,
@@ -101,6 +120,7 @@ class RowCodec:
             "lease_until": None,
             "version": 0,
         }
+        return row, _operation(row, params=params_value, event=event_value, state=state_value)
 
     def refusal_row(self, new: NewRefusal) -> JSONDict:
         """Untrusted text is cut to its column, never refused: a refusal is always kept."""
@@ -129,6 +149,14 @@ def operation(row: Row[Any]) -> Operation:
 
 def operation_of(m: Mapping[str, Any]) -> Operation:
     """The operation of a row of the operations table, read or about to be written."""
+    return _operation(
+        m, params=_loads(m["params"]), event=_loads(m["event"]), state=_loads(m["state"])
+    )
+
+
+def _operation(
+    m: Mapping[str, Any], *, params: JSONDict, event: JSONDict, state: JSONDict
+) -> Operation:
     return Operation(
         id=m["id"],
         message_key=m["message_key"],
@@ -139,9 +167,9 @@ def operation_of(m: Mapping[str, Any]) -> Operation:
         server_name=m["server_name"],
         host=m["host"],
         availability_zone=m["availability_zone"],
-        params=_loads(m["params"]),
+        params=params,
         mode=cast(Mode, m["mode"]),
-        event=_loads(m["event"]),
+        event=event,
         why=m["why"],
         request_id=m["request_id"],
         correlation_id=m["correlation_id"],
@@ -149,7 +177,7 @@ def operation_of(m: Mapping[str, Any]) -> Operation:
         deadline_at=m["deadline_at"],
         status=cast(Status, m["status"]),
         phase=m["phase"],
-        state=_loads(m["state"]),
+        state=state,
         outcome=cast("Outcome | None", m["outcome"]),
         reason=m["reason"],
         nova_requests=m["nova_requests"],

@@ -40,10 +40,10 @@ from nova_autopilot.journal.records import (
     check_length,
 )
 from nova_autopilot.journal.rows import (
+    Documents,
     Redact,
     RowCodec,
     breaker_row,
-    operation_of,
     storable_key,
 )
 from nova_autopilot.journal.rows import refusal as rows_refusal
@@ -67,13 +67,19 @@ class Journal:
     """Open one with :meth:`open`; close it with :meth:`close` (or use ``with``)."""
 
     def __init__(
-        self, database: Database, *, clock: Clock, redact: Redact, lease: timedelta
+        self,
+        database: Database,
+        *,
+        clock: Clock,
+        redact: Redact,
+        lease: timedelta,
+        documents: Documents | None = None,
     ) -> None:
         if lease <= timedelta(0):
             raise ValueError(f"a lease must be positive, got {lease}")
         self._db = database
         self._clock = clock
-        self._codec = RowCodec(redact=redact)
+        self._codec = RowCodec(redact=redact, documents=documents)
         self._lease = lease
 
     @classmethod
@@ -83,6 +89,7 @@ class Journal:
         *,
         clock: Clock = utc_now,
         redact: Redact = _identity,
+        documents: Documents | None = None,
         lease: timedelta = timedelta(minutes=5),
         busy_timeout: float = 30.0,
         migrate_schema: bool = True,
@@ -91,7 +98,9 @@ class Journal:
         the one this code knows; with ``migrate_schema=False`` only check that it is.
 
         ``redact`` sees every document and free text before it is stored (pass
-        ``nova_autopilot.logs.redact``); ``lease`` is how long a :meth:`claim` holds;
+        ``nova_autopilot.logs.redact``); ``documents`` makes the JSON documents faster
+        with the same redaction (pass ``nova_autopilot.logs.redacted_document`` with
+        ``redact``); ``lease`` is how long a :meth:`claim` holds;
         ``busy_timeout`` how long a writer waits for another one, in seconds.
         Raises :class:`SchemaMismatch` for a schema newer than this code knows.
         """
@@ -101,7 +110,7 @@ class Journal:
         except BaseException:
             database.dispose()
             raise
-        return cls(database, clock=clock, redact=redact, lease=lease)
+        return cls(database, clock=clock, redact=redact, lease=lease, documents=documents)
 
     def close(self) -> None:
         self._db.dispose()
@@ -142,7 +151,8 @@ class Journal:
         ids = tuple(new.id for new in operations)
         if len(set(ids)) != len(ids):
             raise ValueError(f"operation ids repeat within one message: {ids}")
-        rows = [self._codec.operation_row(new, message_key=key, at=at) for new in operations]
+        records = [self._codec.operation_record(new, message_key=key, at=at) for new in operations]
+        rows = [row for row, _ in records]
         try:
             self._db.write(
                 functools.partial(
@@ -155,7 +165,7 @@ class Journal:
             message_key=key,
             operation_ids=ids,
             at=at,
-            operations=tuple(operation_of(row) for row in rows),
+            operations=tuple(operation for _, operation in records),
         )
 
     def accept_many(
@@ -174,10 +184,11 @@ class Journal:
             ids = tuple(new.id for new in message.operations)
             if len(set(ids)) != len(ids):
                 raise ValueError(f"operation ids repeat within one message: {ids}")
-            rows = [
-                self._codec.operation_row(new, message_key=key, at=at) for new in message.operations
+            records = [
+                self._codec.operation_record(new, message_key=key, at=at)
+                for new in message.operations
             ]
-            batch.append(changes.Batched(key, ids, rows, message.fingerprint))
+            batch.append(changes.Batched(key, ids, records, message.fingerprint))
         if not batch:
             return []
         try:
