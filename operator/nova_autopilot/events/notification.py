@@ -13,7 +13,7 @@ from typing import Any
 
 from nova_autopilot.errors import BadMessage
 from nova_autopilot.events.model import Event
-from nova_autopilot.events.wire import parse_timestamp
+from nova_autopilot.events.wire import LOOKED_AT, as_stdlib, parse_timestamp, plain_float
 
 NOVA_OBJECT_DATA = "nova_object.data"
 _EVENT_TYPE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
@@ -21,8 +21,15 @@ _EVENT_TYPE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
 #: everything else (auth tokens, service catalog) is dropped on intake.
 _SAFE_CONTEXT_KEYS = ("request_id", "global_request_id", "user_id", "project_id")
 _CONTEXT_PREFIX = "_context_"
+_SAFE_CONTEXT = frozenset(_CONTEXT_PREFIX + key for key in _SAFE_CONTEXT_KEYS)
 #: What JSON decodes to besides objects and arrays: left as it is by :func:`_unwrap`.
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+#: The same but floats, which :func:`unwrap_decoded` looks at.
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+class Unsure(Exception):
+    """:func:`unwrap_decoded` cannot vouch for a payload: it is read the careful way."""
 
 
 def _unwrap(value: Any, depth: int, max_depth: int) -> Any:
@@ -49,6 +56,44 @@ def _unwrap(value: Any, depth: int, max_depth: int) -> Any:
     }
 
 
+def unwrap_decoded(value: Any, depth: int, max_depth: int) -> Any:
+    """:func:`_unwrap` of orjson's value of a text whose nesting was not scanned:
+    ``depth`` is the text's own (a nova_object's data is one level below it), and
+    :class:`Unsure` is raised where the standard library's reading of the text
+    could differ or would be refused: a container deeper than ``max_depth``
+    (anywhere, in the wrappers' other members too), a float orjson may have read
+    from an integer beyond 64 bits, a nova_object.data that is not an object."""
+    kind = type(value)
+    if kind is float:
+        if plain_float(value):
+            return value
+        raise Unsure
+    if depth > max_depth:
+        raise Unsure
+    deeper = depth + 1
+    if kind is list:
+        return [
+            item if type(item) in _PLAIN else unwrap_decoded(item, deeper, max_depth)
+            for item in value
+        ]
+    if NOVA_OBJECT_DATA in value:
+        data = value[NOVA_OBJECT_DATA]
+        if type(data) is not dict:
+            raise Unsure
+        room = max_depth - depth  # a member at depth + 1 has this many levels
+        for key, item in value.items():
+            if type(item) in LOOKED_AT and key != NOVA_OBJECT_DATA and not as_stdlib(item, room):
+                raise Unsure
+        if deeper > max_depth:
+            raise Unsure
+        value = data
+        deeper += 1
+    return {
+        k: v if type(v) in _PLAIN else unwrap_decoded(v, deeper, max_depth)
+        for k, v in value.items()
+    }
+
+
 def _optional_str(message: dict[str, Any], key: str) -> str | None:
     value = message.get(key)
     if value is None:
@@ -67,7 +112,7 @@ def _safe_raw(message: dict[str, Any]) -> dict[str, Any]:
     return {
         key: value
         for key, value in message.items()
-        if not key.startswith(_CONTEXT_PREFIX) or key[len(_CONTEXT_PREFIX) :] in _SAFE_CONTEXT_KEYS
+        if not key.startswith(_CONTEXT_PREFIX) or key in _SAFE_CONTEXT
     }
 
 
@@ -75,8 +120,11 @@ def is_notification(message: dict[str, Any]) -> bool:
     return "event_type" in message and "payload" in message
 
 
-def parse_notification(message: dict[str, Any], *, max_depth: int) -> Event:
-    """Build an Event from one notification dict (envelope already removed)."""
+def parse_notification(
+    message: dict[str, Any], *, max_depth: int, payload: dict[str, Any] | None = None
+) -> Event:
+    """Build an Event from one notification dict (envelope already removed);
+    ``payload``: its payload already unwrapped (:func:`unwrap_decoded`)."""
     event_type = message.get("event_type")
     if not isinstance(event_type, str) or not _EVENT_TYPE_RE.match(event_type):
         raise BadMessage("bad_event_type", f"event_type must be a dotted name, got {event_type!r}")
@@ -84,7 +132,8 @@ def parse_notification(message: dict[str, Any], *, max_depth: int) -> Event:
     if not isinstance(raw_payload, dict):
         raise BadMessage("bad_payload", f"{event_type}: payload must be an object")
     versioned = NOVA_OBJECT_DATA in raw_payload
-    payload = _unwrap(raw_payload, 2, max_depth)
+    if payload is None:
+        payload = _unwrap(raw_payload, 2, max_depth)
 
     publisher_id = _optional_str(message, "publisher_id")
     priority = _optional_str(message, "priority")

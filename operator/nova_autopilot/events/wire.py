@@ -2,6 +2,11 @@
 
 Nothing here knows about Nova or requests: it decodes JSON within a size and
 depth budget, unwraps the oslo.messaging envelope and parses timestamps.
+
+JSON is decoded by orjson where it gives exactly what the standard library
+gives, which is for nearly every message; the standard library decides the
+rest (see :func:`decode_json`), so what is accepted, what it becomes and every
+refusal's reason and text are the standard library's.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Final
+
+import orjson
 
 from nova_autopilot.errors import BadMessage
 
@@ -28,6 +35,22 @@ DEFAULT_MAX_DEPTH = 32
 _NESTING_BYTES = re.compile(rb'"(?:[^"\\]+|\\.)*"?|[\[\]{}]', re.DOTALL)
 _NESTING_TEXT = re.compile(r'"(?:[^"\\]+|\\.)*"?|[\[\]{}]', re.DOTALL)
 _OPENING = frozenset((ord("["), ord("{"), "[", "{"))
+#: orjson reads an integer beyond 64 bits as a float (the standard library as an
+#: int): a float this large from orjson may have been one, so the standard library
+#: decides. (Floats within it orjson reads exactly as the standard library does.)
+_FLOAT_BOUND = 2.0**63
+#: The types orjson's result is walked for: containers (their depth) and floats.
+LOOKED_AT = frozenset((dict, list, float))
+
+
+class _Refused:
+    """What :func:`quick_decode` returns for a text orjson refuses."""
+
+    def __repr__(self) -> str:
+        return "<refused>"
+
+
+REFUSED: Final = _Refused()
 
 
 def _reject_constant(name: str) -> float:
@@ -68,12 +91,77 @@ def decode_json(
 
     NaN and Infinity are refused (they are not JSON and would poison
     comparisons). Every failure is a :class:`BadMessage`.
+
+    orjson decodes first; its value is returned when it is the standard
+    library's own: it accepted the text (so the text is JSON, UTF-8, without
+    NaN, Infinity or a lone surrogate), no container lies deeper than
+    ``max_depth`` and no float reaches 2**63 (where orjson may have read an
+    integer beyond 64 bits). Anything else is decoded as before orjson came:
+    the nesting scanned, then the standard library's decoder, whose refusals
+    are the reasons and texts of the refusal.
     """
-    size = len(data.encode("utf-8")) if isinstance(data, str) else len(data)
+    check_size(data, max_bytes=max_bytes)
+    try:
+        value = orjson.loads(data)
+        if as_stdlib(value, max_depth):
+            return value
+    except (orjson.JSONDecodeError, RecursionError):
+        pass  # the standard library decides
+    return _stdlib_decode(data, max_depth)
+
+
+def check_size(data: bytes | bytearray | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    """Refuse a body larger than ``max_bytes`` (as UTF-8) or empty: :func:`decode_json`'s
+    first checks."""
+    if isinstance(data, str):
+        size = len(data) if data.isascii() else len(data.encode("utf-8"))
+    else:
+        size = len(data)
     if size > max_bytes:
         raise BadMessage("too_large", f"message has {size} bytes, the limit is {max_bytes}")
     if size == 0:
         raise BadMessage("empty", "message body is empty")
+
+
+def quick_decode(data: bytes | bytearray | str) -> Any:
+    """orjson's value of ``data``, or :data:`REFUSED` when orjson refuses it. Not
+    yet the standard library's value: :func:`as_stdlib` says when it is."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return REFUSED
+
+
+def plain_float(value: float) -> bool:
+    """Whether orjson's float ``value`` is the standard library's: one that
+    reaches 2**63 may have been an integer beyond 64 bits."""
+    return -_FLOAT_BOUND < value < _FLOAT_BOUND
+
+
+def as_stdlib(value: Any, max_depth: int) -> bool:
+    """Whether orjson's ``value`` is what the standard library decodes its text
+    to and within ``max_depth`` (the depth of a text that decodes is its value's)."""
+    kind = type(value)
+    if kind is dict or kind is list:
+        return max_depth > 0 and _within(value, max_depth - 1)
+    return kind is not float or -_FLOAT_BOUND < value < _FLOAT_BOUND
+
+
+def _within(container: Any, room: int) -> bool:
+    """No container in ``container`` nests more than ``room`` levels below it,
+    and no float in it reaches 2**63."""
+    for item in container.values() if type(container) is dict else container:
+        if type(item) in LOOKED_AT:
+            if type(item) is float:
+                if not -_FLOAT_BOUND < item < _FLOAT_BOUND:
+                    return False
+            elif room == 0 or not _within(item, room - 1):
+                return False
+    return True
+
+
+def _stdlib_decode(data: bytes | bytearray | str, max_depth: int) -> Any:
+    """The standard library's decoding, its nesting scanned first."""
     check_nesting(data, max_depth=max_depth)
     try:
         text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
