@@ -13,7 +13,7 @@ journal agree on every breaker's state.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -49,6 +49,7 @@ class Ledger:
         self._placement = journal.placements(ids)
         self._breakers: dict[tuple[str, ...] | None, dict[str, Breaker]] = {}
         self._counts: dict[tuple[Any, ...], int] = {}
+        self._counting: dict[tuple[Any, ...], Callable[[NewOperation], bool]] = {}
         self._decided: list[NewOperation] = []
 
     def breakers(self, scopes: Collection[str] | None = None) -> dict[str, Breaker]:
@@ -90,16 +91,20 @@ class Ledger:
         excluded = frozenset(exclude_outcomes)
         key = ("count", since, *where.values(), chosen, excluded)
         if key not in self._counts:
-            self._counts[key] = self._journal.count(
+            wanted = [(name, value) for name, value in where.items() if value is not None]
+
+            def counts(new: NewOperation) -> bool:
+                return (
+                    all(getattr(new, name) == value for name, value in wanted)
+                    and (chosen is None or new.action in chosen)
+                    and (new.outcome is None or new.outcome not in excluded)
+                )
+
+            journal = self._journal.count(
                 since=since, actions=chosen, exclude_outcomes=excluded, **where
             )
-        return self._counts[key] + sum(
-            1
-            for new in self._decided
-            if all(value is None or getattr(new, name) == value for name, value in where.items())
-            and (chosen is None or new.action in chosen)
-            and (new.outcome is None or new.outcome not in excluded)
-        )
+            self._start_count(key, journal, counts)
+        return self._counts[key]
 
     def count_unfinished(
         self, *, policy: str | None = None, exclude_phases: Collection[str] = ()
@@ -107,20 +112,32 @@ class Ledger:
         excluded = frozenset(exclude_phases)
         key = ("unfinished", policy, excluded)
         if key not in self._counts:
-            self._counts[key] = self._journal.count_unfinished(
-                policy=policy, exclude_phases=excluded
-            )
-        return self._counts[key] + sum(
-            1
-            for new in self._decided
-            if new.outcome is None
-            and new.phase not in excluded
-            and (policy is None or new.policy == policy)
-        )
+
+            def counts(new: NewOperation) -> bool:
+                return (
+                    new.outcome is None
+                    and new.phase not in excluded
+                    and (policy is None or new.policy == policy)
+                )
+
+            journal = self._journal.count_unfinished(policy=policy, exclude_phases=excluded)
+            self._start_count(key, journal, counts)
+        return self._counts[key]
+
+    def _start_count(
+        self, key: tuple[Any, ...], journal: int, counts: Callable[[NewOperation], bool]
+    ) -> None:
+        """Keep a count from now on: the journal's, plus the batch's decisions it counts,
+        those made and (:meth:`record`) those to come."""
+        self._counts[key] = journal + sum(1 for new in self._decided if counts(new))
+        self._counting[key] = counts
 
     def record(self, new: NewOperation, at: datetime) -> None:
         """The batch decided ``new`` at ``at``: the guards of its later decisions count it."""
         self._decided.append(new)
+        for key, counts in self._counting.items():
+            if counts(new):
+                self._counts[key] += 1
         if new.server_id is None:
             return
         finished = None if new.outcome is None else at
