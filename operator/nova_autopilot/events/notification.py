@@ -57,7 +57,10 @@ def _unwrap(value: Any, depth: int, max_depth: int) -> Any:
 
 
 def unwrap_decoded(value: Any, depth: int, max_depth: int) -> Any:
-    """:func:`_unwrap` of orjson's value of a text whose nesting was not scanned:
+    """:func:`_unwrap` of orjson's value of a text whose nesting was not scanned,
+    copying only the containers that hold a nova_object (the value is the
+    decoder's own: what needs no change is shared, read-only like the rest).
+
     ``depth`` is the text's own (a nova_object's data is one level below it), and
     :class:`Unsure` is raised where the standard library's reading of the text
     could differ or would be refused: a container deeper than ``max_depth``
@@ -72,10 +75,15 @@ def unwrap_decoded(value: Any, depth: int, max_depth: int) -> Any:
         raise Unsure
     deeper = depth + 1
     if kind is list:
-        return [
-            item if type(item) in _PLAIN else unwrap_decoded(item, deeper, max_depth)
-            for item in value
-        ]
+        changed = None
+        for index, item in enumerate(value):
+            if type(item) not in _PLAIN:
+                new = unwrap_decoded(item, deeper, max_depth)
+                if new is not item:
+                    if changed is None:
+                        changed = value.copy()
+                    changed[index] = new
+        return value if changed is None else changed
     if NOVA_OBJECT_DATA in value:
         data = value[NOVA_OBJECT_DATA]
         if type(data) is not dict:
@@ -88,10 +96,15 @@ def unwrap_decoded(value: Any, depth: int, max_depth: int) -> Any:
             raise Unsure
         value = data
         deeper += 1
-    return {
-        k: v if type(v) in _PLAIN else unwrap_decoded(v, deeper, max_depth)
-        for k, v in value.items()
-    }
+    copied = None
+    for key, item in value.items():
+        if type(item) not in _PLAIN:
+            new = unwrap_decoded(item, deeper, max_depth)
+            if new is not item:
+                if copied is None:
+                    copied = value.copy()
+                copied[key] = new
+    return value if copied is None else copied
 
 
 def _optional_str(message: dict[str, Any], key: str) -> str | None:
