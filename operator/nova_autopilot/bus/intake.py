@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from kombu.connection import Connection
@@ -104,6 +105,7 @@ class Intake:
         self._source = topology.source
         self._queue_name = topology.queue_name
         self._batch_max = max(1, broker.prefetch // 2)
+        self._poll = broker.poll_interval
         self._settlement = Settlement(
             topology=topology,
             retry=retry,
@@ -130,6 +132,7 @@ class Intake:
         self._stopped_cleanly = False
         # Owned by the consuming thread (others only read them).
         self._conn: Connection | None = None
+        self._drain: Callable[..., Any] | None = None
         self._channel: Any = None
         self._attached = False
         self._detached_at = clock()
@@ -138,6 +141,8 @@ class Intake:
         self._completed = 0
         self._batch: list[tuple[str, Job]] = []
         self._failed: list[Job] = []
+        #: When the messages of this turn's read were received (taken at the first).
+        self._read_at: datetime | None = None
         self._oldest: float | None = None
         self._waits = 0
         self._last_pump = clock()
@@ -260,6 +265,7 @@ class Intake:
         )
         consumer.qos(prefetch_count=self._broker.prefetch)
         consumer.consume()
+        self._drain = partial(conn.transport.drain_events, conn.connection)
         self._attached = True
         self._connected_since = self._now()
         event = "bus.reconnected" if self._reconnects else "bus.connected"
@@ -274,9 +280,9 @@ class Intake:
         """One turn: read a batch, hand it to the workers, settle what they finished."""
         conn = self._conn
         assert conn is not None
-        poll = self._broker.poll_interval
+        poll = self._poll
         in_flight = self._submitted > self._completed
-        self._read(conn, min(_MIN_WAIT * (2**self._waits), poll) if in_flight else poll)
+        self._read(min(_MIN_WAIT * (2**self._waits), poll) if in_flight else poll)
         handed = 0
         if self._batch:
             handed = self._workers.submit(self._batch)
@@ -291,13 +297,16 @@ class Intake:
         self._settlement.release_delayed()
         self._last_pump = now
 
-    def _read(self, conn: Connection, timeout: float) -> None:
+    def _read(self, timeout: float) -> None:
         """Wait up to ``timeout`` for a delivery, then take whatever else is
         already there, up to a batch."""
+        drain = self._drain
+        assert drain is not None
+        self._read_at = None
         try:
-            conn.drain_events(timeout=timeout)
+            drain(timeout=timeout)
             while len(self._batch) + len(self._failed) < self._batch_max:
-                conn.drain_events(timeout=0)
+                drain(timeout=0)
         except TimeoutError:
             pass
 
@@ -306,13 +315,16 @@ class Intake:
         if self._closing:  # stays unacknowledged: the broker delivers it again
             self.counters.abandoned()
             return
+        received_at = self._read_at
+        if received_at is None:  # the read's first: the others come within its turn
+            received_at = self._read_at = self._now()
         job = receive(
             message,
             decode=self._decode,
             source=self._source,
             queue=self._queue_name,
             generation=self._settlement.generation,
-            received_at=self._now(),
+            received_at=received_at,
         )
         self._settlement.received(job.tag)
         self._submitted += 1
@@ -328,28 +340,31 @@ class Intake:
 
     def _collect(self, *, expect: int) -> int:
         """Settle the outcomes reported so far, waiting up to ``patience`` for
-        ``expect`` lists just handed to the workers; returns how many jobs."""
-        settled = 0
+        ``expect`` lists just handed to the workers; returns how many jobs.
+
+        They are settled together, so that their acknowledgements go together:
+        one ``multiple`` ack for the run of deliveries they complete, where
+        settling each list as it came would acknowledge one by one the messages
+        of a list finished before one holding older deliveries."""
         jobs, self._failed = self._failed, []
         deadline = self._clock() + self._patience
         received = 0
         while True:
-            if jobs:
-                self._completed += len(jobs)
-                settled += len(jobs)
-                self._settlement.settle(jobs)
             try:
                 if received < expect:
                     remaining = deadline - self._clock()
                     if remaining <= 0:
                         break
-                    jobs = self._completions.get(timeout=remaining)
+                    jobs.extend(self._completions.get(timeout=remaining))
                 else:
-                    jobs = self._completions.get_nowait()
+                    jobs.extend(self._completions.get_nowait())
             except queue.Empty:
                 break
             received += 1
-        return settled
+        if jobs:
+            self._completed += len(jobs)
+            self._settlement.settle(jobs)
+        return len(jobs)
 
     # --- losing the connection, stopping -----------------------------------------------
 
@@ -398,6 +413,7 @@ class Intake:
 
     def _close(self) -> None:
         self._attached = False
+        self._drain = None
         conn, self._conn = self._conn, None
         if conn is None:
             return

@@ -9,10 +9,13 @@ is counted.
 
 from __future__ import annotations
 
+import copy
 import threading
 import uuid
 from collections import Counter
+from typing import Any
 
+import amqp.channel
 import pytest
 from kombu import Connection, Exchange, Producer
 
@@ -235,3 +238,41 @@ def test_a_deleted_queue_is_declared_again_and_consumed(rabbit: Rabbit) -> None:
     finally:
         bus.stop(10)
     assert "ConsumerCancelled" in (bus.health().intakes[0].last_error or "")
+
+
+def test_the_messages_settled_in_one_turn_are_acknowledged_together(
+    rabbit: Rabbit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight handler threads give a turn's messages back in lists, in any order:
+    settled together, the run of deliveries they complete is acknowledged with one
+    ``multiple`` ack, not one by one for every list finished before an older one."""
+    acks: list[tuple[int, bool]] = []
+    basic_ack = amqp.channel.Channel.basic_ack
+
+    def spy(channel: Any, delivery_tag: int, multiple: bool = False, *args: Any) -> Any:
+        acks.append((delivery_tag, multiple))
+        return basic_ack(channel, delivery_tag, multiple, *args)
+
+    conf = bus_conf(rabbit)
+    assert conf.notifications.executor_threads == 8
+    started(Bus(conf=conf, notification_handler=Recorder())).stop(10)  # its queue, empty
+    bodies = []
+    for _ in range(400):  # each about a server of its own: the threads share them
+        notification = copy.deepcopy(sample("instance-update"))
+        notification["message_id"] = str(uuid.uuid4())
+        notification["payload"]["nova_object.data"]["uuid"] = str(uuid.uuid4())
+        bodies.append(on_the_wire(notification))
+    publish_raw(rabbit, bodies)
+    monkeypatch.setattr(amqp.channel.Channel, "basic_ack", spy)
+    handler = Recorder()
+    bus = started(Bus(conf=conf, notification_handler=handler))
+    try:
+        handler.wait_for(len(bodies), timeout=60)
+        eventually(lambda: bus.health().intakes[0].in_flight == 0, what="all settled")
+        eventually(lambda: rabbit.queues().get("nova-autopilot", 1) == 0, what="queue drained")
+    finally:
+        bus.stop(10)
+    assert len({event.instance_id for event, _ in handler.calls}) == len(bodies)
+    assert bus.counters()["notifications"].handled == len(bodies)
+    assert len(acks) < len(bodies) / 4, f"{len(acks)} acks for {len(bodies)} messages"
+    assert sum(multiple for _, multiple in acks) >= len(acks) / 2
