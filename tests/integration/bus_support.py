@@ -7,6 +7,12 @@ nothing is left behind. A test module uses the fixture by binding it::
     from tests.integration import bus_support
     rabbit = bus_support.rabbit
 
+(``rabbit_vhosts``, the session's :class:`VhostPool`, is bound in
+tests/integration/conftest.py.) rabbitmqctl takes a second or two a call, so a
+worker's next vhost is made while the test before runs, and a used one is
+deleted while the next test runs; a deletion that failed fails the next test's
+set-up, or the session's end.
+
 The broker: 127.0.0.1:5672, guest/guest, managed with ``rabbitmqctl``;
 ``NOVA_AUTOPILOT_RABBIT_HOST``, ``_PORT``, ``_USER``, ``_PASSWORD`` and
 ``NOVA_AUTOPILOT_RABBITMQCTL`` override them. When RabbitMQ cannot be reached
@@ -26,6 +32,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -104,8 +111,78 @@ class Rabbit:
         return sum(1 for row in rows if row.get("vhost") == self.vhost)
 
 
+class VhostNotAdded(RuntimeError):
+    """``rabbitmqctl add_vhost`` failed: the broker cannot be managed."""
+
+
+def _new_vhost() -> str:
+    vhost = f"bus-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        _ctl("add_vhost", vhost)
+    except RuntimeError as exc:
+        raise VhostNotAdded(str(exc)) from None
+    try:
+        _ctl("set_permissions", "-p", vhost, USER, ".*", ".*", ".*")
+    except RuntimeError:
+        _ctl("delete_vhost", vhost)
+        raise
+    return vhost
+
+
+class VhostPool:
+    """Fresh vhosts for one worker's tests, each made before the test that takes it
+    asks (one made ahead), and deleted after it, in two threads of their own."""
+
+    def __init__(self) -> None:
+        self._work = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vhosts")
+        self._lock = threading.Lock()
+        self._ahead: Future[str] | None = None
+        self._deletions: list[Future[str]] = []
+
+    def take(self) -> str:
+        """A new vhost of the test's own (:class:`VhostNotAdded` if none could be made)."""
+        self._raise_failed_deletions(wait=False)
+        with self._lock:
+            made = self._ahead or self._work.submit(_new_vhost)
+            self._ahead = self._work.submit(_new_vhost)
+        return made.result()
+
+    def give_back(self, vhost: str) -> None:
+        """Delete ``vhost`` with everything in it (soon, in the pool's thread)."""
+        with self._lock:
+            self._deletions.append(self._work.submit(_ctl, "delete_vhost", vhost))
+
+    def close(self) -> None:
+        """Delete the vhost made ahead and wait for every deletion; raises if one failed."""
+        with self._lock:
+            ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.exception() is None:
+            self.give_back(ahead.result())
+        try:
+            self._raise_failed_deletions(wait=True)
+        finally:
+            self._work.shutdown(wait=True)
+
+    def _raise_failed_deletions(self, *, wait: bool) -> None:
+        with self._lock:
+            done = [f for f in self._deletions if wait or f.done()]
+            self._deletions = [f for f in self._deletions if f not in done]
+        failed = [str(f.exception()) for f in done if f.exception() is not None]
+        if failed:
+            raise RuntimeError("a used vhost was not deleted: " + "; ".join(failed))
+
+
+@pytest.fixture(scope="session")
+def rabbit_vhosts() -> Iterator[VhostPool]:
+    pool = VhostPool()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 @pytest.fixture
-def rabbit() -> Iterator[Rabbit]:
+def rabbit(rabbit_vhosts: VhostPool) -> Iterator[Rabbit]:
     if shutil.which(RABBITMQCTL) is None:
         _unavailable(f"no {RABBITMQCTL!r} on PATH to create a vhost")
     try:
@@ -113,16 +190,14 @@ def rabbit() -> Iterator[Rabbit]:
             pass
     except OSError as exc:
         _unavailable(f"cannot reach {HOST}:{PORT}: {exc}")
-    vhost = f"bus-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        _ctl("add_vhost", vhost)
-    except RuntimeError as exc:
+        vhost = rabbit_vhosts.take()
+    except VhostNotAdded as exc:
         _unavailable(str(exc))
     try:
-        _ctl("set_permissions", "-p", vhost, USER, ".*", ".*", ".*")
         yield Rabbit(vhost)
     finally:
-        _ctl("delete_vhost", vhost)
+        rabbit_vhosts.give_back(vhost)
 
 
 def bus_conf(rabbit: Rabbit, **groups: dict[str, Any]) -> cfg.ConfigOpts:

@@ -1,6 +1,7 @@
 """Fixtures of the integration tests.
 
-``rabbit``        a RabbitMQ vhost of the test's own (tests/integration/bus_support.py).
+``rabbit``        a RabbitMQ vhost of the test's own (tests/integration/bus_support.py;
+                  ``rabbit_vhosts`` makes them ahead and deletes them after).
 ``stack``         the daemon's operating stack in this process, on a sandbox Nova with
                   m1.small and m1.large (tests/integration/stack.py).
 ``daemon_world``  a sandbox Nova on the test's vhost, and a configuration for the real
@@ -22,6 +23,7 @@ from tests.integration.daemon_support import POLICIES, DaemonWorld
 from tests.integration.stack import Stack, add_flavors, clouds_yaml
 
 rabbit = bus_support.rabbit
+rabbit_vhosts = bus_support.rabbit_vhosts
 
 
 @pytest.fixture
