@@ -88,6 +88,15 @@ def test_by_name_and_by_id_meet_the_same_busy_guard_cooldown_and_history(
     assert busy["reason"].startswith("busy: "), busy
     assert busy["server_id"] == server.id
 
+    until(  # the daemon's log first: each asking of history is a process of its own
+        lambda: [
+            line
+            for line in running.logged("operation.finished")
+            if line.get("server_id") == server.id and line.get("action") == "resize"
+        ],
+        180,
+        "the resize by name to end",
+    )
     until(
         lambda: [
             o for o in history(conf, env, "--server", server.id) if o["outcome"] == "confirmed"

@@ -25,16 +25,23 @@ from tests.waiting import until
 pytestmark = pytest.mark.e2e
 
 RUNS = 10
+BOOT_BATCH = 4  # as many at once as tests/e2e/test_several_daemons.py boots
 SHIPPED = (Path(__file__).resolve().parents[2] / "config" / "policies.yaml").read_text()
 
 
 @pytest.fixture
 def servers(novabox: NovaBox, small: Flavor) -> Iterator[list[Server]]:
     plan = faults.FaultPlan(fail=frozenset({"reboot"}))  # no delay: Nova's own timing
-    booted = []
+    booted: list[Server] = []
     try:
-        for n in range(RUNS):
-            booted.append(novabox.boot(f"wake-{n}", small, metadata=plan.metadata()))
+        for first in range(0, RUNS, BOOT_BATCH):  # booted a few at once, then waited for
+            batch = [
+                novabox.boot(f"wake-{n}", small, wait=False, metadata=plan.metadata())
+                for n in range(first, min(first + BOOT_BATCH, RUNS))
+            ]
+            booted += batch
+            for n, server in enumerate(batch, start=len(booted) - len(batch)):
+                booted[n] = novabox.wait_for_status(server, "ACTIVE", timeout=120)
         yield booted
     finally:
         for server in booted:
@@ -50,6 +57,17 @@ def test_the_rescue_of_a_failed_reboot_is_woken_by_novas_notification_ten_times_
         waits = []
         for server in servers:
             novabox.conn.compute.reboot_server(server, "HARD")
+            # The daemon's log says when the rescue ended; history is asked then (each
+            # asking is a `nova-autopilot history` process).
+            until(
+                lambda s=server: [
+                    line
+                    for line in daemon.logged("operation.finished")
+                    if line.get("server_id") == s.id and line.get("action") == "rescue"
+                ],
+                60,
+                f"the rescue of {server.name} to end",
+            )
             (rescue,) = until(
                 lambda s=server: [
                     o
