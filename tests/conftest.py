@@ -5,10 +5,13 @@ and the fixtures the integration and end-to-end tests both use.
 tests/parallel.py). Tests marked ``slow`` start first. Tests that must run in one
 worker, one after the other, carry ``xdist_group``:
 
-``novabox``  every end-to-end test (tests/e2e), marked here. The real Nova is a
-             session fixture: a second worker would start a second one, and a
-             worker cleaning up stale boxes could take away the box another
-             worker's test just brought up with ``scripts/novabox``.
+``novabox``  every end-to-end test on the session's real Nova (tests/e2e), marked
+             here: it is a session fixture, and a second worker would start a
+             second one.
+``novabox-own``  tests/e2e/test_box_lifecycle.py, which brings up a box of its own
+             with ``scripts/novabox``: a group apart, so that another worker can
+             run it meanwhile (a worker's cleaning of stale boxes waits until
+             that box is down: tests/novabox/stale.py).
 
 Fixtures:
 
@@ -32,6 +35,8 @@ from tests.databases import fresh_database, reachable
 from tests.integration import redis_support
 
 E2E = Path(__file__).parent / "e2e"
+#: The end-to-end tests that start a Nova box of their own, not the session's.
+OWN_BOX = ("test_box_lifecycle.py",)
 
 redis_group = redis_support.redis_group
 
@@ -49,7 +54,8 @@ def pytest_collection_modifyitems(
 ) -> Iterator[None]:
     for item in items:  # before xdist (and everyone else) looks at the marks
         if item.path.is_relative_to(E2E):
-            item.add_marker(pytest.mark.xdist_group("novabox"))
+            own = item.path.name in OWN_BOX
+            item.add_marker(pytest.mark.xdist_group("novabox-own" if own else "novabox"))
     yield
     parallel.slow_first(items)
     parallel.write_groups(config, items)  # every group known, before xdist says it collected

@@ -38,7 +38,8 @@ def box_settings() -> BoxSettings:
 def nova_venv(box_settings: BoxSettings) -> NovaVenv:
     try:
         venv = ensure_venv(box_settings.venv_dir, python=box_settings.python, log=_say)
-        stale.clean_stale_runs(box_settings, venv, log=_say)
+        with stale.cleaning_excluded(box_settings):  # not while test_box_lifecycle's box is up
+            stale.clean_stale_runs(box_settings, venv, log=_say)
     except HarnessUnavailable as exc:
         _unavailable(exc)
     return venv

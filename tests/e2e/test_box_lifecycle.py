@@ -10,18 +10,19 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.novabox import databases, probes
+from tests.novabox import databases, probes, stale
 from tests.novabox.broker import Broker
 from tests.novabox.processes import processes_of_run
 from tests.novabox.runs import MANUAL_FILE, RunState, pid_alive
 from tests.novabox.settings import REPO_ROOT, BoxSettings
 from tests.novabox.venv import NovaVenv
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SCRIPT = REPO_ROOT / "scripts" / "novabox"
 
@@ -31,8 +32,16 @@ def own_settings(box_settings: BoxSettings, tmp_path: Path) -> BoxSettings:
     return dataclasses.replace(box_settings, runs_dir=tmp_path / "runs")
 
 
+@pytest.fixture
+def not_cleaned(box_settings: BoxSettings) -> Iterator[None]:
+    """No worker's cleaning of stale runs meanwhile: it would not find this box's run
+    folder, and its starting process is gone once ``up`` returns."""
+    with stale.cleaning_excluded(box_settings):
+        yield
+
+
 def test_a_box_brought_up_by_the_script_is_real_and_leaves_nothing_behind(
-    own_settings: BoxSettings, nova_venv: NovaVenv
+    own_settings: BoxSettings, nova_venv: NovaVenv, not_cleaned: None
 ) -> None:
     """``scripts/novabox up``, then ``down`` from another process: all of it goes.
 

@@ -10,8 +10,10 @@ services are orphans), a ``scripts/novabox up`` box none of whose services
 lives.
 """
 
+import fcntl
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.novabox import databases, processes
@@ -61,6 +63,21 @@ def clean_stale_runs(
     if cleaned:
         log(f"novabox: cleaned {len(cleaned)} stale run(s): {', '.join(cleaned)}")
     return cleaned
+
+
+@contextmanager
+def cleaning_excluded(settings: BoxSettings) -> Iterator[None]:
+    """Held around the tests' cleaning, and by a test while a box the cleaning could not
+    tell alive is up (a ``scripts/novabox up`` box in a runs folder of the test's own,
+    whose starting process is gone): each waits for the other, across pytest-xdist's
+    workers."""
+    settings.runs_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(settings.runs_dir.parent / "novabox-cleaning.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _vhost_run(vhost: str) -> str | None:
