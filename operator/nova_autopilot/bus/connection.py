@@ -56,8 +56,10 @@ __all__ = [
 ]
 
 #: Prefetch of the notification consumer when ``rabbit_qos_prefetch_count`` is 0
-#: (oslo.messaging's "unlimited", which the daemon never uses).
-DEFAULT_NOTIFICATION_PREFETCH = 100
+#: (oslo.messaging's "unlimited", which the daemon never uses). A busy bus is decided
+#: in batches of what is at hand, up to half of it: a thousand lets a batch's fixed
+#: costs (its guard facts read once, one commit) spread over hundreds of messages.
+DEFAULT_NOTIFICATION_PREFETCH = 1000
 _MEMORY_TRANSPORTS = ("memory", "kombu+memory")
 _RABBIT_GROUP = "oslo_messaging_rabbit"
 _SSL_VERSIONS = {
