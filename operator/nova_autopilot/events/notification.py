@@ -9,6 +9,7 @@ payloads are plain dicts already.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from nova_autopilot.errors import BadMessage
@@ -75,15 +76,7 @@ def unwrap_decoded(value: Any, depth: int, max_depth: int) -> Any:
         raise Unsure
     deeper = depth + 1
     if kind is list:
-        changed = None
-        for index, item in enumerate(value):
-            if type(item) not in _PLAIN:
-                new = unwrap_decoded(item, deeper, max_depth)
-                if new is not item:
-                    if changed is None:
-                        changed = value.copy()
-                    changed[index] = new
-        return value if changed is None else changed
+        return _unwrap_members(value, enumerate(value), deeper, max_depth)
     if NOVA_OBJECT_DATA in value:
         data = value[NOVA_OBJECT_DATA]
         if type(data) is not dict:
@@ -96,15 +89,23 @@ def unwrap_decoded(value: Any, depth: int, max_depth: int) -> Any:
             raise Unsure
         value = data
         deeper += 1
-    copied = None
-    for key, item in value.items():
+    return _unwrap_members(value, value.items(), deeper, max_depth)
+
+
+def _unwrap_members(
+    container: Any, members: Iterable[tuple[Any, Any]], depth: int, max_depth: int
+) -> Any:
+    """``container`` with its ``members`` unwrapped (at ``depth``): itself when none
+    changed, else a copy with the changed ones."""
+    changed = None
+    for key, item in members:
         if type(item) not in _PLAIN:
-            new = unwrap_decoded(item, deeper, max_depth)
+            new = unwrap_decoded(item, depth, max_depth)
             if new is not item:
-                if copied is None:
-                    copied = value.copy()
-                copied[key] = new
-    return value if copied is None else copied
+                if changed is None:
+                    changed = container.copy()
+                changed[key] = new
+    return container if changed is None else changed
 
 
 def _optional_str(message: dict[str, Any], key: str) -> str | None:
