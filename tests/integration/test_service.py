@@ -178,6 +178,12 @@ def test_the_daemon_tells_systemd_the_truth_and_reloads_all_or_nothing(
             locker.execute(sa.text("LOCK TABLE operations IN ACCESS EXCLUSIVE MODE"))
             publish_signed(conf, request(app.id, "quota-2"), "test-key", "s3cr3t-" * 4)
             until(lambda: daemon.logged("service.wedged"), 30, "the wedge noticed")
+            # The status line follows the log line, at the next tick.
+            until(
+                lambda: any(s.startswith("WEDGED") for _, s in manager.statuses()),
+                30,
+                "the wedge's status line",
+            )
             wedged_at = next(i for i, s in manager.statuses() if s.startswith("WEDGED"))
             assert "requests handler wedged for" in manager.messages[wedged_at]["STATUS"]
             # The status line counts the wedge's seconds: three more lines, a ping's
