@@ -7,12 +7,14 @@ threads or two daemons can never both win.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, Dialect, Table, delete, func, insert, select, update
 
 from nova_autopilot.journal import queries
 from nova_autopilot.journal.errors import OperationFinished, StaleOperation, UnknownOperation
@@ -106,11 +108,64 @@ def accept_many(
                 operations=tuple(operation for _, operation in item.records),
             )
         )
-    if message_rows:
-        conn.execute(insert(messages), message_rows)
-    if operation_rows:
-        conn.execute(insert(ops), operation_rows)
+    insert_rows(conn, messages, message_rows)
+    insert_rows(conn, ops, operation_rows)
     return outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """An INSERT of given columns as the driver takes it: its text, and for each
+    parameter in order its column and the column type's bind processor, if any."""
+
+    sql: str
+    positional: bool
+    binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+
+
+@functools.lru_cache(maxsize=64)
+def _prepared(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> _Prepared:
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
+    names = list(compiled.positiontup or ()) if dialect.positional else list(columns)
+    binds = tuple(
+        (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
+    )
+    return _Prepared(str(compiled), bool(dialect.positional), binds)
+
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[JSONDict]) -> None:
+    """Insert ``rows`` (dicts of the same columns) with one executemany of the driver.
+
+    The same statement and values as ``conn.execute(insert(table), rows)``, each value
+    through its column type's bind processor, without SQLAlchemy building each row's
+    parameters anew; a value repeated across the rows (the batch's time) is processed once.
+    """
+    if not rows:
+        return
+    prepared = _prepared(conn.dialect, table, tuple(rows[0]))
+    times: dict[tuple[str, datetime], Any] = {}
+
+    def value(name: str, process: Callable[[Any], Any] | None, raw: Any) -> Any:
+        if process is None or raw is None:
+            return raw
+        if type(raw) is not datetime:
+            return process(raw)
+        key = (name, raw)
+        if key not in times:
+            times[key] = process(raw)
+        return times[key]
+
+    if prepared.positional:
+        params: list[Any] = [
+            tuple(value(name, process, row[name]) for name, process in prepared.binds)
+            for row in rows
+        ]
+    else:
+        params = [
+            {name: value(name, process, row[name]) for name, process in prepared.binds}
+            for row in rows
+        ]
+    conn.exec_driver_sql(prepared.sql, params)
 
 
 def record_step(

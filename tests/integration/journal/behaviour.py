@@ -288,6 +288,62 @@ class JournalBehaviour:
         }
         assert journal.accept_many([]) == []
 
+    def test_a_batch_stores_exactly_what_accepting_one_by_one_stores(
+        self, journal_url: str, journal: Journal
+    ) -> None:
+        # accept_many inserts through the driver's executemany, accept through
+        # SQLAlchemy's insert: the same rows, value for value, as the database holds them.
+        zone = timezone(timedelta(hours=-7, minutes=-30))
+
+        def message(tag: str, fingerprint: str | None) -> NewMessage:
+            return NewMessage(
+                f"nova:{tag}",
+                (
+                    new_op(
+                        id=f"{tag}-1",
+                        deadline_at=datetime(2025, 6, 1, 4, 30, 0, 123456, tzinfo=zone),
+                        host=None,
+                        availability_zone="az-\u00e9",
+                        params={"flavor": "m1.large", "note": "caf\u00e9 \u2713", "n": 1.5},
+                        event={"payload": {"nested": [1, None, True, "x" * 3000]}},
+                        why="why \u2713",
+                    ),
+                    new_op(id=f"{tag}-2", mode="dry-run", outcome="dry_run", reason="dry run"),
+                ),
+                fingerprint=fingerprint,
+            )
+
+        for fingerprint in ("f-1", None):
+            tags = ("bat", "one") if fingerprint else ("ba2", "on2")
+            journal.accept_many([message(tags[0], fingerprint)])
+            single = message(tags[1], fingerprint)
+            journal.accept(
+                message_key=single.message_key,
+                operations=single.operations,
+                fingerprint=single.fingerprint,
+            )
+        engine = sa.create_engine(journal_url)
+        try:
+            with engine.connect() as conn:
+                stored = {  # all but the messages' own serial number
+                    table: sorted(
+                        repr(tuple(row)).replace("bat", "one").replace("ba2", "on2")
+                        for row in conn.exec_driver_sql(f"SELECT {columns} FROM {table}")
+                    )
+                    for table, columns in (
+                        ("operations", "*"),
+                        (
+                            "processed_messages",
+                            "message_key, first_seen_at, operation_ids, fingerprint",
+                        ),
+                    )
+                }
+        finally:
+            engine.dispose()
+        for rows in stored.values():
+            assert len(rows) in (4, 8)
+            assert rows[0::2] == rows[1::2]  # each row of the batch and its one-by-one twin
+
     def test_a_batch_holding_a_key_seen_before_is_accepted_one_by_one(
         self, journal: Journal, clock: Clock
     ) -> None:
