@@ -137,6 +137,9 @@ def test_the_alerts_and_the_dashboard_against_a_real_prometheus(
         until(lambda: prometheus.seen(f'up{{job="{JOB}"}}'), 30, "the daemon scraped")
         assert send(conf, env, *resize(web.id, "quota-1"))[1]["outcome"] == "confirmed"
         slow_send.start()
+        # The slow resize started (the confirmed one was the first), before a failure
+        # opens the breaker that would refuse it; then Prometheus sees it in flight.
+        until(lambda: len(daemon.logged("operation.started")) >= 2, 60, "the slow resize started")
         until(lambda: prometheus.seen("sum(nova_autopilot_operations_in_flight)"), 30, "in flight")
         assert send(conf, env, *resize(bad.id, "bad-1"))[1]["outcome"] == "failed"
         until(lambda: prometheus.seen("nova_autopilot_breaker_state", 2), 30, "a breaker open")
