@@ -22,12 +22,13 @@ policies is said in one line, never with a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 
-from nova_autopilot.cli import journal_views, output, parser, policies, requests, running
+from nova_autopilot.cli import output, parser
 from nova_autopilot.cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_INVALID,
@@ -43,21 +44,36 @@ from nova_autopilot.settings import SettingsError
 
 __all__ = ["decision_body", "main", "request_body"]
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "check": policies.check,
-    "explain": policies.explain,
-    "replay": policies.replay,
-    "sweep": policies.sweep,
-    "demo": running.demo,
-    "run": running.run,
-    "send": requests.send,
-    "history": journal_views.history,
-    "status": running.status,
-    "approve": requests.decide,
-    "reject": requests.decide,
-    "pending": journal_views.pending,
-    "breaker": journal_views.breaker,
-    "refusals": journal_views.refusals,
+Command = Callable[[argparse.Namespace], int]
+
+
+def _command(module: str, name: str) -> Command:
+    """The function ``name`` of ``nova_autopilot.cli.<module>``, imported when its
+    command runs: each command loads only what it needs (a listing of the journal
+    no openstacksdk, ``send`` no SQLAlchemy, ``--help`` neither)."""
+
+    def run(args: argparse.Namespace) -> int:
+        command: Command = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        return command(args)
+
+    return run
+
+
+_COMMANDS: dict[str, Command] = {
+    "check": _command("policies", "check"),
+    "explain": _command("policies", "explain"),
+    "replay": _command("policies", "replay"),
+    "sweep": _command("policies", "sweep"),
+    "demo": _command("running", "demo"),
+    "run": _command("running", "run"),
+    "send": _command("requests", "send"),
+    "history": _command("journal_views", "history"),
+    "status": _command("running", "status"),
+    "approve": _command("requests", "decide"),
+    "reject": _command("requests", "decide"),
+    "pending": _command("journal_views", "pending"),
+    "breaker": _command("journal_views", "breaker"),
+    "refusals": _command("journal_views", "refusals"),
 }
 
 

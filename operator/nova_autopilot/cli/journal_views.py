@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from nova_autopilot import logs
 from nova_autopilot.cli.common import EXIT_OK, UsageError, load_conf
 from nova_autopilot.cli.output import Columns, Listing, emit
 
@@ -111,6 +110,7 @@ def open_journal(args: argparse.Namespace, *, quiet: bool = False) -> Iterator[A
     """The configured journal for reading, or None when its SQLite file does not
     exist yet (nothing happened, and a reader must not create it): unless ``quiet``,
     a line on stderr then says which file was looked for."""
+    from nova_autopilot import logs
     from nova_autopilot.journal import Journal, default_url, missing_sqlite_file
 
     conf = load_conf(args)

@@ -24,10 +24,7 @@ from nova_autopilot.cli.common import (
 from nova_autopilot.errors import BadMessage, PolicyError
 from nova_autopilot.events import parse_message
 from nova_autopilot.policies import load_policies, workbench
-from nova_autopilot.security.authorization import AuthorizationError, load_grants
-from nova_autopilot.security.signing import KeyFileError, load_keys
 from nova_autopilot.settings import SettingsError
-from nova_autopilot.settings.loading import check as check_settings
 
 
 def check(args: argparse.Namespace) -> int:
@@ -56,6 +53,8 @@ def check(args: argparse.Namespace) -> int:
 def _checked_conf(args: argparse.Namespace, problems: list[str]) -> Any:
     """The configuration ``run`` would read; its problems go into ``problems``. An
     unreadable file is wrong usage (exit status 2), as for every command."""
+    from nova_autopilot.settings.loading import check as check_settings
+
     try:
         conf, found = check_settings(config_files=args.config_file, config_dirs=args.config_dir)
     except SettingsError as exc:
@@ -71,6 +70,9 @@ def _checked_conf(args: argparse.Namespace, problems: list[str]) -> Any:
 def _start_problems(conf: Any, cloud_given: tuple[str, str] | None) -> list[str]:
     """What ``Daemon.from_conf`` refuses, read with the same loaders; the cloud's
     problem is said of ``--os-cloud`` or ``$OS_CLOUD`` when one named it."""
+    from nova_autopilot.security.authorization import AuthorizationError, load_grants
+    from nova_autopilot.security.signing import KeyFileError, load_keys
+
     problems = []
     requests = conf.requests
     if requests.require_signatures:

@@ -24,8 +24,6 @@ from nova_autopilot.cli.common import (
     print_json,
 )
 from nova_autopilot.errors import BadMessage
-from nova_autopilot.events import parse_message
-from nova_autopilot.security import signing
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 SUCCESS = ("confirmed", "reverted", "rescued", "unrescued", "dry_run")
@@ -107,6 +105,9 @@ def _succeeded(result: dict[str, Any]) -> bool:
 
 def _publish(args: argparse.Namespace, body: dict[str, Any]) -> int:
     """Check, sign and publish one request; with ``--wait``, print its answer."""
+    from nova_autopilot.events import parse_message
+    from nova_autopilot.security import signing
+
     try:
         parse_message(body, expect="request")  # refuse here what the daemon would refuse
     except BadMessage as exc:

@@ -7,14 +7,14 @@ import argparse
 import sys
 from typing import Any
 
-from nova_autopilot import logs
 from nova_autopilot.cli.common import EXIT_INVALID, EXIT_OK, UsageError, load_conf
 from nova_autopilot.cli.output import Columns, Listing, chosen_format, emit
-from nova_autopilot.demo import flows as demo_flows
 from nova_autopilot.errors import AutopilotError
 
 
 def run(args: argparse.Namespace) -> int:
+    from nova_autopilot import logs
+
     conf = load_conf(args)
     logs.configure(level=conf.logging.level, fmt=conf.logging.format)
     from nova_autopilot.daemon.wiring import Daemon  # the daemon's imports are heavy: only here
@@ -50,6 +50,8 @@ _CLOUD_ONLY = (
 
 
 def demo(args: argparse.Namespace) -> int:
+    from nova_autopilot.demo import flows as demo_flows  # the sandbox and openstacksdk: only here
+
     cloud = None
     if args.cloud:
         cloud = demo_flows.CloudOptions(
