@@ -6,6 +6,8 @@ Every error says what happens next:
   backoff and jitter (broker gone, Nova 5xx, time-out).
 * :class:`PermanentError` - retrying cannot help: record it, report it and
   acknowledge the message (bad input, a refused operation, a policy mistake).
+* :class:`SettingsError` - the configuration cannot be used: nothing starts with it
+  (a command exits with status 2).
 
 Only the engine catches broadly; everything below raises one of these.
 """
@@ -34,6 +36,26 @@ class TemporaryError(AutopilotError):
 
 class PermanentError(AutopilotError):
     """Retrying cannot help: record, report, acknowledge."""
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be used; the message names the file and option
+    (and ``line``, the line of the file, when there is one). Raised by
+    :mod:`nova_autopilot.settings`, which exports it; defined here so that a
+    command can catch it without loading oslo.config."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        option: str | None = None,
+        line: int | None = None,
+    ):
+        super().__init__(message)
+        self.path = path
+        self.option = option
+        self.line = line
 
 
 class BadMessage(PermanentError):

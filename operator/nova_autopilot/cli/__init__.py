@@ -39,8 +39,13 @@ from nova_autopilot.cli.common import (
     UsageError,
 )
 from nova_autopilot.cli.requests import decision_body, request_body
-from nova_autopilot.errors import EXIT_INTERRUPTED, AutopilotError, PolicyError, TemporaryError
-from nova_autopilot.settings import SettingsError
+from nova_autopilot.errors import (
+    EXIT_INTERRUPTED,
+    AutopilotError,
+    PolicyError,
+    SettingsError,
+    TemporaryError,
+)
 
 __all__ = ["decision_body", "main", "request_body"]
 

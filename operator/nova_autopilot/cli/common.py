@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nova_autopilot import settings
+from nova_autopilot.errors import SettingsError
 
 #: The exit codes of every command (docs/operations.md, "Exit codes"): 0 done; 1 the thing
 #: checked is wrong, or refused; 2 wrong usage, unreadable input or configuration;
@@ -41,9 +41,11 @@ def load_conf(args: argparse.Namespace, *, required: bool = False) -> Any:
     ``required``: a usage error when no file at all was found and no
     ``--transport-url`` names the broker (the defaults would name a broker on
     localhost, which is no operator's intention)."""
+    from nova_autopilot import settings  # oslo.config: only for the commands that read it
+
     try:
         conf = settings.load(config_files=args.config_file, config_dirs=args.config_dir)
-    except settings.SettingsError as exc:
+    except SettingsError as exc:
         raise UsageError(str(exc)) from None
     except UnicodeDecodeError as exc:
         raise UsageError(f"{_not_utf8(args)} is not UTF-8 text: {exc.reason}") from None
@@ -107,7 +109,7 @@ def _check_brokers(conf: Any, args: argparse.Namespace) -> None:
         request_broker(conf)
         if command in ("run", "check"):
             notification_broker(conf)
-    except settings.SettingsError as exc:
+    except SettingsError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -119,7 +121,7 @@ def _check_url(conf: Any, url: str, source: str) -> None:
     register_oslo_options(conf)
     try:
         check_url(conf, url, source)
-    except settings.SettingsError as exc:
+    except SettingsError as exc:
         raise UsageError(str(exc)) from None
 
 

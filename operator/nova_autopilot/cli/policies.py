@@ -21,10 +21,9 @@ from nova_autopilot.cli.common import (
     print_json,
     read_input,
 )
-from nova_autopilot.errors import BadMessage, PolicyError
+from nova_autopilot.errors import BadMessage, PolicyError, SettingsError
 from nova_autopilot.events import parse_message
 from nova_autopilot.policies import load_policies, workbench
-from nova_autopilot.settings import SettingsError
 
 
 def check(args: argparse.Namespace) -> int:

@@ -21,7 +21,8 @@ them as the sample does, :mod:`.loading` reads and checks the files.
 
 from __future__ import annotations
 
+from nova_autopilot.errors import SettingsError
 from nova_autopilot.settings.groups import build_conf, list_opts
-from nova_autopilot.settings.loading import PROJECT, SettingsError, load
+from nova_autopilot.settings.loading import PROJECT, load
 
 __all__ = ["PROJECT", "SettingsError", "build_conf", "list_opts", "load"]

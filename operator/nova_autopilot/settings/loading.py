@@ -27,6 +27,7 @@ from importlib import resources
 import yaml
 from oslo_config import cfg
 
+from nova_autopilot.errors import SettingsError
 from nova_autopilot.settings.groups import build_conf, option_groups
 
 PROJECT = "nova-autopilot"
@@ -34,24 +35,6 @@ _SECRET_MASK = "***"
 #: The libraries whose options may share our configuration files
 #: (``oslo.config.opts`` entry point names).
 FOREIGN_NAMESPACES = ("oslo.messaging", "oslo.log")
-
-
-class SettingsError(ValueError):
-    """The configuration cannot be used; the message names the file and option
-    (and ``line``, the line of the file, when there is one)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        path: str | None = None,
-        option: str | None = None,
-        line: int | None = None,
-    ):
-        super().__init__(message)
-        self.path = path
-        self.option = option
-        self.line = line
 
 
 def load(
