@@ -16,6 +16,8 @@ counting of requests, :mod:`.pacing` the pace of write calls.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from nova_autopilot.cloud.accounting import (
     CALLS_KEPT,
     PATH_KEPT,
@@ -24,7 +26,6 @@ from nova_autopilot.cloud.accounting import (
     counting_as,
     counting_for,
 )
-from nova_autopilot.cloud.client import Cloud
 from nova_autopilot.cloud.pacing import WriteLimiter
 from nova_autopilot.cloud.values import (
     POWER_STATES,
@@ -36,6 +37,9 @@ from nova_autopilot.cloud.values import (
     server_state,
     server_state_of,
 )
+
+if TYPE_CHECKING:
+    from nova_autopilot.cloud.client import Cloud
 
 __all__ = [
     "CALLS_KEPT",
@@ -55,3 +59,13 @@ __all__ = [
     "server_state",
     "server_state_of",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """:class:`Cloud`, imported when first asked for: openstacksdk takes about half a
+    second to import, and most users of the package need only its values."""
+    if name == "Cloud":
+        from nova_autopilot.cloud.client import Cloud
+
+        return Cloud
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
