@@ -113,6 +113,11 @@ def accept_many(
     return outcomes
 
 
+#: Rows in one INSERT on SQLite, whose statement takes at most 999 parameters
+#: before SQLite 3.32 (32,766 since): a batch of journal rows is a few statements.
+_SQLITE_PARAMETERS = 999
+
+
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     """An INSERT of given columns as the driver takes it: its text, and for each
@@ -121,6 +126,10 @@ class _Prepared:
     sql: str
     positional: bool
     binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+
+    def rows(self, count: int) -> str:
+        """The statement inserting ``count`` rows at once (positional parameters)."""
+        return _many_rows(self.sql, count)
 
 
 @functools.lru_cache(maxsize=64)
@@ -133,13 +142,22 @@ def _prepared(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> _Prep
     return _Prepared(str(compiled), bool(dialect.positional), binds)
 
 
-def insert_rows(conn: Connection, table: Table, rows: Sequence[JSONDict]) -> None:
-    """Insert ``rows`` (dicts of the same columns) with one executemany of the driver.
+@functools.lru_cache(maxsize=256)
+def _many_rows(sql: str, count: int) -> str:
+    head, values = sql.split(" VALUES ", 1)
+    return f"{head} VALUES {', '.join([values] * count)}"
 
-    The same statement and values as ``conn.execute(insert(table), rows)``, each value
-    through its column type's bind processor, without SQLAlchemy building each row's
-    parameters anew; a value repeated across the rows (the batch's time) is processed once.
-    """
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[JSONDict]) -> None:
+    """Insert ``rows`` (dicts of the same columns): the same statement and values as
+    ``conn.execute(insert(table), rows)``, each value through its column type's bind
+    processor, without SQLAlchemy building each row's parameters anew (a value repeated
+    across the rows, the batch's time, is processed once).
+
+    On SQLite, many rows to a statement: the sqlite3 module lets go of the GIL for each
+    step of a statement and must take it back, which under a busy daemon's other
+    threads costs far more than the insert itself; elsewhere the driver's executemany
+    (pipelined by psycopg, rewritten to multi-row statements by PyMySQL)."""
     if not rows:
         return
     prepared = _prepared(conn.dialect, table, tuple(rows[0]))
@@ -155,17 +173,25 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[JSONDict]) -> Non
             times[key] = process(raw)
         return times[key]
 
-    if prepared.positional:
-        params: list[Any] = [
-            tuple(value(name, process, row[name]) for name, process in prepared.binds)
-            for row in rows
-        ]
-    else:
-        params = [
-            {name: value(name, process, row[name]) for name, process in prepared.binds}
-            for row in rows
-        ]
-    conn.exec_driver_sql(prepared.sql, params)
+    if not prepared.positional:
+        conn.exec_driver_sql(
+            prepared.sql,
+            [
+                {name: value(name, process, row[name]) for name, process in prepared.binds}
+                for row in rows
+            ],
+        )
+        return
+    params = [
+        tuple(value(name, process, row[name]) for name, process in prepared.binds) for row in rows
+    ]
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql(prepared.sql, params)
+        return
+    size = max(1, _SQLITE_PARAMETERS // len(prepared.binds))
+    for start in range(0, len(params), size):
+        chunk = params[start : start + size]
+        conn.exec_driver_sql(prepared.rows(len(chunk)), tuple(v for row in chunk for v in row))
 
 
 def record_step(

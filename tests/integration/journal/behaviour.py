@@ -344,6 +344,21 @@ class JournalBehaviour:
             assert len(rows) in (4, 8)
             assert rows[0::2] == rows[1::2]  # each row of the batch and its one-by-one twin
 
+    def test_a_batch_larger_than_one_statement_is_stored_whole_and_in_order(
+        self, journal: Journal
+    ) -> None:
+        news = [new_op(server_id=f"srv-{n}", params={"n": n}) for n in range(150)]
+
+        results = journal.accept_many(
+            [NewMessage(f"nova:{n}", (new,)) for n, new in enumerate(news)]
+        )
+
+        assert [r.operation_ids for r in results] == [(new.id,) for new in news]
+        assert [journal.get(new.id).params for new in news] == [{"n": n} for n in range(150)]
+        assert journal.processed([f"nova:{n}" for n in range(150)]).keys() == {
+            f"nova:{n}" for n in range(150)
+        }
+
     def test_a_batch_holding_a_key_seen_before_is_accepted_one_by_one(
         self, journal: Journal, clock: Clock
     ) -> None:
