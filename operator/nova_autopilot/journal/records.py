@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -155,7 +155,9 @@ _LIMITED: Final = (
 
 
 def _new_id() -> str:
-    return uuid.uuid4().hex
+    """A new operation's id: 128 bits of the system's randomness as 32 hex digits, as
+    a random UUID's (without making the UUID)."""
+    return os.urandom(16).hex()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
