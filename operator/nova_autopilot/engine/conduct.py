@@ -294,7 +294,8 @@ class Conductor:
             nova_requests=operation.nova_requests,
             duration_s=duration,
         )
-        self.publish(operation, result_of(operation), reply=result_of(operation, secrets=secrets))
+        reply = result_of(operation, secrets=secrets) if secrets else None
+        self.publish(operation, result_of(operation), reply=reply)
 
     def end(
         self,

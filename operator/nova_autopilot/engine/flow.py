@@ -620,8 +620,7 @@ class Engine:
             params=dict(match.params),
             mode="dry-run" if verdict.decision == "dry_run" else "enforce",
             event=event.as_dict(),
-            why=f"{event.event_type} matched {', '.join(policy.when.events)}"
-            + (f" where {policy.when.condition}" if policy.when.condition else ""),
+            why=f"{event.event_type} matched {policy.when.summary}",
             request_id=event.request_id if event.source == "request" else None,
             correlation_id=correlation_id,
             reply_to=reply_to,

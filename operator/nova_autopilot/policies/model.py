@@ -131,6 +131,12 @@ class When:
     source: SourceFilter
     events: tuple[str, ...]
     condition: Condition | None
+    #: What an event matching it met: "<events>[ where <condition>]" (made once).
+    summary: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        where = f" where {self.condition}" if self.condition else ""
+        object.__setattr__(self, "summary", ", ".join(self.events) + where)
 
 
 @dataclass(frozen=True, slots=True)
