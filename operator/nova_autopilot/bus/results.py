@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import queue
 import re
 import threading
@@ -36,6 +35,7 @@ from kombu.entity import Exchange
 from kombu.messaging import Producer
 
 from nova_autopilot.bus.connection import BrokerSettings, open_connection
+from nova_autopilot.ids import new_id
 from nova_autopilot.logs import get_logger
 
 __all__ = ["PROGRESS_HEADER", "ResultPublisher", "progress_routing_key", "result_routing_key"]
@@ -75,12 +75,6 @@ def _body(value: Mapping[str, Any]) -> bytes:
     return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
 
 
-def _message_id() -> str:
-    """A message's id: 128 bits of the system's randomness as 32 hex digits, as a random
-    UUID's (without making the UUID)."""
-    return os.urandom(16).hex()
-
-
 def _properties(
     action: str, outcome: str, correlation_id: str | None, headers: Mapping[str, Any] | None
 ) -> dict[str, Any]:
@@ -89,7 +83,7 @@ def _properties(
         "content_type": "application/json",
         "content_encoding": "utf-8",
         "delivery_mode": 2,
-        "message_id": _message_id(),
+        "message_id": new_id(),
         "timestamp": int(time.time()),
         "type": result_routing_key(action, outcome),
         "headers": {"x-autopilot-action": action, "x-autopilot-outcome": outcome}

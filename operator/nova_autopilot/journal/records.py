@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Final, Literal, get_args
+
+from nova_autopilot.ids import new_id
 
 __all__ = [
     "AWAITING_APPROVAL",
@@ -154,12 +155,6 @@ _LIMITED: Final = (
 )
 
 
-def _new_id() -> str:
-    """A new operation's id: 128 bits of the system's randomness as 32 hex digits, as
-    a random UUID's (without making the UUID)."""
-    return os.urandom(16).hex()
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewOperation:
     """An operation the engine has decided on, before the journal holds it.
@@ -191,7 +186,7 @@ class NewOperation:
     #: with this outcome and reason, in the same transaction.
     outcome: str | None = None
     reason: str | None = None
-    id: str = field(default_factory=_new_id)
+    id: str = field(default_factory=new_id)
 
     def __post_init__(self) -> None:
         if not self.id:
