@@ -18,11 +18,15 @@ import re
 import sys
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import orjson
-import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
+
+if TYPE_CHECKING:
+    # structlog (and rich, which it imports when installed) is imported where it is used,
+    # not with this module: the commands that only redact never load it.
+    import structlog
+    from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = [
     "LEVELS",
@@ -272,7 +276,7 @@ def redacted_document(value: Mapping[str, object]) -> tuple[str, dict[str, objec
 
 
 def _redact_event(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    return cast(EventDict, redact(event_dict))
+    return cast("EventDict", redact(event_dict))
 
 
 def _leading_keys_first(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -311,6 +315,8 @@ def configure(*, level: str = "INFO", fmt: str = "auto", stream: TextIO | None =
     and ``fmt`` are case-insensitive; ``stream`` defaults to the current ``sys.stdout``.
     Calling it again replaces the previous configuration instead of adding to it.
     """
+    import structlog
+
     level_name, fmt = level.upper(), fmt.lower()
     if level_name not in LEVELS:
         raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(LEVELS)}")
@@ -386,10 +392,40 @@ def _apply_level(level_name: str) -> None:
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    """A logger named ``name`` (default: the calling module); usable before configure()."""
+    """A logger named ``name`` (default: the calling module); usable before configure().
+
+    A named logger imports structlog when it is first used, not when it is made (modules
+    make theirs on import, and a command that logs nothing need not load structlog)."""
     if name is None:
+        import structlog
+
         return structlog.stdlib.get_logger()
-    return structlog.stdlib.get_logger(name)
+    return cast("structlog.stdlib.BoundLogger", _LazyLogger(name))
+
+
+class _LazyLogger:
+    """Stands for ``structlog.stdlib.get_logger(name)``, made on first use: every attribute
+    is that logger's. It keeps none of structlog's settings, so a logger used before
+    :func:`configure` follows the configuration made later, as structlog's own does."""
+
+    def __init__(self, name: str) -> None:
+        self._lazy_name = name
+        self._lazy_logger: object = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute in ("_lazy_name", "_lazy_logger"):  # not set: a copy made without __init__
+            raise AttributeError(attribute)
+        return getattr(self._lazy_resolved(), attribute)
+
+    def __repr__(self) -> str:
+        return repr(self._lazy_resolved())
+
+    def _lazy_resolved(self) -> object:
+        if self._lazy_logger is None:
+            import structlog
+
+            self._lazy_logger = structlog.stdlib.get_logger(self._lazy_name)
+        return self._lazy_logger
 
 
 def bound(**ids: object) -> contextlib.AbstractContextManager[None]:
@@ -401,6 +437,8 @@ def bound(**ids: object) -> contextlib.AbstractContextManager[None]:
 
 @contextlib.contextmanager
 def _bound(ids: dict[str, object]) -> Iterator[None]:
+    import structlog
+
     tokens = structlog.contextvars.bind_contextvars(**ids)
     try:
         yield

@@ -8,6 +8,8 @@ import json
 import logging
 import math
 import string
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -148,6 +150,40 @@ def test_given_a_logger_used_before_configure_then_it_follows_the_configuration(
     log.info("early.event")
 
     assert only_line(stream)["event"] == "early.event"
+
+
+def test_given_a_logger_made_at_import_then_structlog_is_imported_only_when_it_is_used() -> None:
+    probe = (
+        "import sys\n"
+        "from nova_autopilot import logs\n"
+        "log = logs.get_logger('early')\n"
+        "assert 'structlog' not in sys.modules, 'structlog imported with the logger'\n"
+        "log.warning('first.use')\n"
+        "assert 'structlog' in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "first.use" in done.stdout + done.stderr
+
+
+def test_given_a_named_logger_then_it_acts_as_structlogs_logger_of_that_name() -> None:
+    log = logs.get_logger("nova_autopilot.named")
+    with structlog.testing.capture_logs() as before_configure:
+        log.info("captured", entry=1)
+    stream = io.StringIO()
+    logs.configure(fmt="json", stream=stream)
+    with structlog.testing.capture_logs() as captured:
+        log.warning("captured.again")
+    log.info("written")
+
+    assert before_configure == [{"entry": 1, "event": "captured", "log_level": "info"}]
+    assert captured == [{"event": "captured.again", "log_level": "warning"}]
+    assert only_line(stream)["logger"] == "nova_autopilot.named"
+    assert repr(log) == repr(structlog.stdlib.get_logger("nova_autopilot.named"))
+    assert log.bind(entry=2)._context == {"entry": 2}
 
 
 def test_given_level_warning_then_info_and_debug_are_dropped() -> None:

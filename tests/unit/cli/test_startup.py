@@ -97,6 +97,17 @@ def test_the_journal_listings_load_no_openstacksdk_and_no_broker_client(
     assert modules & (CLOUD | BROKER) == set()
 
 
+@pytest.mark.parametrize(
+    "argv", [["history"], ["pending"], ["refusals"], ["breaker", "list"]], ids=" ".join
+)
+def test_the_journal_listings_load_no_structlog(tmp_path: Path, conf: str, argv: list[str]) -> None:
+    # They redact what they show and log nothing: no structlog, nor the rich it
+    # imports when rich is installed.
+    modules = loaded(tmp_path, "--config-file", conf, *argv)
+    assert "sqlalchemy" in modules
+    assert modules & LOGGING == set()
+
+
 def test_send_loads_no_openstacksdk_and_no_database(tmp_path: Path, conf: str) -> None:
     # Checked, then refused before connecting: no signing key is configured.
     argv = ["send", "--type", "quota.request.approved", "--server", "web-1", "--flavor", "m1"]
