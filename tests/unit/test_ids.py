@@ -7,6 +7,8 @@ import multiprocessing
 import random
 import re
 
+import pytest
+
 from nova_autopilot.ids import new_id
 
 
@@ -29,6 +31,8 @@ def _child_id(queue: multiprocessing.Queue[str]) -> None:
     queue.put(new_id())
 
 
+# eventlet (which oslo.messaging imports) warns against fork for its own green threads.
+@pytest.mark.filterwarnings("ignore:Using fork:DeprecationWarning")
 def test_a_forked_child_draws_other_ids_than_its_parent() -> None:
     context = multiprocessing.get_context("fork")
     queue: multiprocessing.Queue[str] = context.Queue()
