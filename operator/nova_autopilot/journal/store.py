@@ -106,7 +106,10 @@ class Journal:
         """
         database = Database(url, busy_timeout=busy_timeout)
         try:
-            migrate.upgrade(database, allow=migrate_schema)
+            # Without migrating, a journal at this release's schema is told by reading its
+            # revision, without importing alembic; any other case is upgrade()'s to judge.
+            if migrate_schema or not migrate.at_head(database):
+                migrate.upgrade(database, allow=migrate_schema)
         except BaseException:
             database.dispose()
             raise

@@ -1163,3 +1163,29 @@ class MigrationBehaviour:
         assert table_names(fresh_url) & JOURNAL_TABLES == set()
         Journal.open(fresh_url).close()
         Journal.open(fresh_url, migrate_schema=False).close()
+
+    def test_without_migrating_a_revision_other_than_head_is_refused_as_alembic_finds_it(
+        self, fresh_url: str
+    ) -> None:
+        # Opening without migrating reads the revision without alembic; every revision
+        # but this release's alone goes to alembic, for the same errors as before.
+        Journal.open(fresh_url).close()
+        previous = f"{int(migrate.HEAD) - 1:04d}"
+
+        execute(fresh_url, f"UPDATE alembic_version SET version_num = '{previous}'")
+        with pytest.raises(SchemaMismatch, match="migrating is off") as behind:
+            Journal.open(fresh_url, migrate_schema=False)
+        assert f"is at {previous}, this nova-autopilot needs {migrate.HEAD}" in str(behind.value)
+
+        execute(fresh_url, "UPDATE alembic_version SET version_num = '9999'")
+        with pytest.raises(SchemaMismatch, match=r"9999.*does not know"):
+            Journal.open(fresh_url, migrate_schema=False)
+
+        execute(fresh_url, f"UPDATE alembic_version SET version_num = '{migrate.HEAD}'")
+        execute(fresh_url, "INSERT INTO alembic_version (version_num) VALUES ('9999')")
+        with pytest.raises(SchemaMismatch, match=r"9999.*does not know"):
+            Journal.open(fresh_url, migrate_schema=False)
+
+        execute(fresh_url, "DELETE FROM alembic_version WHERE version_num = '9999'")
+        with Journal.open(fresh_url, migrate_schema=False) as journal:
+            assert isinstance(journal.accept(message_key="at-head"), Accepted)

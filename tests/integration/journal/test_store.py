@@ -188,6 +188,36 @@ def test_a_new_revision_is_numbered_next_and_empty_when_the_schema_has_not_chang
     assert migrate.head(scripts) == f"{int(migrate.head()) + 1:04d}"
 
 
+def test_the_schema_revision_the_code_names_is_the_last_of_its_migrations() -> None:
+    # A new revision must change migrate.HEAD too: opening without migrating compares
+    # the database's revision with it.
+    assert migrate.head() == migrate.HEAD
+
+
+def test_a_journal_at_this_releases_schema_opens_without_migrating_and_without_alembic(
+    tmp_path: Path,
+) -> None:
+    url = default_url(tmp_path)
+    with Journal.open(url) as journal:
+        accepted_op(journal)
+    reading = textwrap.dedent(
+        f"""
+        import sys
+        from nova_autopilot.journal import Journal
+        with Journal.open({url!r}, migrate_schema=False) as journal:
+            assert len(journal.history()) == 1
+        loaded = sorted(name for name in sys.modules if name.partition(".")[0] == "alembic")
+        assert not loaded, loaded
+        """
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", reading], capture_output=True, text=True, check=False, timeout=120
+    )
+
+    assert done.returncode == 0, done.stderr
+
+
 def test_operations_are_values_that_compare_by_content() -> None:
     new = new_op(id="abc")
 

@@ -108,6 +108,17 @@ def test_the_journal_listings_load_no_structlog(tmp_path: Path, conf: str, argv:
     assert modules & LOGGING == set()
 
 
+@pytest.mark.parametrize(
+    "argv", [["history"], ["pending"], ["refusals"], ["breaker", "list"]], ids=" ".join
+)
+def test_the_journal_listings_load_no_alembic(tmp_path: Path, conf: str, argv: list[str]) -> None:
+    # The journal is at this release's schema: checking so takes one query, no alembic
+    # (nor the mako and pygments that alembic imports).
+    modules = loaded(tmp_path, "--config-file", conf, *argv)
+    assert "sqlalchemy" in modules
+    assert modules & {"alembic", "mako", "pygments"} == set()
+
+
 def test_send_loads_no_openstacksdk_and_no_database(tmp_path: Path, conf: str) -> None:
     # Checked, then refused before connecting: no signing key is configured.
     argv = ["send", "--type", "quota.request.approved", "--server", "web-1", "--flavor", "m1"]
