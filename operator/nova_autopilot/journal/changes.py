@@ -124,12 +124,7 @@ class _Prepared:
     parameter in order its column and the column type's bind processor, if any."""
 
     sql: str
-    positional: bool
     binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
-
-    def rows(self, count: int) -> str:
-        """The statement inserting ``count`` rows at once (positional parameters)."""
-        return _many_rows(self.sql, count)
 
 
 @functools.lru_cache(maxsize=64)
@@ -139,11 +134,12 @@ def _prepared(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> _Prep
     binds = tuple(
         (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
     )
-    return _Prepared(str(compiled), bool(dialect.positional), binds)
+    return _Prepared(str(compiled), binds)
 
 
 @functools.lru_cache(maxsize=256)
 def _many_rows(sql: str, count: int) -> str:
+    """``sql``, a one-row INSERT with positional parameters, for ``count`` rows at once."""
     head, values = sql.split(" VALUES ", 1)
     return f"{head} VALUES {', '.join([values] * count)}"
 
@@ -173,7 +169,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[JSONDict]) -> Non
             times[key] = process(raw)
         return times[key]
 
-    if not prepared.positional:
+    if not conn.dialect.positional:
         conn.exec_driver_sql(
             prepared.sql,
             [
@@ -191,7 +187,9 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[JSONDict]) -> Non
     size = max(1, _SQLITE_PARAMETERS // len(prepared.binds))
     for start in range(0, len(params), size):
         chunk = params[start : start + size]
-        conn.exec_driver_sql(prepared.rows(len(chunk)), tuple(v for row in chunk for v in row))
+        conn.exec_driver_sql(
+            _many_rows(prepared.sql, len(chunk)), tuple(v for row in chunk for v in row)
+        )
 
 
 def record_step(
