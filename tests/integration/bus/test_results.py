@@ -15,6 +15,7 @@ from tests.integration import bus_support
 from tests.integration.bus_support import (
     Rabbit,
     Recorder,
+    body_of,
     bus_conf,
     request_body,
     started,
@@ -115,3 +116,61 @@ def test_results_published_while_the_broker_is_out_of_reach_arrive_once_it_is_ba
     numbers = [json.loads(message.body)["n"] for message in take_all(rabbit, "ordered")]
     assert numbers == list(range(200))
     assert publisher.published == 200
+
+
+def test_results_and_replies_carry_what_kombus_producer_would_have_sent(rabbit: Rabbit) -> None:
+    """The sender writes py-amqp's frames itself: each message it sends (a result, its
+    copy to the reply queue, a progress update) has the body, properties and headers
+    that kombu's producer gives the same message."""
+    from kombu.messaging import Producer
+
+    from nova_autopilot.bus.connection import request_broker
+    from nova_autopilot.bus.results import ResultPublisher
+    from nova_autopilot.bus.topology import results_exchange
+
+    conf = bus_conf(rabbit)
+    observe(rabbit, conf, "sent", "#")
+    with Connection(rabbit.amqp_url) as conn:
+        for name in ("reply", "expected"):
+            Queue(name)(conn.default_channel).declare()
+    publisher = ResultPublisher(broker=request_broker(conf), exchange=results_exchange(conf))
+    try:
+        publisher.publish(
+            {"outcome": "confirmed", "at": "2026-12-07"},
+            action="resize",
+            outcome="confirmed",
+            correlation_id="quota-7",
+            reply_to="reply",
+        )
+        publisher.progress(
+            {"phase": "waiting"}, action="resize", phase="waiting", correlation_id="quota-7"
+        )
+        assert publisher.flush(15)
+    finally:
+        publisher.close()
+    sent = take_all(rabbit, "sent") + take_all(rabbit, "reply")
+    assert len(sent) == 3
+
+    with Connection(rabbit.amqp_url) as conn:
+        producer = Producer(conn.default_channel)
+        for message in sent:
+            properties = dict(message.properties)
+            headers = properties.pop("application_headers")
+            producer.publish(
+                body_of(message), routing_key="expected", headers=headers, **properties
+            )
+    expected = take_all(rabbit, "expected")
+    assert [m.properties for m in sent] == [m.properties for m in expected]
+    assert [body_of(m) for m in sent] == [body_of(m) for m in expected]
+    first = sent[0].properties
+    assert (first["correlation_id"], first["delivery_mode"]) == ("quota-7", 2)
+    assert (first["content_type"], first["content_encoding"]) == ("application/json", "utf-8")
+    assert first["application_headers"] == {
+        "x-autopilot-action": "resize",
+        "x-autopilot-outcome": "confirmed",
+    }
+    assert {m.delivery_info["routing_key"] for m in sent} == {
+        "result.resize.confirmed",
+        "progress.resize.waiting",
+        "reply",
+    }
