@@ -8,7 +8,9 @@ threads or two daemons can never both win.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -120,21 +122,23 @@ _SQLITE_PARAMETERS = 999
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
-    """An INSERT of given columns as the driver takes it: its text, and for each
-    parameter in order its column and the column type's bind processor, if any."""
+    """An INSERT of given columns as the driver takes it: its text, its parameters'
+    names in order, and those whose column type has a bind processor, with it."""
 
     sql: str
-    binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    names: tuple[str, ...]
+    processed: tuple[tuple[str, Callable[[Any], Any]], ...]
 
 
 @functools.lru_cache(maxsize=64)
 def _prepared(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> _Prepared:
     compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
-    names = list(compiled.positiontup or ()) if dialect.positional else list(columns)
-    binds = tuple(
-        (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
-    )
-    return _Prepared(str(compiled), binds)
+    names = tuple(compiled.positiontup or ()) if dialect.positional else columns
+    processors = {
+        name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    }
+    processed = tuple((name, process) for name, process in processors.items() if process)
+    return _Prepared(str(compiled), names, processed)
 
 
 @functools.lru_cache(maxsize=256)
@@ -147,8 +151,9 @@ def _many_rows(sql: str, count: int) -> str:
 def insert_rows(conn: Connection, table: Table, rows: Sequence[JSONDict]) -> None:
     """Insert ``rows`` (dicts of the same columns): the same statement and values as
     ``conn.execute(insert(table), rows)``, each value through its column type's bind
-    processor, without SQLAlchemy building each row's parameters anew (a value repeated
-    across the rows, the batch's time, is processed once).
+    processor, without SQLAlchemy building each row's parameters anew (only the
+    columns with a processor are touched, and a time the rows share, the batch's or
+    a deadline, is processed once).
 
     On SQLite, many rows to a statement: the sqlite3 module lets go of the GIL for each
     step of a statement and must take it back, which under a busy daemon's other
@@ -157,39 +162,47 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[JSONDict]) -> Non
     if not rows:
         return
     prepared = _prepared(conn.dialect, table, tuple(rows[0]))
-    times: dict[tuple[str, datetime], Any] = {}
-
-    def value(name: str, process: Callable[[Any], Any] | None, raw: Any) -> Any:
-        if process is None or raw is None:
-            return raw
-        if type(raw) is not datetime:
-            return process(raw)
-        key = (name, raw)
-        if key not in times:
-            times[key] = process(raw)
-        return times[key]
-
-    if not conn.dialect.positional:
-        conn.exec_driver_sql(
-            prepared.sql,
-            [
-                {name: value(name, process, row[name]) for name, process in prepared.binds}
-                for row in rows
-            ],
-        )
-        return
-    params = [
-        tuple(value(name, process, row[name]) for name, process in prepared.binds) for row in rows
-    ]
-    if conn.dialect.name != "sqlite":
+    positional = conn.dialect.positional
+    if positional:
+        ordered = operator.itemgetter(*prepared.names)
+        if len(prepared.names) == 1:  # itemgetter of one name gives the value alone
+            params: list[Any] = [[ordered(row)] for row in rows]
+        else:
+            params = [list(ordered(row)) for row in rows]
+    else:
+        params = [dict(row) for row in rows]
+    for name, process in prepared.processed:
+        at: Any = prepared.names.index(name) if positional else name
+        done: dict[Any, Any] = {}
+        for values in params:
+            raw = values[at]
+            if raw is None:
+                continue
+            key = _same_value(raw)
+            if key not in done:
+                done[key] = process(raw)
+            values[at] = done[key]
+    if not positional:
         conn.exec_driver_sql(prepared.sql, params)
         return
-    size = max(1, _SQLITE_PARAMETERS // len(prepared.binds))
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql(prepared.sql, [tuple(values) for values in params])
+        return
+    size = max(1, _SQLITE_PARAMETERS // len(prepared.names))
     for start in range(0, len(params), size):
         chunk = params[start : start + size]
         conn.exec_driver_sql(
-            _many_rows(prepared.sql, len(chunk)), tuple(v for row in chunk for v in row)
+            _many_rows(prepared.sql, len(chunk)), tuple(itertools.chain.from_iterable(chunk))
         )
+
+
+def _same_value(raw: Any) -> Any:
+    """What makes two values one for a bind processor: a datetime by its value, zone
+    and fold (the rows' times are often equal: the batch's time, its deadlines); any
+    other value by identity (the rows' values live until the insert is done)."""
+    if type(raw) is datetime:
+        return (raw, raw.tzinfo, raw.fold)
+    return id(raw)
 
 
 def record_step(
