@@ -129,6 +129,8 @@ LIMITS: Final[dict[str, int]] = {
 
 def aware_utc(value: datetime, what: str = "timestamp") -> datetime:
     """``value`` in UTC; a naive datetime is refused, since its zone is anyone's guess."""
+    if value.tzinfo is timezone.utc:
+        return value
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, got naive {value.isoformat()}")
     return value.astimezone(timezone.utc)
@@ -153,6 +155,7 @@ _LIMITED: Final = (
     "correlation_id",
     "reply_to",
 )
+_NEW_OPERATION_LIMITS: Final = tuple((name, LIMITS[name]) for name in (*_LIMITED, "phase"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,8 +202,10 @@ class NewOperation:
             raise ValueError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
         if self.outcome is not None and self.outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {self.outcome!r}")
-        for name in (*_LIMITED, "phase"):
-            check_length(name, getattr(self, name))
+        for name, limit in _NEW_OPERATION_LIMITS:
+            value = getattr(self, name)
+            if value is not None and len(value) > limit:
+                check_length(name, value)  # the error
         if self.deadline_at is not None:
             object.__setattr__(self, "deadline_at", aware_utc(self.deadline_at, "deadline_at"))
 
