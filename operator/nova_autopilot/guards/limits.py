@@ -90,7 +90,27 @@ class PolicyLimits:
     breaker: BreakerLimits
 
 
+#: The limits of each (policy, settings) pair asked for, by identity: both are immutable,
+#: and asked for at every decision. A policy set reloaded makes new policies; the old
+#: ones' entries go when the cache is full.
+_KNOWN: dict[tuple[int, int], tuple[Policy, GuardSettings, PolicyLimits]] = {}
+_KNOWN_MAX = 4096
+
+
 def for_policy(policy: Policy, settings: GuardSettings) -> PolicyLimits:
+    """The limits of ``policy``'s decisions: its own ``limits`` over ``settings``."""
+    key = (id(policy), id(settings))
+    known = _KNOWN.get(key)
+    if known is not None and known[0] is policy and known[1] is settings:
+        return known[2]
+    limits = _limits(policy, settings)
+    if len(_KNOWN) >= _KNOWN_MAX:
+        _KNOWN.clear()
+    _KNOWN[key] = (policy, settings, limits)
+    return limits
+
+
+def _limits(policy: Policy, settings: GuardSettings) -> PolicyLimits:
     own = policy.limits
     budgets: dict[Scope, Budget] = {}
     if own.budget is not None:

@@ -256,3 +256,17 @@ def test_failures_before_the_last_close_do_not_count_again() -> None:
     closed = Breaker(scope="global", state="closed", closed_at=NOW - timedelta(seconds=30))
     assert breakers.counting_since(closed, LIMITS, now=NOW) == NOW - timedelta(seconds=30)
     assert breakers.counting_since(None, LIMITS, now=NOW) == NOW - timedelta(seconds=600)
+
+
+def test_a_policys_limits_follow_the_settings_and_the_policy_they_are_asked_for() -> None:
+    p = policy("{cooldown: 5m}")
+    q = policy("{max_concurrent: 3}")
+    loose = GuardSettings(default_cooldown_s=60.0)
+    strict = GuardSettings(default_cooldown_s=60.0, policy_breaker=BreakerLimits(2, 60.0, 30.0))
+
+    assert guards.for_policy(p, loose) is guards.for_policy(p, loose)
+    assert guards.for_policy(p, loose).cooldown_s == 300.0
+    assert guards.for_policy(q, loose).cooldown_s == 60.0
+    assert guards.for_policy(q, loose).max_concurrent == 3
+    assert guards.for_policy(p, loose).breaker.failures == 0
+    assert guards.for_policy(p, strict).breaker.failures == 2
