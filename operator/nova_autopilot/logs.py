@@ -18,7 +18,7 @@ import re
 import sys
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, Final, TextIO, cast
 
 import orjson
 
@@ -403,18 +403,36 @@ def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
     return cast("structlog.stdlib.BoundLogger", _LazyLogger(name))
 
 
+#: The level of each logging method that structlog's ``filter_by_level`` may drop.
+_METHOD_LEVELS: Final = {"debug": logging.DEBUG, "info": logging.INFO}
+
+
+def _dropped(*args: object, **kwargs: object) -> None:
+    """A line below the level: what structlog's logger does with it, at once."""
+
+
 class _LazyLogger:
     """Stands for ``structlog.stdlib.get_logger(name)``, made on first use: every attribute
     is that logger's. It keeps none of structlog's settings, so a logger used before
-    :func:`configure` follows the configuration made later, as structlog's own does."""
+    :func:`configure` follows the configuration made later, as structlog's own does.
+
+    A debug or info line that structlog's first processor, ``filter_by_level`` (as
+    :func:`configure` sets it), would drop for the standard logger of that name is
+    dropped here, without making structlog's logger for it (which costs more than a
+    few lines of the daemon's work). Any other configuration (``capture_logs``, say)
+    sees every line, as before."""
 
     def __init__(self, name: str) -> None:
         self._lazy_name = name
         self._lazy_logger: object = None
+        self._lazy_stdlib = logging.getLogger(name)
 
     def __getattr__(self, attribute: str) -> Any:
-        if attribute in ("_lazy_name", "_lazy_logger"):  # not set: a copy made without __init__
+        if attribute.startswith("_lazy_"):  # not set: a copy made without __init__
             raise AttributeError(attribute)
+        level = _METHOD_LEVELS.get(attribute)
+        if level is not None and not self._lazy_stdlib.isEnabledFor(level) and _filtering():
+            return _dropped
         return getattr(self._lazy_resolved(), attribute)
 
     def __repr__(self) -> str:
@@ -426,6 +444,16 @@ class _LazyLogger:
 
             self._lazy_logger = structlog.stdlib.get_logger(self._lazy_name)
         return self._lazy_logger
+
+
+def _filtering() -> bool:
+    """Whether structlog, configured, drops lines by the standard library's levels first."""
+    if "structlog" not in sys.modules:
+        return False
+    import structlog
+
+    processors = structlog.get_config()["processors"]
+    return bool(processors) and processors[0] is structlog.stdlib.filter_by_level
 
 
 def bound(**ids: object) -> contextlib.AbstractContextManager[None]:

@@ -199,6 +199,34 @@ def test_given_level_warning_then_info_and_debug_are_dropped() -> None:
     assert [line["event"] for line in lines(stream)] == ["a.warning", "a.error"]
 
 
+def test_given_a_line_below_the_level_then_it_is_dropped_before_structlog_makes_a_logger() -> None:
+    stream = io.StringIO()
+    logs.configure(level="warning", fmt="json", stream=stream)
+    made: list[tuple[object, ...]] = []
+    factory = structlog.stdlib.LoggerFactory()
+
+    def counting_factory(*args: object) -> object:
+        made.append(args)
+        return factory(*args)
+
+    structlog.configure(logger_factory=counting_factory)
+    log = logs.get_logger("nova_autopilot.hot")
+
+    assert log.info("below.level", n=1) is None
+    log.debug("below.level")
+    assert made == []
+    log.warning("at.level")
+    assert made
+    logs.set_level("info")
+    log.info("now.above")
+    with structlog.testing.capture_logs() as captured:
+        logs.set_level("warning")
+        log.info("captured.below.level")
+
+    assert [line["event"] for line in lines(stream)] == ["at.level", "now.above"]
+    assert captured == [{"event": "captured.below.level", "log_level": "info"}]
+
+
 @pytest.mark.parametrize("arguments", [{"level": "TRACE"}, {"fmt": "xml"}])
 def test_given_an_unknown_level_or_format_then_configure_refuses_it(
     arguments: dict[str, str],
