@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from sqlalchemy import Connection, Dialect, Table, delete, func, insert, select,
 from nova_autopilot.journal import queries
 from nova_autopilot.journal.errors import OperationFinished, StaleOperation, UnknownOperation
 from nova_autopilot.journal.records import Accepted, Duplicate, JSONDict, Operation
+from nova_autopilot.journal.rows import operation_ids_text
 from nova_autopilot.journal.schema import breakers, refusals, steps
 from nova_autopilot.journal.schema import operations as ops
 from nova_autopilot.journal.schema import processed_messages as messages
@@ -58,7 +58,7 @@ def accept(
         insert(messages).values(
             message_key=key,
             first_seen_at=at,
-            operation_ids=json.dumps(ids),
+            operation_ids=operation_ids_text(ids),
             fingerprint=fingerprint,
         )
     )
@@ -97,7 +97,7 @@ def accept_many(
             {
                 "message_key": item.key,
                 "first_seen_at": at,
-                "operation_ids": json.dumps(item.ids),
+                "operation_ids": operation_ids_text(item.ids),
                 "fingerprint": item.fingerprint,
             }
         )

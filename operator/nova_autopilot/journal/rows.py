@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -252,6 +252,14 @@ def refusal(row: Row[Any]) -> Refusal:
 
 def operation_ids(text: str) -> tuple[str, ...]:
     return tuple(str(item) for item in json.loads(text))
+
+
+def operation_ids_text(ids: Sequence[str]) -> str:
+    """What :func:`operation_ids` reads back as ``ids``: ``json.dumps(ids)``, made
+    without the json module (costly for so little) when every id is letters and digits."""
+    if all(op_id.isascii() and op_id.isalnum() for op_id in ids):
+        return "[" + ", ".join(f'"{op_id}"' for op_id in ids) + "]"
+    return json.dumps(list(ids))
 
 
 def _loads(text: str) -> JSONDict:

@@ -1,13 +1,16 @@
-"""``insert_rows`` against SQLAlchemy's own insert, on tables unlike the journal's."""
+"""How rows reach the journal's tables: ``insert_rows`` against SQLAlchemy's own insert
+(on tables unlike the journal's), a message's operation ids against ``json.dumps``."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, create_engine, insert
 
 from nova_autopilot.journal.changes import insert_rows
+from nova_autopilot.journal.rows import operation_ids, operation_ids_text
 from nova_autopilot.journal.schema import UTCDateTime
 
 metadata = MetaData()
@@ -60,3 +63,18 @@ def test_equal_times_in_other_zones_or_folds_are_each_stored_as_themselves() -> 
         "2026-10-25 00:30:00.000000",
         "2026-10-25 01:30:00.000000",
     ]
+
+
+def test_a_messages_operation_ids_are_stored_as_json_dumps_writes_them() -> None:
+    cases: list[tuple[str, ...]] = [
+        (),
+        ("0f3a9c",),
+        ("0f3a9c", "77b1"),
+        ('a"b',),
+        ("a, b",),
+        ("é1",),
+        ("x\\y", "z"),
+    ]
+    for ids in cases:
+        assert operation_ids_text(ids) == json.dumps(list(ids))
+        assert operation_ids(operation_ids_text(ids)) == ids
