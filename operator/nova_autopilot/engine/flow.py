@@ -404,31 +404,32 @@ class Engine:
     ) -> list[Accepted | Duplicate]:
         """Plan every new message of ``batch`` against one :class:`Ledger`, each
         decision counted for the next, and accept them all in one transaction."""
-        known = self._journal.processed({p.key for p in batch})
-        seen = dict(known)
-        ledger = Ledger(
-            self._journal,
-            (s for p in batch for m in p.matches if (s := _server_ref(m, p.item.event)[0])),
-        )
-        for pending in batch:
-            pending.plans.clear()
-            if pending.key in seen:
-                continue  # a copy: nothing to decide, the journal says what the first led to
-            seen[pending.key] = Duplicate(pending.key, now, ())
-            item = pending.item
-            for match in pending.matches:
-                plan = self._plan(
-                    match,
-                    item.event,
-                    now,
-                    item.correlation_id,
-                    item.reply_to,
-                    elsewhere,
-                    ledger=ledger,
-                )
-                pending.plans.append(plan)
-            for new, _, _ in pending.plans:  # the decisions of one message do not see each other
-                ledger.record(new, now)
+        with self._journal.reading():  # the batch's facts, read in one transaction
+            known = self._journal.processed({p.key for p in batch})
+            seen = dict(known)
+            ledger = Ledger(
+                self._journal,
+                (s for p in batch for m in p.matches if (s := _server_ref(m, p.item.event)[0])),
+            )
+            for pending in batch:
+                pending.plans.clear()
+                if pending.key in seen:
+                    continue  # a copy: nothing to decide, the journal says what the first led to
+                seen[pending.key] = Duplicate(pending.key, now, ())
+                item = pending.item
+                for match in pending.matches:
+                    plan = self._plan(
+                        match,
+                        item.event,
+                        now,
+                        item.correlation_id,
+                        item.reply_to,
+                        elsewhere,
+                        ledger=ledger,
+                    )
+                    pending.plans.append(plan)
+                for new, _, _ in pending.plans:  # one message's decisions do not see each other
+                    ledger.record(new, now)
         fresh = [p for p in batch if p.key not in known]
         accepted = iter(
             self._journal.accept_many(

@@ -91,6 +91,7 @@ class Database:
         self.busy_timeout = busy_timeout
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self._write_lock = threading.Lock()
+        self._pinned = threading.local()  # a thread's shared read transaction (reading())
         if self.is_sqlite:
             self.engine = _sqlite_engine(parsed, busy_timeout=busy_timeout)
             return
@@ -118,6 +119,24 @@ class Database:
     def read(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a read-only transaction."""
         return self._run(work, write=False)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Every :meth:`read` of this thread within the block runs in one read
+        transaction, on one connection: several reads that belong together (a batch's
+        facts) as of one moment, for one begin and one checkout. A failing read ends
+        the block, without the retries of :meth:`read`. A write within the block is a
+        mistake (on SQLite its reads would not see it) and raises RuntimeError. Nested
+        blocks share the outermost one's."""
+        if getattr(self._pinned, "conn", None) is not None:
+            yield
+            return
+        with self._translated(), self.engine.connect() as conn, conn.begin():
+            self._pinned.conn = conn
+            try:
+                yield
+            finally:
+                self._pinned.conn = None
 
     def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a transaction that commits if it returns, rolls back if it raises.
@@ -147,6 +166,12 @@ class Database:
             yield conn
 
     def _run(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        pinned = getattr(self._pinned, "conn", None)
+        if pinned is not None:
+            if write:
+                raise RuntimeError("a journal write within reading(), whose reads would miss it")
+            with self._translated():
+                return work(pinned)
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 with self.connection(write=write) as conn, conn.begin():

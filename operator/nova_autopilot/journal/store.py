@@ -9,6 +9,7 @@ Times are aware UTC; each method takes ``now`` or asks the journal's clock.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import uuid
@@ -206,6 +207,11 @@ class Journal:
                 )
                 for message in messages
             ]
+
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        """A block whose reads (by this thread) share one read transaction: the facts
+        of one batch of decisions, read as of one moment and at the cost of one."""
+        return self._db.reading()
 
     def check_writable(self, now: datetime | None = None) -> None:
         """Write a probe row and roll it back: raises :class:`JournalError` when the

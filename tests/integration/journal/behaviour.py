@@ -256,6 +256,37 @@ class JournalBehaviour:
         with pytest.raises(UnknownOperation):
             journal.get(fresh.id)
 
+    def test_reads_within_reading_share_one_transaction_and_writes_there_are_refused(
+        self, journal: Journal
+    ) -> None:
+        op = accepted_op(journal)
+        begins: list[object] = []
+
+        def begun(conn: object) -> None:
+            begins.append(conn)
+
+        sa.event.listen(sa.engine.Engine, "begin", begun)
+        try:
+            with journal.reading():
+                assert journal.get(op.id).id == op.id
+                assert journal.count_unfinished() == 1
+                assert journal.activities([op.server_id or ""])[op.server_id or ""]
+                with journal.reading():  # nested: the same transaction
+                    assert set(journal.processed([f"msg-{op.id}", "msg-other"])) == {f"msg-{op.id}"}
+                with ThreadPoolExecutor(1) as pool:
+                    elsewhere = pool.submit(journal.count_unfinished).result()
+                with pytest.raises(RuntimeError, match="within reading"):
+                    journal.accept(message_key="msg-late", operations=[new_op()])
+            in_block = len(begins)
+            assert journal.count_unfinished() == 1
+        finally:
+            sa.event.remove(sa.engine.Engine, "begin", begun)
+
+        assert elsewhere == 1
+        assert in_block == 2  # the block's transaction, and another thread's own
+        assert len(begins) == 3
+        assert not journal.processed(["msg-late"])
+
     def test_several_messages_are_accepted_together_as_one_by_one(self, journal: Journal) -> None:
         before = new_op()
         journal.accept(message_key="nova:old", operations=[before])
