@@ -274,6 +274,8 @@ def redacted_document(value: Mapping[str, object]) -> tuple[str, dict[str, objec
     its spacing (compact), and for NaN and infinities (``null``, as JSON has them), made
     without the copy :func:`redact` builds when nothing in ``value`` is secret, which is
     the common case: a Nova notification, a policy's parameters."""
+    if not value:  # an operation's state when it starts, say
+        return "{}", {}
     try:
         raw = orjson.dumps(value, default=_not_plain, option=_PLAIN_JSON)
     except TypeError:  # not plain JSON (orjson.JSONEncodeError is a TypeError)

@@ -125,7 +125,7 @@ class ServerFinder(Protocol):
 
 def _server_ref(match: Match, event: Event) -> tuple[str | None, str | None]:
     server = match.params.get("server")
-    if isinstance(server, Mapping):
+    if type(server) is dict or isinstance(server, Mapping):  # a dict without the ABC's check
         return server.get("id") or None, server.get("name") or None
     if isinstance(server, str):
         return (server, None) if server == event.instance_id else (None, server)

@@ -66,7 +66,8 @@ def parse_message(
     accepts requests, the notification listener only notifications.
     """
     try:
-        if isinstance(message, Mapping):
+        # Text first: a body from the wire is bytes, and an ABC's negative check is costly.
+        if not isinstance(message, (bytes, bytearray, str)) and isinstance(message, Mapping):
             outer: Any = dict(message)
         else:
             outer = decode_json(message, max_bytes=max_bytes, max_depth=max_depth)
