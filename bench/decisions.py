@@ -20,7 +20,9 @@ broker. Each decision must be recorded exactly once (N operations, N distinct
 message keys) and the queue left empty.
 
 Rows: the journal on SQLite (a file in a temporary directory) and on the
-PostgreSQL of 127.0.0.1:5432 (a database of the run's own). The daemon, the
+PostgreSQL of 127.0.0.1:5432 (a database of the run's own). Each figure is the
+best of its runs, as in every benchmark here: the daemon runs twice on each
+journal, plain kombu once before the daemon's runs and once after. The daemon, the
 broker and the plain consumer share this machine's cores: compare rows of one
 run.
 """
@@ -169,19 +171,36 @@ def _decide(vhost: str, journal_url: str, bodies: list[bytes], timeout: float) -
     }
 
 
+def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest of ``runs``, exactly once only if every run was."""
+    best = max(runs, key=lambda row: row["per_s"])
+    return {
+        **best,
+        "runs": [round(row["per_s"]) for row in runs],
+        "exactly_once": all(row["exactly_once"] for row in runs),
+    }
+
+
 def run(*, quick: bool = False) -> dict[str, Any]:
-    count = 200 if quick else 3_000
+    count = 200 if quick else 10_000
+    rounds = 1 if quick else 2
     bodies = _messages(count)
     rows: list[dict[str, Any]] = []
     with broker.vhost("decisions") as vhost:
         url = broker.amqp_url(vhost)
         plain = _plain_kombu(url, count, bodies).rate()
-        with tempfile.TemporaryDirectory() as tmp:
-            sqlite = _decide(vhost, f"sqlite:///{tmp}/journal.sqlite", bodies, timeout=900)
-        rows.append({"journal": "SQLite", **sqlite})
-        with databases.postgresql("decisions") as journal_url:
-            if journal_url is not None:
-                rows.append({"journal": "PostgreSQL", **_decide(vhost, journal_url, bodies, 900)})
+        sqlite = []
+        for _ in range(rounds):
+            with tempfile.TemporaryDirectory() as tmp:
+                sqlite.append(_decide(vhost, f"sqlite:///{tmp}/journal.sqlite", bodies, 900))
+        rows.append({"journal": "SQLite", **_best(sqlite)})
+        postgresql = []
+        for _ in range(rounds):
+            with databases.postgresql("decisions") as journal_url:
+                if journal_url is not None:
+                    postgresql.append(_decide(vhost, journal_url, bodies, 900))
+        if postgresql:
+            rows.append({"journal": "PostgreSQL", **_best(postgresql)})
         plain_again = _plain_kombu(url, count, bodies).rate()
     ceiling = max(plain, plain_again)
     for row in rows:
@@ -194,17 +213,23 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         "deciding each against a `mode: dry-run` rescue policy: every guard asked, the "
         "decision and the message key written to the journal, the result published, then "
         "the message acknowledged. Plain kombu drains the same messages from its own queue "
-        "and only acknowledges (best of one run before and one after the daemon's).",
+        "and only acknowledges. Each figure is the best of its runs: plain kombu one run "
+        "before the daemon's and one after, the daemon "
+        f"{rounds} run{'s' if rounds > 1 else ''} on each journal (each run's rate in the "
+        "last column).",
         "",
-        "| consumer | decisions/s | vs plain kombu | exactly once | operations | left in queue |",
-        "|---|---:|---:|---|---:|---:|",
-        f"| plain kombu (ceiling) | {ceiling:,.0f} | 1.00 | - | - | - |",
+        "| consumer | decisions/s | vs plain kombu | exactly once | operations | left in queue "
+        "| runs |",
+        "|---|---:|---:|---|---:|---:|---|",
+        f"| plain kombu (ceiling) | {ceiling:,.0f} | 1.00 | - | - | - | "
+        f"{plain:,.0f}, {plain_again:,.0f} |",
     ]
     for row in rows:
         lines.append(
             f"| daemon, journal on {row['journal']} | {row['per_s']:,.0f} | "
             f"{row['vs_plain']:.3f} | {'yes' if row['exactly_once'] else 'NO'} | "
-            f"{row['operations']:,} | {row['left_in_queue']} |"
+            f"{row['operations']:,} | {row['left_in_queue']} | "
+            f"{', '.join(f'{rate:,}' for rate in row['runs'])} |"
         )
     headline = [
         figure(
