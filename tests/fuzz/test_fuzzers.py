@@ -2,7 +2,7 @@
 whatever bytes arrive, parsing, verifying a request and loading a policy end
 in their documented error (BadMessage, PolicyError) or succeed.
 
-The time per fuzzer is ``NOVA_AUTOPILOT_FUZZ_SECONDS`` (20 by default); the
+The time per fuzzer is ``NOVA_AUTOPILOT_FUZZ_SECONDS`` (10 by default); the
 fuzzers run one after the other, each in its own process (tests/fuzz/run.py).
 A crash fails the test with the crashing input, which libFuzzer saved; keep it
 in ``tests/fuzz/corpus/<target>/`` (as ``found-<what>``) after fixing the bug.
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path(__file__).parent / "corpus"
-SECONDS = int(os.environ.get("NOVA_AUTOPILOT_FUZZ_SECONDS", "20"))
+SECONDS = int(os.environ.get("NOVA_AUTOPILOT_FUZZ_SECONDS", "10"))
 _DONE = re.compile(r"Done (\d+) runs in (\d+) second")
 
 
