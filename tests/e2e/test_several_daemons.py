@@ -71,10 +71,7 @@ def servers(novabox: NovaBox, small: Flavor, large: Flavor) -> Iterator[tuple[li
             novabox.wait_for_status(server, "ACTIVE", timeout=120)
         yield [s.id for s in booted], large.name
     finally:
-        for server in booted:
-            novabox.conn.compute.delete_server(server, ignore_missing=True)
-        for server in booted:
-            novabox.delete(server, timeout=120)
+        novabox.delete_all(booted, timeout=120)
 
 
 def configure(

@@ -44,8 +44,7 @@ def servers(novabox: NovaBox, small: Flavor) -> Iterator[list[Server]]:
                 booted[n] = novabox.wait_for_status(server, "ACTIVE", timeout=120)
         yield booted
     finally:
-        for server in booted:
-            novabox.delete(server, timeout=120)
+        novabox.delete_all(booted, timeout=120)
 
 
 def test_the_rescue_of_a_failed_reboot_is_woken_by_novas_notification_ten_times_of_ten(

@@ -15,7 +15,7 @@ networks. Faults are asked for per server, see :mod:`tests.novabox.faults`.
 """
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -179,8 +179,26 @@ class NovaBox:
 
     def delete(self, server: Server, *, timeout: float = 60.0) -> None:
         """Delete a server and wait until it is gone."""
-        self.conn.compute.delete_server(server, ignore_missing=True)
-        self.conn.compute.wait_for_delete(server, interval=0.2, wait=int(timeout))
+        self.delete_all([server], timeout=timeout)
+
+    def delete_all(self, servers: Sequence[Server], *, timeout: float = 60.0) -> None:
+        """Delete servers, all asked at once, and wait until every one is gone (a
+        failure to delete one still has the others asked and waited for)."""
+        failures: list[Exception] = []
+        asked = []
+        for server in servers:
+            try:
+                self.conn.compute.delete_server(server, ignore_missing=True)
+                asked.append(server)
+            except Exception as exc:  # noqa: BLE001 - the others are deleted all the same
+                failures.append(exc)
+        for server in asked:
+            try:
+                self.conn.compute.wait_for_delete(server, interval=0.2, wait=int(timeout))
+            except Exception as exc:  # noqa: BLE001 - as above
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
     # -- notifications -----------------------------------------------------------
 
