@@ -153,6 +153,10 @@ ACTIONS_VERSION = ServerAction._max_microversion
 """The microversion openstacksdk reads instance actions at."""
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: The task states of a resize on its way, which the real Nova goes through at its own
+#: pace: a request refused meanwhile names whichever one it met (resize_prep one run,
+#: resize_migrating the next), so refusals are compared with the four as one.
+_RESIZING = re.compile(r"task_state resize_(?:prep|migrating|migrated|finish)\b")
 
 
 def _form(value: Any) -> Any:
@@ -193,6 +197,7 @@ class Run:
             act()
         except openstack.exceptions.HttpException as exc:
             message = str(exc.details or "").replace(self.server_id, "<id>")
+            message = _RESIZING.sub("task_state resize_<on its way>", message)
             self.seen.errors.append((int(exc.status_code or 0), message))
         else:
             self.seen.errors.append((0, "accepted"))
