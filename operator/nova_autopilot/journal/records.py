@@ -205,7 +205,7 @@ class NewOperation:
         for name, limit in _NEW_OPERATION_LIMITS:
             value = getattr(self, name)
             if value is not None and len(value) > limit:
-                check_length(name, value)  # the error
+                check_length(name, value)  # raises, saying so
         if self.deadline_at is not None:
             object.__setattr__(self, "deadline_at", aware_utc(self.deadline_at, "deadline_at"))
 
