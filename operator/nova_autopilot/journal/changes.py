@@ -123,21 +123,23 @@ _SQLITE_PARAMETERS = 999
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     """An INSERT of given columns as the driver takes it: its text, its parameters'
-    names in order, and those whose column type has a bind processor, with it."""
+    names in order, and the parameters whose column type has a bind processor (by
+    position when the driver's parameters are positional, else by name), with it."""
 
     sql: str
     names: tuple[str, ...]
-    processed: tuple[tuple[str, Callable[[Any], Any]], ...]
+    processed: tuple[tuple[int | str, Callable[[Any], Any]], ...]
 
 
 @functools.lru_cache(maxsize=64)
 def _prepared(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> _Prepared:
     compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
     names = tuple(compiled.positiontup or ()) if dialect.positional else columns
-    processors = {
-        name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-    }
-    processed = tuple((name, process) for name, process in processors.items() if process)
+    processed = tuple(
+        (index if dialect.positional else name, process)
+        for index, name in enumerate(names)
+        if (process := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+    )
     return _Prepared(str(compiled), names, processed)
 
 
@@ -171,8 +173,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[JSONDict]) -> Non
             params = [list(ordered(row)) for row in rows]
     else:
         params = [dict(row) for row in rows]
-    for name, process in prepared.processed:
-        at: Any = prepared.names.index(name) if positional else name
+    for at, process in prepared.processed:
         done: dict[Any, Any] = {}
         for values in params:
             raw = values[at]
