@@ -5,8 +5,11 @@ from __future__ import annotations
 import queue
 import random
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
+
+import pytest
 
 from nova_autopilot.bus.delivery import (
     ABANDONED,
@@ -47,18 +50,33 @@ def collect(done: queue.SimpleQueue[list[Job]], count: int) -> list[Job]:
     return jobs
 
 
-def test_each_servers_events_reach_the_handler_in_delivery_order_across_threads() -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["one_at_a_time", "batched"])
+def test_each_servers_events_reach_the_handler_in_delivery_order_across_threads(
+    batched: bool,
+) -> None:
     seen: dict[str, list[int]] = {}
     lock = threading.Lock()
+    rng = random.Random(3)
 
     def handler(event: Event, delivery: Delivery) -> None:
         with lock:
             seen.setdefault(delivery.headers["server"], []).append(int(delivery.message_id[2:]))
 
+    def many(items: Sequence[tuple[Event, Delivery]]) -> list[BaseException | None]:
+        time.sleep(rng.random() / 1000)  # long enough for turns to queue on several threads
+        for event, delivery in items:
+            handler(event, delivery)
+        return [None] * len(items)
+
     done: queue.SimpleQueue[list[Job]] = queue.SimpleQueue()
-    workers = Workers(count=4, handler=handler, done=done.put, skip=lambda j: False, name="t")
+    workers = Workers(
+        count=4,
+        handler=Batched(many) if batched else handler,
+        done=done.put,
+        skip=lambda j: False,
+        name="t",
+    )
     workers.start()
-    rng = random.Random(3)
     jobs = [job(tag, f"server-{rng.randrange(20)}") for tag in range(2000)]
     for start in range(0, len(jobs), 50):  # batches, as the consuming thread hands them over
         workers.submit([(j.delivery.headers["server"], j) for j in jobs[start : start + 50]])
@@ -177,3 +195,57 @@ def test_a_batch_whose_call_fails_is_handled_one_message_at_a_time() -> None:
     assert [j.outcome for j in reported][::2] == [HANDLED, HANDLED]
     assert isinstance(reported[1].outcome, DeadLetter)
     assert reported[1].outcome.reason == "handler_error: ValueError"
+
+
+def test_a_batched_handlers_turn_is_one_call_on_one_thread_however_many_threads() -> None:
+    """Spread over the threads by key, a turn of 40 servers made four calls."""
+    calls: list[list[int]] = []
+
+    def many(items: Sequence[tuple[Event, Delivery]]) -> list[BaseException | None]:
+        calls.append([int(delivery.message_id[2:]) for _, delivery in items])  # type: ignore[index]
+        return [None] * len(items)
+
+    done: queue.SimpleQueue[list[Job]] = queue.SimpleQueue()
+    workers = Workers(count=4, handler=Batched(many), done=done.put, skip=lambda j: False, name="t")
+    workers.start()
+    for start in (0, 40):
+        handed = workers.submit(
+            [(f"server-{tag}", job(tag, f"server-{tag}")) for tag in range(start, start + 40)]
+        )
+        assert handed == 1
+        collect(done, 40)
+    workers.stop(5)
+
+    assert calls == [list(range(40)), list(range(40, 80))]
+
+
+def test_a_server_held_by_a_busy_thread_waits_there_while_other_servers_go_to_another() -> None:
+    """Server a's first event is being decided on one thread: its next event waits
+    behind it on that thread, while server c's, in the same turn, is decided at once
+    on another."""
+    calls: list[list[str]] = []
+    first_call, c_decided, go_on = threading.Event(), threading.Event(), threading.Event()
+
+    def many(items: Sequence[tuple[Event, Delivery]]) -> list[BaseException | None]:
+        names = [f"{delivery.headers['server']}{delivery.message_id[2:]}" for _, delivery in items]
+        calls.append(names)
+        if len(calls) == 1:
+            first_call.set()
+            go_on.wait(10)
+        if any(name.startswith("c") for name in names):
+            c_decided.set()
+        return [None] * len(items)
+
+    done: queue.SimpleQueue[list[Job]] = queue.SimpleQueue()
+    workers = Workers(count=2, handler=Batched(many), done=done.put, skip=lambda j: False, name="t")
+    workers.start()
+    workers.submit([("a", job(1, "a")), ("b", job(2, "b"))])
+    assert first_call.wait(10)
+    assert workers.submit([("c", job(3, "c")), ("a", job(4, "a"))]) == 2
+    assert c_decided.wait(10)  # while a1 and b2 are still being decided
+    assert calls == [["a1", "b2"], ["c3"]]
+    go_on.set()
+    collect(done, 4)
+    workers.stop(5)
+
+    assert calls == [["a1", "b2"], ["c3"], ["a4"]]
