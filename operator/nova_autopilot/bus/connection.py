@@ -277,6 +277,11 @@ def broker_error(settings: BrokerSettings, error: BaseException) -> AutopilotErr
             f"{where} refused the connection: the vhost does not exist or the user may not "
             f"use it ({_reply(error)})"
         )
+    if isinstance(error, amqp.exceptions.ConsumerCancelled):  # its reply text is the tag
+        return BrokerUnavailable(
+            f"{where} cancelled the consumer: its queue was deleted, or its vhost, or the "
+            "queue's node went away"
+        )
     if isinstance(error, amqp.exceptions.ChannelError):
         return BrokerRefused(f"{where} refused: {_reply(error)}")
     if isinstance(error, socket.gaierror):

@@ -6,12 +6,15 @@ import random
 import ssl
 from pathlib import Path
 
+import amqp
 import pytest
 
 from nova_autopilot import settings
 from nova_autopilot.bus.connection import (
     DEFAULT_NOTIFICATION_PREFETCH,
     Backoff,
+    BrokerUnavailable,
+    broker_error,
     notification_broker,
     request_broker,
 )
@@ -259,3 +262,18 @@ def test_a_request_broker_url_that_is_not_one_is_said_of_its_own_option(url: str
     assert "s3cret" not in str(raised.value)
     assert raised.value.option == "[requests] broker_url"
     notification_broker(conf)  # the notification broker is another
+
+
+def test_a_consumer_the_broker_cancelled_is_said_so_not_named_by_its_tag() -> None:
+    """py-amqp raises the broker's basic.cancel with the consumer's tag as its reply text."""
+    settings_ = notification_broker(conf_with())
+    cancelled = amqp.exceptions.ConsumerCancelled("None1", (60, 30))
+
+    error = broker_error(settings_, cancelled)
+
+    assert isinstance(error, BrokerUnavailable)
+    assert str(error) == (
+        f"broker {settings_.display} cancelled the consumer: its queue was deleted, or its "
+        "vhost, or the queue's node went away"
+    )
+    assert "None1" not in str(error)
