@@ -41,7 +41,7 @@ from bench.summary import figure
 from nova_autopilot import logs
 from nova_autopilot.policies import load_texts
 from nova_autopilot.sandbox import Durations, Sandbox
-from nova_autopilot.sandbox.clock import SystemClock
+from nova_autopilot.sandbox.clock import JumpClock
 from tests.integration.stack import InProcess, Stack
 
 MIGRATE_S = 3600.0
@@ -55,25 +55,6 @@ policies:
       params: {server: "{{ payload.server }}", flavor: "{{ payload.flavor }}"}
     confirm: {timeout: 900s}
 """
-
-
-class JumpClock(SystemClock):
-    """Real time whose timers can be moved forward at once (the wall clock stays real)."""
-
-    def __init__(self) -> None:
-        self._offset = 0.0
-        self._callbacks: list[Any] = []
-
-    def monotonic(self) -> float:
-        return time.monotonic() + self._offset
-
-    def on_advance(self, callback: Any) -> None:
-        self._callbacks.append(callback)
-
-    def jump(self, seconds: float) -> None:
-        self._offset += seconds
-        for callback in self._callbacks:
-            callback()
 
 
 def _status() -> dict[str, int]:

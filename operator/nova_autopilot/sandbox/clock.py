@@ -3,6 +3,8 @@
 :class:`SystemClock` is the real thing. :class:`ManualClock` only moves when a
 test calls :meth:`ManualClock.advance`, so that long waits (Nova's
 ``resize_confirm_window``, slow phases) are tested without waiting.
+:class:`JumpClock` is real time whose timers a test or a benchmark can move
+forward at once with :meth:`JumpClock.jump` (the wall clock stays real).
 """
 
 from __future__ import annotations
@@ -68,6 +70,37 @@ class ManualClock:
         with self._lock:
             self._now += timedelta(seconds=seconds)
             self._elapsed += seconds
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            callback()
+
+
+class JumpClock(SystemClock):
+    """Real time whose timers can be moved forward at once (thread-safe).
+
+    :meth:`now` is the real wall clock; :meth:`monotonic` is the real monotonic
+    clock plus every :meth:`jump` so far.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._offset = 0.0
+        self._callbacks: list[Callable[[], None]] = []
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return time.monotonic() + self._offset
+
+    def on_advance(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._callbacks.append(callback)
+
+    def jump(self, seconds: float) -> None:
+        """Move the timers forward by ``seconds`` and wake whoever waits on this clock."""
+        if seconds < 0:
+            raise ValueError("a clock cannot go back")
+        with self._lock:
+            self._offset += seconds
             callbacks = list(self._callbacks)
         for callback in callbacks:
             callback()
