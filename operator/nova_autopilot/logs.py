@@ -266,14 +266,22 @@ def _changed_by_redaction(text: str) -> bool:
     return _short_changed(text) if len(text) <= 64 else _redact_text(text) != text
 
 
-def redacted_document(value: Mapping[str, object]) -> tuple[str, dict[str, object]]:
+def redacted_document(
+    value: Mapping[str, object], *, plain: bool = False
+) -> tuple[str, dict[str, object]]:
     """A document as the journal stores it: the JSON text of :func:`redact` applied to
     ``value`` (keys sorted) and the value that text holds.
 
     The same text as ``json.dumps(redact(value), sort_keys=True, default=str)`` but for
     its spacing (compact), and for NaN and infinities (``null``, as JSON has them), made
     without the copy :func:`redact` builds when nothing in ``value`` is secret, which is
-    the common case: a Nova notification, a policy's parameters."""
+    the common case: a Nova notification, a policy's parameters.
+
+    ``plain``: ``value`` is already what a JSON parser gives (dicts with string keys,
+    lists, strings, numbers, finite floats, booleans, None), as an event's payload is,
+    and neither it nor the result is changed afterwards. The value held is then
+    ``value`` itself when nothing in it is secret, not a copy read back from the text
+    (which is equal to it)."""
     if not value:  # an operation's state when it starts, say
         return "{}", {}
     try:
@@ -282,6 +290,8 @@ def redacted_document(value: Mapping[str, object]) -> tuple[str, dict[str, objec
         pass
     else:
         if _nothing_to_hide(raw):
+            if plain and type(value) is dict:
+                return raw.decode(), value
             return raw.decode(), orjson.loads(raw)
     redacted = cast("dict[str, object]", redact(dict(value)))
     text = json.dumps(redacted, sort_keys=True, default=str, separators=(",", ":"))

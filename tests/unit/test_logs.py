@@ -755,6 +755,32 @@ def test_a_document_holds_what_redact_then_json_would_hold(value: dict[str, Any]
     assert list(json.loads(text)) == sorted(json.loads(text))
 
 
+@given(st.dictionaries(_WORDS | _ASCII, _JSON_VALUES, max_size=6))
+def test_a_plain_document_is_held_as_itself_unless_something_in_it_was_redacted(
+    value: dict[str, Any],
+) -> None:
+    """What a JSON parser gives (no NaN, no infinities) is held as the same value."""
+    value = json.loads(json.dumps(_finite(value)))
+
+    text, held = logs.redacted_document(value, plain=True)
+
+    assert (text, held) == logs.redacted_document(value)
+    assert held == json.loads(text)
+
+
+def test_a_nova_notification_is_held_as_itself_and_one_with_a_secret_as_its_copy() -> None:
+    from tests.samples import sample
+
+    notification = json.loads(json.dumps(sample("instance-update")))
+    assert logs.redacted_document(notification, plain=True)[1] is notification
+    assert logs.redacted_document(notification)[1] is not notification
+    notification["payload"]["nova_object.data"]["metadata"] = {"password": "p"}
+    text, held = logs.redacted_document(notification, plain=True)
+    assert held is not notification
+    assert held == json.loads(text)
+    assert held["payload"]["nova_object.data"]["metadata"] == {"password": "***"}
+
+
 @pytest.mark.parametrize(
     "value",
     [

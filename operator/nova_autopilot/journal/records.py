@@ -164,6 +164,10 @@ class NewOperation:
 
     ``params``, ``event`` are plain JSON values (they pass through the journal's redaction
     hook before being stored); ``why`` says why the policy matched, for ``history``.
+    ``event`` is what a JSON parser gives (an event's fields and payload, as
+    :meth:`~nova_autopilot.events.Event.as_dict` has them) and is not changed afterwards:
+    the operation the journal hands back when it accepts this one holds it, not a copy,
+    when nothing in it was redacted.
     """
 
     policy: str

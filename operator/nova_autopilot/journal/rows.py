@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Row
 
@@ -40,8 +40,17 @@ __all__ = [
 ]
 
 Redact = Callable[[object], object]
-#: How a document becomes its stored JSON text (redacted) and the value that text holds.
-Documents = Callable[[Mapping[str, Any]], tuple[str, JSONDict]]
+
+
+class Documents(Protocol):
+    """How a document becomes its stored JSON text (redacted) and the value that text
+    holds; ``plain``: the document is already what a JSON parser gives and stays as it
+    is, so that value may be the document itself (see
+    :func:`nova_autopilot.logs.redacted_document`)."""
+
+    def __call__(
+        self, value: Mapping[str, Any], *, plain: bool = False
+    ) -> tuple[str, JSONDict]: ...
 
 
 def storable_key(message_key: str) -> str:
@@ -64,7 +73,7 @@ class RowCodec:
         self._redact = redact
         self._documents = documents or self._redacted
 
-    def _redacted(self, value: Mapping[str, Any]) -> tuple[str, JSONDict]:
+    def _redacted(self, value: Mapping[str, Any], *, plain: bool = False) -> tuple[str, JSONDict]:
         text = json.dumps(self._redact(dict(value)), sort_keys=True, default=str)
         return text, _loads(text)
 
@@ -84,9 +93,10 @@ class RowCodec:
     def operation_record(
         self, new: NewOperation, *, message_key: str, at: datetime
     ) -> tuple[JSONDict, Operation]:
-        """The row of a new operation and the operation as reading that row back gives it."""
+        """The row of a new operation and the operation as reading that row back gives it
+        (its event ``new.event`` itself when nothing in it was redacted: the same value)."""
         params, params_value = self._documents(new.params)
-        event, event_value = self._documents(new.event)
+        event, event_value = self._documents(new.event, plain=True)
         state, state_value = self._documents(new.state)
         row = {
             "id": new.id,

@@ -21,7 +21,7 @@ from nova_autopilot.errors import TemporaryError
 from nova_autopilot.journal import Accepted, Journal, JournalError, default_url, migrate
 from nova_autopilot.journal.database import Database
 from nova_autopilot.journal.migrations.__main__ import main as migrations_main
-from nova_autopilot.logs import redact
+from nova_autopilot.logs import redact, redacted_document
 from tests.integration.journal.behaviour import (
     SECRET,
     JournalBehaviour,
@@ -124,6 +124,26 @@ def test_secrets_never_reach_the_database_files(tmp_path: Path) -> None:
     with Journal.open(default_url(without)) as journal:
         accepted_op(journal, params={"admin_password": SECRET})
         assert any(SECRET.encode() in path.read_bytes() for path in without.iterdir())
+
+
+def test_an_accepted_event_is_held_as_given_unless_something_in_it_was_redacted(
+    tmp_path: Path,
+) -> None:
+    """The operations accept hands back hold the event they were given (what a JSON
+    parser gave, as reading the row back gives), not a copy; one with a secret holds
+    the redacted copy the row has."""
+    plain = {"event_type": "instance.update", "payload": {"key_name": "k", "n": [1, 2.5]}}
+    secret = {"event_type": "instance.update", "payload": {"adminPass": SECRET}}
+    with Journal.open(default_url(tmp_path), redact=redact, documents=redacted_document) as journal:
+        news = [new_op(event=plain), new_op(event=secret)]
+        accepted = journal.accept(message_key="m-1", operations=news)
+        assert isinstance(accepted, Accepted)
+        held, hidden = accepted.operations
+
+        assert held.event is plain
+        assert held == journal.get(held.id)
+        assert hidden.event == {"event_type": "instance.update", "payload": {"adminPass": "***"}}
+        assert hidden == journal.get(hidden.id)
 
 
 def test_a_process_killed_mid_operation_leaves_it_to_resume_from_its_phase(
