@@ -38,15 +38,17 @@ CAS_ATTEMPTS = 5
 
 class Ledger:
     """The journal as the decisions of one batch see it: what the guards read, each
-    fact read once (the servers' operations and placements in one read each), plus
-    the operations the batch decided before it is written (:meth:`record`). Used
-    under the engine's decision lock, by one thread."""
+    fact read once (the servers' operations in one read, their placements in one read
+    when a decision first needs one: a Nova notification says its server's host and
+    zone itself), plus the operations the batch decided before it is written
+    (:meth:`record`). Used under the engine's decision lock, by one thread."""
 
     def __init__(self, journal: Journal, server_ids: Iterable[str]) -> None:
         ids = set(server_ids)
         self._journal = journal
         self._activity = journal.activities(ids)
-        self._placement = journal.placements(ids)
+        self._placement: dict[str, tuple[str | None, str | None]] = {}
+        self._unplaced = ids  # the batch's servers whose placement is not read yet
         self._breakers: dict[tuple[str, ...] | None, dict[str, Breaker]] = {}
         self._counts: dict[tuple[Any, ...], int] = {}
         self._counting: dict[tuple[Any, ...], Callable[[NewOperation], bool]] = {}
@@ -65,7 +67,10 @@ class Ledger:
 
     def placement(self, server_id: str) -> tuple[str | None, str | None]:
         if server_id not in self._placement:
-            self._placement[server_id] = self._journal.placement(server_id)
+            wanted, self._unplaced = self._unplaced | {server_id}, set()
+            for read, placed in self._journal.placements(wanted).items():
+                # What the batch decided (record) is newer than what the journal holds.
+                self._placement.setdefault(read, placed)
         return self._placement[server_id]
 
     def count(

@@ -157,6 +157,37 @@ def test_a_batch_is_one_journal_transaction(
     assert all(isinstance(d, list) and len(d) == 2 for d in decided)  # rescue and watch
 
 
+def test_placements_are_read_once_a_batch_and_only_when_an_event_does_not_say_them(
+    worlds: tuple[World, World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nova's notifications say their server's host and zone: a batch of them reads
+    no placement; one that does not say them reads the batch's servers' in one read."""
+    _, many = worlds
+    reads: list[set[str]] = []
+    placements = many.journal.placements
+
+    def counted(server_ids: Any) -> Any:
+        reads.append(set(server_ids))
+        return placements(server_ids)
+
+    monkeypatch.setattr(many.journal, "placements", counted)
+    placed = [
+        nova_event(uuid=server(n), state="error", host=f"compute-{n}", availability_zone="z")
+        for n in range(5)
+    ]
+    many.engine.handle_many([Incoming(e) for e in placed])
+    assert reads == []
+
+    # Server 1's host is known from its operation above; servers 6 and 7 have none.
+    unplaced = [nova_event(uuid=server(n), state="error") for n in (1, 6)]
+    decided = many.engine.handle_many([Incoming(e) for e in [*unplaced, placed[2]]])
+
+    assert reads == [{server(1), server(2), server(6)}]
+    first = many.journal.get(decided[0][0])  # type: ignore[index]
+    assert (first.host, first.availability_zone) == ("compute-1", "z")
+    assert many.journal.get(decided[1][0]).host is None  # type: ignore[index]
+
+
 def test_a_message_that_fails_fails_alone(
     worlds: tuple[World, World], monkeypatch: pytest.MonkeyPatch
 ) -> None:
