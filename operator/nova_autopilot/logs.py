@@ -17,7 +17,7 @@ import logging
 import re
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, TextIO, cast
 
 import orjson
@@ -203,6 +203,8 @@ _PLAIN_JSON = (
 )
 # Every ASCII character that is not a letter or a digit: what _SEPARATORS takes out of a key.
 _NOT_ALNUM = bytes(c for c in range(128) if not chr(c).isalnum())
+# Every byte but the brackets that open an object or an array.
+_NOT_OPENING = bytes(c for c in range(256) if c not in b"{[")
 _WORD_HINTS = tuple(hint.encode() for hint in _HINTS if hint.isalnum())
 _OTHER_HINTS = tuple(hint.encode() for hint in _HINTS if not hint.isalnum())
 
@@ -223,16 +225,14 @@ def _nothing_to_hide(raw: bytes) -> bool:
     (``to_ken``); so do all the keys run together without their separators. A hint
     found more often there is not placed (False); each one in the text lies in a string:
     a key (judged as a key) or a value (judged as redact judges a string)."""
-    if not raw.isascii() or b"\\" in raw or raw.count(b"{") + raw.count(b"[") >= _MAX_DEPTH:
+    if not raw.isascii() or b"\\" in raw:
+        return False
+    if len(raw.translate(None, _NOT_OPENING)) >= _MAX_DEPTH:
         return False
     lowered = raw.lower()
     squeezed = lowered.translate(None, _NOT_ALNUM)
-    hints = []
-    for hint in _WORD_HINTS:
-        if hint in squeezed:
-            if squeezed.count(hint) != lowered.count(hint):
-                return False  # one across a separator or two strings: not placed
-            hints.append(hint)
+    hints = [hint for hint in _WORD_HINTS if hint in squeezed]
+    expected = {hint: squeezed.count(hint) for hint in hints}
     hints += [hint for hint in _OTHER_HINTS if hint in lowered]
     if not hints:
         return True
@@ -240,7 +240,9 @@ def _nothing_to_hide(raw: bytes) -> bool:
     judged = set()
     for hint in hints:
         found = lowered.find(hint)
+        count = 0
         while found >= 0:
+            count += 1
             start = lowered.rfind(b'"', 0, found) + 1
             end = lowered.find(b'"', found)
             if start not in judged:
@@ -252,6 +254,8 @@ def _nothing_to_hide(raw: bytes) -> bool:
                 elif _changed_by_redaction(string):
                     return False
             found = lowered.find(hint, found + 1)
+        if count != expected.get(hint, count):  # no hint overlaps itself: counts compare
+            return False  # one across a separator or two strings: not placed
     return True
 
 
@@ -483,15 +487,24 @@ def bound(**ids: object) -> contextlib.AbstractContextManager[None]:
     """Add ``ids`` (request_id, operation_id, server_id, policy, message_id...) to every
     line logged in the current thread or task while the block runs; ``None`` values are
     skipped. On exit, whatever was bound before is back, so blocks nest."""
-    return _bound({key: value for key, value in ids.items() if value is not None})
+    return _Bound({key: value for key, value in ids.items() if value is not None})
 
 
-@contextlib.contextmanager
-def _bound(ids: dict[str, object]) -> Iterator[None]:
-    import structlog
+class _Bound(contextlib.AbstractContextManager[None]):
+    """What :func:`bound` returns (a class, not a generator: a decision enters one)."""
 
-    tokens = structlog.contextvars.bind_contextvars(**ids)
-    try:
-        yield
-    finally:
-        structlog.contextvars.reset_contextvars(**tokens)
+    __slots__ = ("_ids", "_tokens")
+
+    def __init__(self, ids: dict[str, object]) -> None:
+        self._ids = ids
+        self._tokens: Mapping[str, Any] = {}
+
+    def __enter__(self) -> None:
+        import structlog
+
+        self._tokens = structlog.contextvars.bind_contextvars(**self._ids)
+
+    def __exit__(self, *_: object) -> None:
+        import structlog
+
+        structlog.contextvars.reset_contextvars(**self._tokens)

@@ -821,3 +821,11 @@ def test_a_nova_notification_needs_no_copy_and_each_secret_is_noticed() -> None:
         '{"a":"caf\u00e9","password":"p"}',
     ]:
         assert not logs._nothing_to_hide(secret.encode()), secret
+
+
+def test_no_secret_hint_overlaps_itself() -> None:
+    """The judge counts a hint's occurrences one after the other (each search starts
+    past the last one found) and compares them with a count of non-overlapping ones:
+    the same number only for a hint none of whose beginnings is also its end."""
+    for hint in logs._WORD_HINTS:
+        assert all(hint[:size] != hint[-size:] for size in range(1, len(hint))), hint
