@@ -106,6 +106,21 @@ class Rabbit:
         )
         return {row["name"]: int(row.get("messages") or 0) for row in rows}
 
+    def durability(self, queue: str) -> bool:
+        """Whether ``queue`` of the vhost is durable, as the broker says."""
+        rows = json.loads(
+            _ctl("list_queues", "-p", self.vhost, "name", "durable", "--formatter", "json") or "[]"
+        )
+        return next(bool(row["durable"]) for row in rows if row["name"] == queue)
+
+    def exchange_durability(self, exchange: str) -> bool:
+        """Whether ``exchange`` of the vhost is durable, as the broker says."""
+        rows = json.loads(
+            _ctl("list_exchanges", "-p", self.vhost, "name", "durable", "--formatter", "json")
+            or "[]"
+        )
+        return next(bool(row["durable"]) for row in rows if row["name"] == exchange)
+
     def connection_count(self) -> int:
         rows = json.loads(_ctl("list_connections", "vhost", "--formatter", "json") or "[]")
         return sum(1 for row in rows if row.get("vhost") == self.vhost)

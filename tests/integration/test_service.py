@@ -2,7 +2,8 @@
 the real RabbitMQ, a journal on the real PostgreSQL.
 
 READY=1 comes only once the consumers are attached (never while the broker
-refuses them); WATCHDOG=1 pings come while the daemon works, stop while a
+refuses them); WATCHDOG=1 pings come while the daemon works (a broker outage
+included: the consumers keep reconnecting, and a restart would not end it), stop while a
 handler is wedged on a journal table locked by another transaction, and come
 back once the lock is gone; SIGHUP puts the policies, the signing keys and the
 log level in force together, or keeps all of them when a file is broken."""
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -160,6 +162,26 @@ def test_the_daemon_tells_systemd_the_truth_and_reloads_all_or_nothing(
         # Then it pings the watchdog while it works.
         until(lambda: len(manager.seen("WATCHDOG", ready_at)) >= 2, 30, "watchdog pings")
         assert manager.seen("WATCHDOG") == manager.seen("WATCHDOG", ready_at)
+
+        # A broker outage three times wedged_after long: the consumers keep trying to
+        # get their queues back, so the watchdog still hears from the daemon (a restart
+        # would not bring the broker back); the status line says why it is not ready.
+        rabbit.lock_out()
+        rabbit.close_all_connections()
+        until(lambda: daemon.logged("bus.reconnecting"), 30, "the outage seen")
+        outage_at = len(manager.messages)
+        time.sleep(3 * WEDGED_AFTER)
+        assert not daemon.logged("service.wedged")
+        assert len(manager.seen("WATCHDOG", outage_at)) >= 2 * WEDGED_AFTER  # one a second
+        assert any(
+            s.startswith("running") and "consumer not attached for" in s
+            for _, s in manager.statuses(outage_at)
+        ), manager.statuses(outage_at)
+        rabbit.let_in()
+        pools = ("nova-autopilot", "nova-autopilot.requests")
+        until(
+            lambda: [consumers(rabbit.vhost).get(q) for q in pools] == [1, 1], 60, "attached again"
+        )
 
         code, result = send(
             conf, env, "--type", "quota.request.approved", "--server", web.id,

@@ -282,6 +282,12 @@ def broker_error(settings: BrokerSettings, error: BaseException) -> AutopilotErr
             f"{where} cancelled the consumer: its queue was deleted, or its vhost, or the "
             "queue's node went away"
         )
+    if isinstance(error, amqp.exceptions.PreconditionFailed):
+        return BrokerRefused(
+            f"{where} refused a declaration: {_reply(error)}: it exists with other settings "
+            "(delete it once drained, or match them: [notifications] pool_durable, "
+            "[oslo_messaging_rabbit])"
+        )
     if isinstance(error, amqp.exceptions.ChannelError):
         return BrokerRefused(f"{where} refused: {_reply(error)}")
     if isinstance(error, socket.gaierror):

@@ -28,10 +28,11 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
+import amqp.exceptions
 from kombu.connection import Connection
 from kombu.messaging import Consumer, Producer
 
-from nova_autopilot.bus.connection import Backoff, BrokerSettings, connect
+from nova_autopilot.bus.connection import Backoff, BrokerSettings, broker_error, connect
 from nova_autopilot.bus.copies import RetryPlan
 from nova_autopilot.bus.delivery import Decoder, Handler, Job, RefusalSink, receive
 from nova_autopilot.bus.settlement import Counters, Settlement
@@ -70,6 +71,10 @@ class IntakeHealth:
     #: Seconds since the consumer lost (or had not yet got) its queue; None while
     #: attached, or when not known.
     detached_for_s: float | None = None
+    #: Detached, and its thread keeps trying to get the queue back: each attempt and
+    #: each wait between two came when the last one said (a broker outage, which a
+    #: restart of the daemon cannot end), not a thread stuck.
+    reconnecting: bool = False
 
 
 class Intake:
@@ -146,6 +151,9 @@ class Intake:
         self._oldest: float | None = None
         self._waits = 0
         self._last_pump = clock()
+        # When the thread, detached, is due to turn again at the latest: the end of its
+        # connection attempt, or of its wait before the next one.
+        self._turn_due = clock() + liveness
         self._last_heartbeat = clock()
         self._reconnects = 0
         self._connected_since: datetime | None = None
@@ -192,6 +200,17 @@ class Intake:
             and self._clock() - self._last_pump < self._liveness
         )
 
+    def reconnecting(self) -> bool:
+        """True when the consumer is detached and its thread keeps trying to attach:
+        it is connecting, or waiting before the next attempt, within the time the
+        attempt or the wait takes (not stuck, not stopped)."""
+        return (
+            not self._attached
+            and not self._stopping.is_set()
+            and self._thread.is_alive()
+            and self._clock() < self._turn_due
+        )
+
     def health(self) -> IntakeHealth:
         oldest = self._oldest if self._attached else None
         return IntakeHealth(
@@ -207,6 +226,7 @@ class Intake:
             in_flight=self._submitted - self._completed,
             oldest_in_flight_s=None if oldest is None else round(self._clock() - oldest, 3),
             detached_for_s=None if self._attached else round(self._clock() - self._detached_at, 3),
+            reconnecting=self.reconnecting(),
         )
 
     # --- the consuming thread ----------------------------------------------------------
@@ -218,6 +238,10 @@ class Intake:
             maximum=self._broker.retry_max,
         )
         while not self._stopping.is_set():
+            # An attempt: the connection (each host of a failover list in turn, each
+            # within the connect timeout), then the queues declared.
+            attempt_s = self._broker.connect_timeout * max(1, len(self._broker.urls))
+            self._turn_due = self._clock() + attempt_s + self._liveness
             try:
                 self._session(backoff)
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any failure
@@ -234,6 +258,7 @@ class Intake:
                 retry_in_s=round(delay, 2),
                 failures=backoff.failures,
             )
+            self._turn_due = self._clock() + delay + self._liveness
             self._stopping.wait(delay)
         self._stopped_cleanly = self._workers.stop(max(0.0, self._stop_deadline - self._clock()))
         self._abandon_leftovers()
@@ -380,7 +405,11 @@ class Intake:
         if unsent:  # read but never handed over: the broker delivers them again
             self._completed += unsent
             self.counters.abandoned(unsent)
-        self._last_error = f"{type(exc).__name__}: {exc}"
+        self._last_error = (
+            str(broker_error(self._broker, exc))
+            if isinstance(exc, amqp.exceptions.PreconditionFailed)  # a queue to delete
+            else f"{type(exc).__name__}: {exc}"
+        )
         if was_attached:
             self._reconnects += 1
             log.warning(

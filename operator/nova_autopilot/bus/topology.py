@@ -129,9 +129,10 @@ def _delay_queues(
 def notification_topology(
     conf: cfg.ConfigOpts, broker: BrokerSettings, *, delays: Sequence[float]
 ) -> IntakeTopology:
-    """Nova's exchange and the daemon's pool queue, declared with the same
-    durability and arguments as oslo.messaging's own listener would use (so
-    both can share a broker without a PRECONDITION_FAILED)."""
+    """Nova's exchange, declared as Nova declares it, and the daemon's pool queue,
+    with oslo.messaging's arguments (HA, quorum, TTL) and durable unless
+    ``[notifications] pool_durable`` is false (then as ``amqp_durable_queues``
+    says): what waits in it outlives a broker restart."""
     group = conf.notifications
     exchange = Exchange(
         group.exchange, type="topic", durable=broker.durable, auto_delete=broker.auto_delete
@@ -145,7 +146,7 @@ def notification_topology(
     queue = Queue(
         group.pool,
         bindings=bindings,
-        durable=broker.durable,
+        durable=broker.durable or bool(group.pool_durable),
         auto_delete=broker.auto_delete,
         queue_arguments=dict(broker.queue_arguments),
     )

@@ -1,11 +1,12 @@
 """What the daemon says about itself: liveness, readiness, and the sections of its status.
 
 Liveness is whether the daemon really works, what the systemd watchdog is fed
-on (:mod:`.systemd`). The daemon is alive when every consumer's thread turns
-and it is attached to its queue or lost it less than ``wedged_after`` seconds
-ago (a reconnection under way: a problem to tell, not a wedge), no message has
-been in a handler (or waiting for one) longer than ``wedged_after`` seconds,
-and the operation runner can still run a task within that time. A handler
+on (:mod:`.systemd`). The daemon is alive when every consumer's thread turns,
+attached to its queue or trying to get it back (a broker outage, however long,
+is a problem to tell and makes the daemon not ready, but no wedge: a restart
+cannot end it), no message has been in a handler (or waiting for one) longer
+than ``wedged_after`` seconds, and the operation runner can still run a task
+within that time. A handler
 stuck on a journal write behind a database lock, or a worker pool whose every
 thread hangs, is *wedged*: the process still runs but does no work, and only
 a restart helps.
@@ -99,12 +100,13 @@ class Liveness:
             if not intake.attached:
                 reason = f" ({intake.last_error})" if intake.last_error else ""
                 detached = intake.detached_for_s
-                if detached is not None and detached < self.wedged_after:
-                    passing.append(
-                        f"{intake.name} consumer not attached for {detached:.0f} s{reason}"
-                    )
+                if intake.reconnecting or (detached is not None and detached < self.wedged_after):
+                    since = "" if detached is None else f" for {detached:.0f} s"
+                    passing.append(f"{intake.name} consumer not attached{since}{reason}")
                 else:
-                    problems.append(f"{intake.name} consumer not attached{reason}")
+                    problems.append(
+                        f"{intake.name} consumer not attached and not reconnecting{reason}"
+                    )
             elif not intake.alive:
                 problems.append(f"{intake.name} consumer not turning")
             oldest = intake.oldest_in_flight_s
@@ -254,6 +256,7 @@ def consumers_section(intakes: Sequence[IntakeHealth]) -> list[dict[str, Any]]:
             "broker": h.broker,
             "up": h.alive,
             "attached": h.attached,
+            "reconnecting": h.reconnecting,
             "connected_since": _iso(h.connected_since),
             "reconnects": h.reconnects,
             "last_error": h.last_error,

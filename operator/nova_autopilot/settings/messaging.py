@@ -43,6 +43,18 @@ def notifications() -> Group:
             "it receives a copy of every notification and never takes messages away "
             "from other consumers of the same topics. Cannot be empty.",
         ),
+        cfg.BoolOpt(
+            "pool_durable",
+            default=True,
+            help="Declare the pool queue durable, whatever [oslo_messaging_rabbit] "
+            "amqp_durable_queues says (its default, false, is oslo.messaging's for "
+            "Nova's own transient queues; Nova's exchange is still bound as Nova declares "
+            "it): the notifications waiting in the pool queue then outlive a broker "
+            "restart. false: the pool queue follows amqp_durable_queues, and a broker "
+            "restart loses what waits in it when that is false. Quorum queues are "
+            "durable either way. A pool queue that exists already with the other "
+            "durability must be deleted before the daemon can declare it.",
+        ),
         cfg.IntOpt(
             "executor_threads",
             default=8,

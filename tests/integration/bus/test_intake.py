@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 from kombu import Connection, Exchange, Producer
 
 from nova_autopilot.bus import Bus, Delivery
+from nova_autopilot.daemon.health import Liveness
 from nova_autopilot.events import Event
 from tests.integration import bus_support
 from tests.integration.bus_support import (
@@ -141,6 +143,16 @@ def test_alive_turns_false_while_the_broker_is_out_of_reach_and_true_once_back(
         eventually(lambda: not bus.alive(), what="not alive")
         eventually(lambda: all(h.last_error for h in bus.health().intakes), what="errors reported")
         assert not bus.health().alive
+        # Out of reach, but trying again and again: reconnecting, for several attempts
+        # (a wedge for the watchdog only once the thread stops trying).
+        eventually(lambda: all(h.reconnects for h in bus.health().intakes), what="reconnects")
+        for _ in range(3):
+            assert all(h.reconnecting and not h.attached for h in bus.health().intakes)
+            time.sleep(1)  # an attempt a second (rabbit_retry_interval)
+        liveness = Liveness(
+            bus_health=bus.health, runner_responsive=lambda within: True, wedged_after=0.5
+        )
+        assert liveness.check().alive, liveness.check().problems
         rabbit.let_in()
         eventually(bus.alive, timeout=30, what="alive again")
 
@@ -149,6 +161,7 @@ def test_alive_turns_false_while_the_broker_is_out_of_reach_and_true_once_back(
     finally:
         bus.stop(10)
     assert all(h.reconnects == 1 for h in bus.health().intakes)
+    assert not any(h.reconnecting for h in bus.health().intakes)  # stopped: not trying
 
 
 def test_stop_lets_the_call_in_progress_finish_and_a_new_bus_gets_the_rest(

@@ -123,21 +123,26 @@ def test_legacy_notifications_are_read_when_their_topic_is_configured(rabbit: Ra
 
 
 @pytest.mark.parametrize(
-    "rabbit_options",
+    ("rabbit_options", "pool_durable"),
     [
-        {},
-        {"amqp_durable_queues": True},
-        {"rabbit_quorum_queue": True},
+        ({}, False),
+        ({"amqp_durable_queues": True}, True),
+        ({"rabbit_quorum_queue": True}, True),
     ],
-    ids=["oslo-defaults", "durable-queues", "quorum-queues"],
+    ids=["oslo-defaults-transient-pool", "durable-queues", "quorum-queues"],
 )
 def test_the_pool_queue_is_declared_exactly_as_oslo_messagings_own_listener_declares_it(
-    rabbit: Rabbit, rabbit_options: dict[str, object]
+    rabbit: Rabbit, rabbit_options: dict[str, object], pool_durable: bool
 ) -> None:
     """Nova's operators configure durability and quorum queues once, in
     [oslo_messaging_rabbit]: an oslo.messaging listener with the same pool and
-    the bus then share the queue without a PRECONDITION_FAILED."""
-    conf = bus_conf(rabbit, oslo_messaging_rabbit=rabbit_options)
+    the bus then share the queue without a PRECONDITION_FAILED (with oslo.messaging's
+    default, transient queues, once the pool is told to follow it)."""
+    conf = bus_conf(
+        rabbit,
+        oslo_messaging_rabbit=rabbit_options,
+        notifications={"pool_durable": pool_durable},
+    )
     transport = oslo_messaging.get_notification_transport(conf)
     listener = oslo_messaging.get_notification_listener(
         transport,
@@ -161,6 +166,28 @@ def test_the_pool_queue_is_declared_exactly_as_oslo_messagings_own_listener_decl
         assert bus.health().intakes[0].reconnects == 0
     finally:
         bus.stop(10)
+
+
+def test_the_pool_queue_is_durable_by_default_and_novas_exchange_as_nova_declares_it(
+    rabbit: Rabbit,
+) -> None:
+    """With oslo.messaging's defaults (transient queues, Nova's exchange transient),
+    the daemon's pool queue is durable all the same, so that the notifications waiting
+    in it outlive a broker restart; Nova's exchange is declared as Nova declares it."""
+    conf = bus_conf(rabbit)
+    assert conf.oslo_messaging_rabbit.amqp_durable_queues is False
+    bus = started(Bus(conf=conf, notification_handler=Recorder()))
+    try:
+        with nova_notifier(conf) as nova:
+            notification = sample("instance-update")
+            nova.info({}, notification["event_type"], notification["payload"])
+    finally:
+        bus.stop(10)
+
+    assert rabbit.durability("nova-autopilot") is True
+    assert rabbit.exchange_durability("nova") is False  # as Nova's notifier declares it
+    for own in ("nova-autopilot.notifications.dead", "nova-autopilot.retry.5s"):
+        assert rabbit.durability(own) is True
 
 
 def test_notifications_compressed_by_oslo_messaging_are_read_and_dead_lettered_as_sent(

@@ -28,11 +28,12 @@ def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def intake(name: str, *, attached: bool = True, alive: bool = True,
            oldest: float | None = None, error: str | None = None,
-           detached: float | None = None) -> IntakeHealth:  # fmt: skip
+           detached: float | None = None, reconnecting: bool = False) -> IntakeHealth:  # fmt: skip
     return IntakeHealth(
         name=name, source=name, queue=name, broker="amqp://127.0.0.1:5672//", alive=alive,
         attached=attached, connected_since=None, reconnects=0, last_error=error,
         in_flight=0 if oldest is None else 1, oldest_in_flight_s=oldest, detached_for_s=detached,
+        reconnecting=reconnecting,
     )  # fmt: skip
 
 
@@ -86,7 +87,10 @@ def test_ready_goes_out_once_and_only_when_the_daemon_says_it_is_ready() -> None
     service = link(daemon, notifier, clock)
     service.tick(ready=False)
     assert notifier.kinds() == ["STATUS"]
-    assert "requests consumer not attached (AccessRefused: 403)" in notifier.sent[0]["STATUS"]
+    assert (
+        "requests consumer not attached and not reconnecting (AccessRefused: 403)"
+        in (notifier.sent[0]["STATUS"])
+    )
     assert notifier.sent[0]["STATUS"].startswith("starting")
 
     daemon.intakes[1] = intake("requests")
@@ -126,7 +130,9 @@ def test_a_detached_consumer_or_unresponsive_workers_stop_the_pings_too() -> Non
     daemon.intakes[0] = intake("notifications", alive=False)
     assert daemon.liveness().check().problems == ("notifications consumer not turning",)
     daemon.intakes[0] = intake("notifications", attached=False, alive=False)
-    assert daemon.liveness().check().problems == ("notifications consumer not attached",)
+    assert daemon.liveness().check().problems == (
+        "notifications consumer not attached and not reconnecting",
+    )
     daemon.intakes[0] = intake("notifications")
     daemon.runner_ok = False
     pulse = daemon.liveness(wedged_after=20).check()
@@ -236,4 +242,38 @@ def test_a_consumer_reconnecting_for_less_than_wedged_after_is_a_warning_not_a_w
         clock[0] = 20.0
         service.tick(ready=True)
     assert notifier.kinds().count("WATCHDOG") == 3  # wedged: no ping at 20
+    assert [e["event"] for e in logs] == ["service.wedged"]
+
+
+def test_a_broker_outage_however_long_is_no_wedge_while_the_consumer_keeps_reconnecting() -> None:
+    """Two minutes without the broker, the consumer trying all along: the pings go on
+    (a restart would not bring the broker back) and the status says why it is not
+    ready; once its thread stops trying, it is a wedge."""
+    daemon, notifier, clock = Daemon(), Recorder(watchdog_s=10.0), [0.0]
+    service = link(daemon, notifier, clock)
+    service.tick(ready=True)
+    with capture_logs() as logs:
+        for moment in range(5, 125, 5):
+            clock[0] = float(moment)
+            daemon.intakes[0] = intake(
+                "notifications",
+                attached=False,
+                alive=False,
+                detached=float(moment),
+                error="ConnectionRefusedError: [Errno 111] Connection refused",
+                reconnecting=True,
+            )
+            service.tick(ready=False)
+
+    assert notifier.kinds().count("WATCHDOG") == 24  # every 5 s for two minutes
+    assert "service.wedged" not in [e["event"] for e in logs]
+    status = [m["STATUS"] for m in notifier.sent if "STATUS" in m][-1]
+    assert status.startswith("running")
+    assert "notifications consumer not attached for 120 s (ConnectionRefusedError" in status
+
+    daemon.intakes[0] = intake("notifications", attached=False, alive=False, detached=125.0)
+    with capture_logs() as logs:
+        clock[0] = 125.0
+        service.tick(ready=False)
+    assert notifier.kinds().count("WATCHDOG") == 24
     assert [e["event"] for e in logs] == ["service.wedged"]

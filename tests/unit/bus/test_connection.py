@@ -277,3 +277,21 @@ def test_a_consumer_the_broker_cancelled_is_said_so_not_named_by_its_tag() -> No
         "vhost, or the queue's node went away"
     )
     assert "None1" not in str(error)
+
+
+def test_a_declaration_the_broker_refuses_as_inequivalent_says_what_to_do() -> None:
+    settings_ = notification_broker(conf_with())
+    refused = amqp.exceptions.PreconditionFailed(
+        "PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'nova-autopilot' in "
+        "vhost '/': received 'true' but current is 'false'",
+        (50, 10),
+    )
+
+    error = broker_error(settings_, refused)
+
+    assert str(error) == (
+        f"broker {settings_.display} refused a declaration: PRECONDITION_FAILED - "
+        "inequivalent arg 'durable' for queue 'nova-autopilot' in vhost '/': received "
+        "'true' but current is 'false': it exists with other settings (delete it once "
+        "drained, or match them: [notifications] pool_durable, [oslo_messaging_rabbit])"
+    )

@@ -33,11 +33,22 @@ def test_the_pool_queue_is_bound_to_info_and_error_of_every_topic_on_novas_excha
     assert {b.exchange.type for b in topology.queue.bindings} == {"topic"}
 
 
-def test_the_pool_queue_and_novas_exchange_follow_oslo_messagings_durability() -> None:
+def test_the_pool_queue_is_durable_and_novas_exchange_follows_oslo_messagings_durability() -> None:
     plain = conf_with()
     topology = notification_topology(plain, notification_broker(plain), delays=[])
+    assert topology.queue.durable  # whatever amqp_durable_queues says
+    assert not next(iter(topology.queue.bindings)).exchange.durable  # as Nova declares it
+
+    transient = conf_with(notifications={"pool_durable": False})
+    topology = notification_topology(transient, notification_broker(transient), delays=[])
     assert not topology.queue.durable
-    assert not next(iter(topology.queue.bindings)).exchange.durable
+
+    durable = conf_with(
+        notifications={"pool_durable": False}, oslo_messaging_rabbit={"amqp_durable_queues": True}
+    )
+    topology = notification_topology(durable, notification_broker(durable), delays=[])
+    assert topology.queue.durable
+    assert next(iter(topology.queue.bindings)).exchange.durable
 
     quorum = conf_with(oslo_messaging_rabbit={"rabbit_quorum_queue": True})
     topology = notification_topology(quorum, notification_broker(quorum), delays=[])
