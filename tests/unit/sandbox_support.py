@@ -3,6 +3,8 @@ over HTTP with a static token (the sandbox has no Keystone)."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 
 import openstack
@@ -11,6 +13,8 @@ from openstack.compute.v2.flavor import Flavor
 from openstack.connection import Connection
 
 from nova_autopilot.sandbox import Durations, Sandbox
+from nova_autopilot.sandbox.clock import Clock
+from nova_autopilot.sandbox.scheduler import Scheduler
 
 
 def connect(url: str, token: str = "admin:admin") -> Connection:
@@ -42,3 +46,16 @@ def small(nova: Sandbox) -> Flavor:
 @pytest.fixture
 def large(nova: Sandbox) -> Flavor:
     return nova.add_flavor("large", vcpus=2, ram=256, disk=1)
+
+
+@contextlib.contextmanager
+def running_scheduler(clock: Clock) -> Iterator[Scheduler]:
+    """A scheduler on ``clock``, started, then stopped; none of its flows may have failed."""
+    errors: list[tuple[str, BaseException]] = []
+    scheduler = Scheduler(
+        clock=clock, lock=threading.RLock(), on_error=lambda k, e: errors.append((k, e))
+    )
+    scheduler.start()
+    yield scheduler
+    scheduler.stop()
+    assert errors == []

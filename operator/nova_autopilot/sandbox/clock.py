@@ -42,14 +42,36 @@ class SystemClock:
         """Real time advances by itself; nobody needs telling."""
 
 
-class ManualClock:
+class _Wakes:
+    """A clock that moves when told to: each move wakes whoever waits on it (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+
+    def on_advance(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._callbacks.append(callback)
+
+    def _move(self, seconds: float, forward: Callable[[float], None]) -> None:
+        """``forward(seconds)`` under the lock, then every callback (outside it, so
+        that a callback can read the clock)."""
+        if seconds < 0:
+            raise ValueError("a clock cannot go back")
+        with self._lock:
+            forward(seconds)
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            callback()
+
+
+class ManualClock(_Wakes):
     """A clock that stands still until told to move (thread-safe)."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._lock = threading.Lock()
+        super().__init__()
         self._now = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
         self._elapsed = 0.0
-        self._callbacks: list[Callable[[], None]] = []
 
     def now(self) -> datetime:
         with self._lock:
@@ -59,23 +81,16 @@ class ManualClock:
         with self._lock:
             return self._elapsed
 
-    def on_advance(self, callback: Callable[[], None]) -> None:
-        with self._lock:
-            self._callbacks.append(callback)
-
     def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds`` and wake whoever waits on this clock."""
-        if seconds < 0:
-            raise ValueError("a clock cannot go back")
-        with self._lock:
-            self._now += timedelta(seconds=seconds)
-            self._elapsed += seconds
-            callbacks = list(self._callbacks)
-        for callback in callbacks:
-            callback()
+        self._move(seconds, self._forward)
+
+    def _forward(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+        self._elapsed += seconds
 
 
-class JumpClock(SystemClock):
+class JumpClock(_Wakes, SystemClock):
     """Real time whose timers can be moved forward at once (thread-safe).
 
     :meth:`now` is the real wall clock; :meth:`monotonic` is the real monotonic
@@ -83,24 +98,16 @@ class JumpClock(SystemClock):
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__()
         self._offset = 0.0
-        self._callbacks: list[Callable[[], None]] = []
 
     def monotonic(self) -> float:
         with self._lock:
             return time.monotonic() + self._offset
 
-    def on_advance(self, callback: Callable[[], None]) -> None:
-        with self._lock:
-            self._callbacks.append(callback)
-
     def jump(self, seconds: float) -> None:
         """Move the timers forward by ``seconds`` and wake whoever waits on this clock."""
-        if seconds < 0:
-            raise ValueError("a clock cannot go back")
-        with self._lock:
-            self._offset += seconds
-            callbacks = list(self._callbacks)
-        for callback in callbacks:
-            callback()
+        self._move(seconds, self._forward)
+
+    def _forward(self, seconds: float) -> None:
+        self._offset += seconds

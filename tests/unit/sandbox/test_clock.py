@@ -11,6 +11,7 @@ import pytest
 
 from nova_autopilot.sandbox.clock import JumpClock, SystemClock
 from nova_autopilot.sandbox.scheduler import Flow, Scheduler
+from tests.unit.sandbox_support import running_scheduler
 
 #: Room for a slow machine between two readings of real time.
 SLACK_S = 30.0
@@ -114,14 +115,8 @@ def clock() -> JumpClock:
 
 @pytest.fixture
 def scheduler(clock: JumpClock) -> Iterator[Scheduler]:
-    errors: list[tuple[str, BaseException]] = []
-    sched = Scheduler(
-        clock=clock, lock=threading.RLock(), on_error=lambda k, e: errors.append((k, e))
-    )
-    sched.start()
-    yield sched
-    sched.stop()
-    assert errors == []
+    with running_scheduler(clock) as running:
+        yield running
 
 
 def test_a_jump_runs_a_long_timer_of_the_scheduler_at_once(

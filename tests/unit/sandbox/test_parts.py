@@ -16,6 +16,7 @@ from nova_autopilot.sandbox.errors import ApiError
 from nova_autopilot.sandbox.faults import FaultBook, HttpFault, ServerFaults
 from nova_autopilot.sandbox.microversion import MAX_VERSION, MIN_VERSION, Version, requested
 from nova_autopilot.sandbox.scheduler import Flow, Scheduler
+from tests.unit.sandbox_support import running_scheduler
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -73,14 +74,8 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def scheduler(clock: ManualClock) -> Iterator[Scheduler]:
-    errors: list[tuple[str, BaseException]] = []
-    sched = Scheduler(
-        clock=clock, lock=threading.RLock(), on_error=lambda k, e: errors.append((k, e))
-    )
-    sched.start()
-    yield sched
-    sched.stop()
-    assert errors == []
+    with running_scheduler(clock) as running:
+        yield running
 
 
 def steps(log: list[str], name: str, delays: list[float]) -> Flow:
