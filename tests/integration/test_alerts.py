@@ -120,6 +120,7 @@ def resize(server_id: str, request_id: str) -> tuple[str, ...]:
 def test_the_alerts_and_the_dashboard_against_a_real_prometheus(
     daemon_world: DaemonWorld, rabbit: bus_support.Rabbit, prometheus_for: Any
 ) -> None:
+    tool("prometheus")  # unavailable without it: before anything starts
     sandbox, conf, env = daemon_world
     policies = conf.parent / "policies.yaml"  # resizes end by 8 s; one failure opens a breaker
     policies.write_text(policies.read_text().replace("timeout: 60s, gate", "timeout: 8s, gate"))
@@ -131,9 +132,10 @@ def test_the_alerts_and_the_dashboard_against_a_real_prometheus(
     sandbox.fail(bad.id, "resize")
     daemon = start_daemon(conf, env)
     began = time.monotonic()
-    prometheus = prometheus_for(f"127.0.0.1:{daemon.logged('endpoints.listening')[0]['port']}")
     slow_send = threading.Thread(target=send, args=(conf, env, *resize(slow.id, "slow-1")))
     try:
+        port = daemon.logged("endpoints.listening")[0]["port"]
+        prometheus = prometheus_for(f"127.0.0.1:{port}")
         until(lambda: prometheus.seen(f'up{{job="{JOB}"}}'), 30, "the daemon scraped")
         assert send(conf, env, *resize(web.id, "quota-1"))[1]["outcome"] == "confirmed"
         slow_send.start()
@@ -174,3 +176,5 @@ def test_the_alerts_and_the_dashboard_against_a_real_prometheus(
         print(f"\nPrometheus run: {time.monotonic() - began:.1f} s")
     finally:
         stop_daemon(daemon)
+        if slow_send.is_alive():  # its daemon is gone: it answers within send's time-out
+            slow_send.join(timeout=90)
