@@ -406,6 +406,18 @@ class Runner:
                 self._steps(job, event, snapshot, woken_by)
             except (StaleOperation, OperationFinished) as exc:
                 self._lose(job, exc)
+            except TemporaryError as exc:
+                # The journal took no write (its database is away): the phase runs
+                # again after a delay, as it would after a restart, from what the
+                # journal last holds of it, and writes then. A phase's own temporary
+                # failures (Nova's) are handled in _steps; this is the writes'.
+                log.warning(
+                    "operation.journal_unavailable",
+                    operation_id=job.work.op_id,
+                    phase=job.phase,
+                    error=str(exc),
+                )
+                self._retry_later(job)
             except Exception:  # a bug must not kill the worker
                 log.exception("operation.crashed", operation_id=job.work.op_id)
                 self._finish(job, Finish("failed", "internal error: see the daemon's log"))

@@ -75,6 +75,8 @@ log = get_logger(__name__)
 
 STOP_TIMEOUT_S = 30.0
 RETENTION_EVERY_S = 3600.0
+#: How soon a prune the journal's database refused is tried again.
+PRUNE_RETRY_S = 60.0
 #: /healthz fails when the main loop (which turns every second) has not turned for this long.
 LIVENESS_S = 30.0
 
@@ -528,8 +530,9 @@ class Daemon:
                 self.service.reloaded()
                 continue
             if self.clock() >= next_prune and self.is_leader():
-                self._prune()
-                next_prune = self.clock() + timedelta(seconds=RETENTION_EVERY_S)
+                pruned = self._prune()
+                every = RETENTION_EVERY_S if pruned else PRUNE_RETRY_S
+                next_prune = self.clock() + timedelta(seconds=every)
             if not self.coordinator.single:
                 if self.clock() >= next_beat:
                     self._renew_leases()
@@ -565,16 +568,23 @@ class Daemon:
         except TemporaryError as exc:  # the database or the backend is away: next time
             log.warning("takeover.failed", error=str(exc))
 
-    def _prune(self) -> None:
+    def _prune(self) -> bool:
+        """Forget what is older than the retention; False when the journal's database
+        is away (tried again sooner than the next hour)."""
         days = int(self.conf.journal.retention_days)
         if days <= 0:
-            return
+            return True
         cutoff = self.clock() - timedelta(days=days)
-        removed = self.journal.prune(finished_before=cutoff)
-        keys = self.journal.prune_processed(older_than=cutoff)
-        refusals = self.journal.prune_refusals(older_than=cutoff)
+        try:
+            removed = self.journal.prune(finished_before=cutoff)
+            keys = self.journal.prune_processed(older_than=cutoff)
+            refusals = self.journal.prune_refusals(older_than=cutoff)
+        except TemporaryError as exc:
+            log.warning("journal.prune_failed", error=str(exc), retry_in_s=PRUNE_RETRY_S)
+            return False
         if removed or keys or refusals:
             log.info("journal.pruned", operations=removed, message_keys=keys, refusals=refusals)
+        return True
 
     def _install_signals(self) -> None:
         def on_stop(signum: int, frame: FrameType | None) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from nova_autopilot.actions.runner import Done, Runner, Work
 from nova_autopilot.errors import CloudUnavailable
+from nova_autopilot.journal import JournalError
 from nova_autopilot.policies.model import Confirm
 from tests.unit.fakes import FakeCloud, FakeServer, MemoryStore
 from tests.unit.policy_helpers import nova_event
@@ -213,6 +214,36 @@ def test_a_bug_in_a_phase_fails_that_operation_and_the_runner_goes_on(
     harness.finished.clear()
     harness.resize("op-2")
     until(lambda: cloud.calls["resize"] == 1)
+
+
+@pytest.mark.parametrize("refused", ["record_step", "advance", "finish"])
+def test_a_journal_out_of_reach_at_a_phases_write_retries_the_phase_then_goes_on(
+    harness: Harness, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch, refused: str
+) -> None:
+    """The journal takes no write twice (its database away): the phase runs again
+    after a delay, from what the journal holds, and the resize ends confirmed, once;
+    the operation neither crashes nor stays in flight unwoken."""
+    write = getattr(harness.store, refused)
+    failures = iter([True, True])
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        if next(failures, False):
+            raise JournalError("journal database unavailable: connection refused")
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(harness.store, refused, flaky)
+    harness.resize()
+    until(lambda: cloud.calls["resize"] == 1 and harness.runner.waiting() == 1)
+    cloud.nova_finishes(SID)
+    harness.runner.notify(nova_event("instance.resize_finish.end", uuid=SID))
+    until(lambda: cloud.calls["confirm"] == 1 and harness.runner.waiting() == 1)
+    cloud.nova_finishes(SID)
+    harness.runner.notify(nova_event("instance.resize_confirm.end", uuid=SID))
+
+    assert harness.outcome() == ("confirmed", None)
+    assert next(failures, False) is False  # both refusals met
+    assert harness.store.outcomes["op-1"] == ("confirmed", None)
+    assert (cloud.calls["resize"], cloud.calls["confirm"]) == (1, 1)
 
 
 def test_stopping_leaves_waiting_operations_in_the_journal(cloud: FakeCloud) -> None:
