@@ -460,8 +460,13 @@ class Runner:
                 transition: Transition = machine.phases[phase](ctx)
             except TemporaryError as exc:
                 self._flush(job, pending, since_step, f"{phase}.retry", {"error": str(exc)}, wake)
-                self._retry_later(job)
-                return
+                if self._clock() < job.deadline:
+                    self._retry_later(job)
+                    return
+                # Past its deadline a phase that cannot read Nova ends: retried, it
+                # would run again at once, the deadline being its every timer.
+                wake = None
+                transition = Finish("timed_out", f"{phase}: past the deadline, {exc}")
             except PermanentError as exc:
                 transition = Finish("failed", f"{phase}: {exc}")
             if isinstance(transition, Finish):
@@ -665,7 +670,7 @@ class Runner:
 
     def _retry_later(self, job: _Job) -> None:
         job.attempts += 1
-        delay = min(RETRY_CAP_S, self._retry_base_s * 2 ** (job.attempts - 1))
+        delay = min(RETRY_CAP_S, self._retry_base_s * 2 ** min(job.attempts - 1, 32))
         delay *= random.uniform(0.5, 1.5)  # jitter, not security
         log.warning("operation.retry", operation_id=job.work.op_id, delay_s=round(delay, 2))
         self._park(job, Wait(job.phase, retry_after_s=delay, poll=False))  # no event wakes it

@@ -163,6 +163,27 @@ def test_an_operation_past_its_deadline_times_out(harness: Harness) -> None:
     assert reason is not None
 
 
+def test_nova_unreachable_past_the_deadline_ends_the_operation_timed_out_after_backoff(
+    harness: Harness, cloud: FakeCloud
+) -> None:
+    """Nova answers nothing while the resize waits: retried with growing delays until
+    its deadline, then timed out (retried at once past it, the operation used to spin
+    until the delay's arithmetic overflowed)."""
+    harness.resize(timeout_s=2.0)
+    until(lambda: harness.runner.waiting() == 1)
+    cloud.fail["server"] = [CloudUnavailable("connection refused")] * 10_000
+    cloud.nova_finishes(SID)
+    harness.runner.notify(nova_event("instance.resize_finish.end", uuid=SID))
+
+    outcome, reason = harness.outcome()
+
+    assert outcome == "timed_out"
+    assert reason == "wait_verify: past the deadline, connection refused"
+    names = [name for name, _ in harness.store.steps["op-1"]]
+    retries = names.count("wait_verify.retry")
+    assert 2 <= retries <= 12, names  # 10 ms, 20 ms, 40 ms... within the 2 s, then the end
+
+
 def test_unfinished_work_from_the_journal_resumes_in_its_phase(
     harness: Harness, cloud: FakeCloud
 ) -> None:
