@@ -39,6 +39,16 @@ log = get_logger(__name__)
 LEADER_LOCK = "leader"
 
 
+def _join(driver: object, group: bytes) -> None:
+    """Make the group, unless it exists, and join it, unless already a member."""
+    from tooz import coordination
+
+    with contextlib.suppress(coordination.GroupAlreadyExist):
+        driver.create_group(group).get()  # type: ignore[attr-defined]
+    with contextlib.suppress(coordination.MemberAlreadyExist):
+        driver.join_group(group).get()  # type: ignore[attr-defined]
+
+
 class CoordinationError(TemporaryError):
     """The coordination backend cannot be reached or refused a request."""
 
@@ -169,19 +179,19 @@ class Coordinator:
         if self.single:
             log.info("coordination.single", member_id=self.member_id)
             return
-        from tooz import ToozError, coordination
+        from tooz import coordination
 
-        self._errors = ToozError
+        # Every failure of a call to the backend is the backend's: tooz's drivers let
+        # their client library's own errors through at times (redis-py's
+        # ConnectionError from get_members while Redis is down, which ended the daemon).
+        self._errors = Exception
         url = backend_url(self.url, group=self.group, lock_timeout=self.lock_timeout)
         group = self.group.encode()
         try:
             driver = coordination.get_coordinator(url, self.member_id.encode())
             driver.start(start_heart=False)
-            with contextlib.suppress(coordination.GroupAlreadyExist):
-                driver.create_group(group).get()
-            with contextlib.suppress(coordination.MemberAlreadyExist):
-                driver.join_group(group).get()
-        except ToozError as exc:
+            _join(driver, group)
+        except self._errors as exc:
             raise CoordinationError(
                 f"cannot join group {self.group} on the coordination backend "
                 f"([coordination] backend_url): {exc}"
@@ -268,6 +278,7 @@ class Coordinator:
         with self._beat_lock:
             try:
                 driver.heartbeat()  # type: ignore[attr-defined]  # membership and held locks
+                self._stay_member(driver)
             except self._errors as exc:
                 log.warning("coordination.heartbeat_failed", error=str(exc))
                 self._set_leading(False)
@@ -282,6 +293,21 @@ class Coordinator:
                 self._set_leading(self._leader_lock.acquire(False))
             except CoordinationError as exc:
                 log.warning("coordination.election_failed", error=str(exc))
+
+    def _stay_member(self, driver: object) -> None:
+        """Join the group again when the backend lost it (a Redis restarted empty keeps
+        the heartbeats going, but neither the group nor its members)."""
+        from tooz import coordination
+
+        group = self.group.encode()
+        try:
+            found = driver.get_members(group).get()  # type: ignore[attr-defined]
+        except (coordination.GroupNotCreated, coordination.MemberNotJoined):
+            found = set()
+        if self.member_id in found or self.member_id.encode() in found:
+            return
+        log.warning("coordination.rejoined", member_id=self.member_id, group=self.group)
+        _join(driver, group)
 
     def _set_leading(self, leading: bool) -> None:
         if leading == self._leading:
