@@ -16,6 +16,7 @@ from bench import (
     matching,
     observe,
     operations,
+    soak,
     summary,
     sweeps,
     waiting,
@@ -32,12 +33,17 @@ BENCHMARKS = {
     "writes": writes.run,
     "observe": observe.run,
     "sweeps": sweeps.run,
+    "soak": soak.run,
 }
+#: What runs without a name: every benchmark but the soak (half an hour; name it).
+DEFAULT = [name for name in BENCHMARKS if name != "soak"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], help="default: all")
+    parser.add_argument(
+        "names", nargs="*", choices=[[], *BENCHMARKS], help="default: all but the soak"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -50,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     facts = summary.machine()
     results = {}
-    for name in args.names or list(BENCHMARKS):
+    for name in args.names or DEFAULT:
         start = time.monotonic()
         result = BENCHMARKS[name](quick=args.quick)
         took = time.monotonic() - start

@@ -82,7 +82,17 @@ def _messages(count: int) -> list[bytes]:
     return out
 
 
-def _configure(tmp: Path, vhost: str, journal_url: str, sandbox_url: str) -> Path:
+def _configure(
+    tmp: Path,
+    vhost: str,
+    journal_url: str,
+    sandbox_url: str,
+    *,
+    policies: str = POLICIES,
+    pool: str | None = None,
+) -> Path:
+    """The daemon's configuration for a run: ``policies`` in force, notifications from the
+    pool queue ``pool`` (else one of the run's own), no signatures, no sweeps."""
     clouds = {
         "clouds": {
             "sandbox": {
@@ -93,12 +103,12 @@ def _configure(tmp: Path, vhost: str, journal_url: str, sandbox_url: str) -> Pat
         }
     }
     (tmp / "clouds.yaml").write_text(yaml.safe_dump(clouds))
-    (tmp / "policies.yaml").write_text(POLICIES)
+    (tmp / "policies.yaml").write_text(policies)
     conf = tmp / "nova-autopilot.conf"
     conf.write_text(
         f"[DEFAULT]\ntransport_url = {broker.transport_url(vhost)}\n"
         f"state_dir = {tmp / 'state'}\nstop_timeout = 20\n"
-        f"[notifications]\npool = bench-decisions-{uuid.uuid4().hex[:6]}\n"
+        f"[notifications]\npool = {pool or f'bench-decisions-{uuid.uuid4().hex[:6]}'}\n"
         f"[policies]\npath = {tmp / 'policies.yaml'}\n"
         "[cloud]\ncloud = sandbox\n"
         "[requests]\nrequire_signatures = false\n"

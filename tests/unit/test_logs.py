@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from nova_autopilot import logs
 from nova_autopilot.logs import REDACTED
+from tests.logging_support import logging_restored
 
 
 class Terminal(io.StringIO):
@@ -28,24 +29,11 @@ class Terminal(io.StringIO):
         return True
 
 
-LIBRARIES = ("amqp", "kombu", "oslo_messaging", "oslo_config", "openstack", "keystoneauth")
-
-
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """configure() changes process-wide state: put it back after each test."""
-    root = logging.getLogger()
-    level = root.level
-    library_levels = {name: logging.getLogger(name).level for name in LIBRARIES}
-    yield
-    for handler in list(root.handlers):
-        if isinstance(handler.formatter, structlog.stdlib.ProcessorFormatter):
-            root.removeHandler(handler)
-    root.setLevel(level)
-    for name, library_level in library_levels.items():
-        logging.getLogger(name).setLevel(library_level)
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+    with logging_restored():
+        yield
 
 
 @pytest.fixture
