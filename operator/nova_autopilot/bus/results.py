@@ -280,6 +280,7 @@ class ResultPublisher:
                     batch.append(more)
             if batch:
                 self._deliver(batch)
+            del first, batch  # not kept (up to a batch of bodies) until the next result
 
     def _deliver(self, batch: list[_Outgoing]) -> None:
         """Send ``batch`` until the broker takes it (or the publisher closes)."""
