@@ -43,30 +43,24 @@ from kombu import Connection
 
 from bench import broker
 from bench.decisions import EPOCH, ROUTING_KEY, _configure
+from bench.decisions import POLICIES as DECISION_POLICIES
 from bench.matching import typical_message
 from bench.summary import figure
 from nova_autopilot.journal import Journal
 from nova_autopilot.sandbox import Sandbox
 from tests.integration.stack import add_flavors
 
-POLICIES = """
-policies:
-  - name: watch-failed-boots
-    mode: dry-run
-    when:
-      source: nova
-      event: instance.update
-      match:
-        - {field: payload.state_update.state, equals: error}
-        - {field: payload.state_update.old_state, not_equals: error}
-        - {field: payload.launched_at, exists: true}
-    do: {action: rescue, params: {server: {id: "{{ instance_id }}"}}}
+#: The decisions benchmark's dry-run rescue policy, and resizes asked for by requests.
+POLICIES = (
+    DECISION_POLICIES
+    + """
   - name: grow-on-approval
     when: {source: request, event: quota.request.approved}
     do: {action: resize, params: {server: "{{ payload.server }}", flavor: "{{ payload.flavor }}"}}
     limits: {cooldown: 1h}
     confirm: {timeout: 60s}
 """
+)
 #: How the stream is mixed: of every 20 messages, 12 match, 5 match nothing, 3 are requests.
 MIX = ("match",) * 12 + ("other",) * 5 + ("request",) * 3
 SERVERS = 20

@@ -32,7 +32,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -44,6 +43,7 @@ from typing import Literal
 import pytest
 import sqlalchemy as sa
 
+from tests.novabox.probes import free_ports
 from tests.unavailable import unavailable
 
 #: Where the PostgreSQL 15 binaries are (Debian's layout).
@@ -287,9 +287,7 @@ class PrivatePostgres:
 
 def _free_port() -> int:
     """A TCP port of 127.0.0.1 free now (the cluster binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @pytest.fixture(scope="module")

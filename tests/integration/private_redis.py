@@ -33,7 +33,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -44,6 +43,7 @@ from types import TracebackType
 import pytest
 import redis
 
+from tests.novabox.probes import free_ports
 from tests.unavailable import unavailable
 
 __all__ = ["PrivateRedis", "RedisFailed", "private_redis"]
@@ -61,9 +61,7 @@ class RedisFailed(RuntimeError):
 
 def free_port() -> int:
     """A free TCP port of 127.0.0.1 (the kernel's choice for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 class PrivateRedis:
