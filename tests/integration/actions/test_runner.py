@@ -55,6 +55,15 @@ class Harness:
             )
         )
 
+    def nova_resizes_then_confirms(self) -> None:
+        """Nova moves the waiting resize to VERIFY_RESIZE and says so; once the runner
+        asked for the confirmation, Nova confirms and says so."""
+        self.cloud.nova_finishes(SID)
+        self.runner.notify(nova_event("instance.resize_finish.end", uuid=SID))
+        until(lambda: self.cloud.calls["confirm"] == 1 and self.runner.waiting() == 1)
+        self.cloud.nova_finishes(SID)
+        self.runner.notify(nova_event("instance.resize_confirm.end", uuid=SID))
+
     def outcome(self, op_id: str = "op-1") -> tuple[str, str | None]:
         assert self.finished.wait(5), "the operation did not finish"
         done = self.done[op_id]
@@ -104,11 +113,7 @@ def test_the_table_of_operations_shows_each_one_in_flight_with_its_phase(
     assert running.waiting is True
     assert running.phase == harness.store.phases["op-1"][-1]
     assert harness.runner.in_flight_by_action()["resize"] == 1
-    cloud.nova_finishes(SID)
-    harness.runner.notify(nova_event("instance.resize_finish.end", uuid=SID))
-    until(lambda: cloud.calls["confirm"] == 1 and harness.runner.waiting() == 1)
-    cloud.nova_finishes(SID)
-    harness.runner.notify(nova_event("instance.resize_confirm.end", uuid=SID))
+    harness.nova_resizes_then_confirms()
     assert harness.outcome() == ("confirmed", None)
     assert harness.runner.running() == []
     assert harness.runner.in_flight_by_action()["resize"] == 0
@@ -255,11 +260,7 @@ def test_a_journal_out_of_reach_at_a_phases_write_retries_the_phase_then_goes_on
     monkeypatch.setattr(harness.store, refused, flaky)
     harness.resize()
     until(lambda: cloud.calls["resize"] == 1 and harness.runner.waiting() == 1)
-    cloud.nova_finishes(SID)
-    harness.runner.notify(nova_event("instance.resize_finish.end", uuid=SID))
-    until(lambda: cloud.calls["confirm"] == 1 and harness.runner.waiting() == 1)
-    cloud.nova_finishes(SID)
-    harness.runner.notify(nova_event("instance.resize_confirm.end", uuid=SID))
+    harness.nova_resizes_then_confirms()
 
     assert harness.outcome() == ("confirmed", None)
     assert next(failures, False) is False  # both refusals met
@@ -362,11 +363,7 @@ def test_each_step_lists_the_nova_calls_it_made_and_their_count(
 ) -> None:
     harness.resize()
     until(lambda: harness.runner.waiting() == 1)
-    cloud.nova_finishes(SID)
-    harness.runner.notify(nova_event("instance.resize_finish.end", uuid=SID))
-    until(lambda: cloud.calls["confirm"] == 1 and harness.runner.waiting() == 1)
-    cloud.nova_finishes(SID)
-    harness.runner.notify(nova_event("instance.resize_confirm.end", uuid=SID))
+    harness.nova_resizes_then_confirms()
     harness.outcome()
     steps = harness.store.steps["op-1"]
     details = harness.store.details["op-1"]
