@@ -21,6 +21,7 @@ the locks are the process's own, it is always the leader, its group is itself.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -37,6 +38,39 @@ log = get_logger(__name__)
 
 #: The name of the lock its holder leads the group with.
 LEADER_LOCK = "leader"
+#: On Redis, unless the URL says otherwise: seconds to connect, and to wait for an
+#: answer. redis-py's and tooz's defaults (no connect timeout of its own, 30 s an
+#: answer, each failed call tried again with growing pauses, under tooz's fifteen
+#: tries) held a call for about a minute while Redis was down: long enough for
+#: the main loop, stuck in the takeover's read of the members, to be taken for a
+#: wedge.
+REDIS_TIMEOUTS = {"socket_connect_timeout": "2", "socket_timeout": "5"}
+
+
+class _LockLostFilter(logging.Filter):
+    """tooz's Redis driver logs a release of a lock it no longer holds as an error with
+    the lock's repr; :meth:`_ToozLock.release` says it once, as a warning, by name."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unable to release lock")
+
+
+_LOCK_LOST_FILTER = _LockLostFilter()
+
+
+def _fail_fast(driver: object) -> None:
+    """Let a call to Redis fail at its first failure: tooz tries a call that met a
+    connection error fifteen times already, and redis-py's own tries under each of
+    those (three, with pauses of up to 10 s) made a minute of a Redis that was down.
+    The decision, the heartbeat or the takeover that made the call tries again at
+    its own next turn."""
+    client = getattr(driver, "_client", None)
+    if client is None or not hasattr(client, "set_retry"):
+        return
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client.set_retry(Retry(NoBackoff(), 0))
 
 
 def _join(driver: object, group: bytes) -> None:
@@ -74,6 +108,8 @@ def backend_url(url: str, *, group: str, lock_timeout: int) -> str:
     options.setdefault("membership_timeout", str(lock_timeout))
     if parts.scheme.startswith("redis"):
         options.setdefault("namespace", group)
+        for name, value in REDIS_TIMEOUTS.items():
+            options.setdefault(name, value)
     return urlunsplit(parts._replace(query=urlencode(options)))
 
 
@@ -95,9 +131,10 @@ class _LocalLock:
 class _ToozLock:
     """A lock of the group, refreshed by the coordinator's heartbeat while held."""
 
-    def __init__(self, lock: object, errors: type[Exception]) -> None:
+    def __init__(self, lock: object, errors: type[Exception], name: str = "") -> None:
         self._lock = lock
         self._errors = errors
+        self.name = name
 
     def acquire(self, blocking: bool | float = True) -> bool:
         try:
@@ -107,9 +144,17 @@ class _ToozLock:
 
     def release(self) -> None:
         try:
-            self._lock.release()  # type: ignore[attr-defined]
+            released = self._lock.release()  # type: ignore[attr-defined]
         except self._errors as exc:  # it expires on its own
-            log.warning("coordination.release_failed", error=str(exc))
+            log.warning("coordination.release_failed", lock=self.name, error=str(exc))
+            return
+        if released is False:  # tooz says so, and logs it as an error of its own
+            log.warning(
+                "coordination.lock_lost",
+                lock=self.name,
+                error="the backend no longer held it for this daemon (it expired, or the "
+                "backend lost it in a restart)",
+            )
 
     def refresh(self) -> bool:
         """Keep holding it; False when it was lost meanwhile. Drivers whose locks
@@ -155,6 +200,7 @@ class Coordinator:
         self._thread: threading.Thread | None = None
         self._beat_lock = threading.Lock()
         self._local_locks: dict[str, _LocalLock] = {}
+        self._problem: str | None = None
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> Coordinator:
@@ -190,6 +236,8 @@ class Coordinator:
         try:
             driver = coordination.get_coordinator(url, self.member_id.encode())
             driver.start(start_heart=False)
+            _fail_fast(driver)
+            logging.getLogger("tooz.drivers.redis").addFilter(_LOCK_LOST_FILTER)
             _join(driver, group)
         except self._errors as exc:
             raise CoordinationError(
@@ -237,6 +285,12 @@ class Coordinator:
         """Whether this daemon runs the group's periodic jobs now."""
         return self._leading
 
+    def problem(self) -> str | None:
+        """Why the backend is out of reach, as the last heartbeat found it (None when
+        it took the heartbeat, or with no backend): what readiness reports, without
+        asking the backend again."""
+        return self._problem
+
     def members(self) -> frozenset[str]:
         """The members of the group now (those still heartbeating)."""
         if self.single or self._driver is None:
@@ -258,7 +312,7 @@ class Coordinator:
         if self._driver is None:
             raise CoordinationError("the coordinator is not started")
         full = f"{self.group}:{name}".encode()
-        return _ToozLock(self._driver.get_lock(full), self._errors)  # type: ignore[attr-defined]
+        return _ToozLock(self._driver.get_lock(full), self._errors, name)  # type: ignore[attr-defined]
 
     def _local_lock(self, name: str) -> _LocalLock:
         with self._beat_lock:
@@ -281,8 +335,10 @@ class Coordinator:
                 self._stay_member(driver)
             except self._errors as exc:
                 log.warning("coordination.heartbeat_failed", error=str(exc))
+                self._problem = f"the backend did not take the last heartbeat: {exc}"
                 self._set_leading(False)
                 return
+            self._problem = None
             assert self._leader_lock is not None
             if self._leading:
                 if not self._leader_lock.refresh():

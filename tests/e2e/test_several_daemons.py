@@ -27,9 +27,14 @@ from openstack.compute.v2.flavor import Flavor
 
 from nova_autopilot import settings
 from nova_autopilot.bus import RequestClient
-from tests.integration.daemon_support import Running, launch
+from tests.integration.daemon_support import launch
 from tests.integration.redis_support import RedisGroup
-from tests.integration.several_support import operations, requests_for
+from tests.integration.several_support import (
+    all_decided,
+    in_flight,
+    requests_for,
+    stop_all,
+)
 from tests.integration.stack import clouds_yaml
 from tests.novabox.client import NovaBox
 from tests.waiting import until
@@ -102,11 +107,6 @@ def configure(
     return confs, {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
 
 
-def in_flight(daemon: Running) -> set[str]:
-    started = {line["operation_id"] for line in daemon.logged("operation.started")}
-    return started - {line["operation_id"] for line in daemon.logged("operation.finished")}
-
-
 def nova_time(value: str) -> datetime:
     """Nova's times (``2026-11-26T02:50:01.000000``, UTC, no zone) as aware datetimes."""
     return datetime.fromisoformat(value.rstrip("Z")).replace(tzinfo=timezone.utc)
@@ -164,20 +164,10 @@ def test_three_daemons_on_the_real_nova_finish_a_dead_ones_operations(
             for body in bodies[half:]:
                 client.publish_request(body)
 
-        deadline = time.monotonic() + 600  # a hang
-        while True:
-            ops = operations(postgresql_journal)
-            if len(ops) == len(bodies) and all(o["outcome"] for o in ops):
-                break
-            assert time.monotonic() < deadline, Counter(o["outcome"] for o in ops)
-            time.sleep(1)
+        ops = all_decided(postgresql_journal, len(bodies), timeout=600)
         finished = time.monotonic()
     finally:
-        for daemon in daemons.values():
-            if daemon.process.poll() is None:
-                daemon.process.send_signal(signal.SIGTERM)
-        for daemon in daemons.values():
-            daemon.process.wait(timeout=60)
+        stop_all(daemons)
     stopped = {name: d.process.returncode for name, d in daemons.items() if name != VICTIM}
     assert stopped == {"e1": 0, "e3": 0}, stopped
 

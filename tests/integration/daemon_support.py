@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -117,3 +119,26 @@ def send(conf: Path, env: Mapping[str, str], *args: str) -> tuple[int, dict[str,
     )
     assert done.stdout, done.stderr
     return done.returncode, json.loads(done.stdout)
+
+
+def endpoints(daemon: Running) -> str:
+    return f"http://127.0.0.1:{daemon.logged('endpoints.listening')[0]['port']}"
+
+
+def get(url: str) -> tuple[int, dict[str, Any]]:
+    """An endpoint's status and JSON answer; status 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, _json(response.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, _json(refused.read())
+    except OSError as exc:  # connection refused: the daemon is gone
+        return 0, {"error": str(exc)}
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return {"text": body.decode(errors="replace")}
+    return value if isinstance(value, dict) else {"value": value}

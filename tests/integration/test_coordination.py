@@ -4,6 +4,7 @@ leaves or dies, and the per-server locks of the engine follow them."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
+from structlog.testing import capture_logs
 
 from nova_autopilot.coordination import Coordinator
 from nova_autopilot.engine.locks import ServerBusyElsewhere, ServerLocks
@@ -188,3 +190,21 @@ def test_server_locks_are_the_groups(redis_group: RedisGroup, started: list[Coor
     assert there.take("s1")
     assert not there.take("s1")  # already its own
     there.drop("s1")
+
+
+def test_a_lock_the_backend_lost_is_let_go_with_one_warning(
+    redis_group: RedisGroup, started: list[Coordinator], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis restarted empty forgets every lock: releasing one then is no error of
+    the daemon's. It says so once, by the lock's name, and tooz's own error line (the
+    lock's repr) does not reach the log."""
+    a = start(started, member(redis_group, "a"))
+    lock = a.lock("server:1")
+    assert lock.acquire(False)
+    for key in redis_group.namespaced_keys():  # what a restart without persistence does
+        redis_group.client.delete(key)
+    with capture_logs() as logs, caplog.at_level(logging.DEBUG, logger="tooz"):
+        lock.release()
+    assert [(e["event"], e["lock"]) for e in logs] == [("coordination.lock_lost", "server:1")]
+    assert not [r for r in caplog.records if r.name.startswith("tooz")], caplog.records
+    assert start(started, member(redis_group, "b")).lock("server:1").acquire(False)

@@ -30,12 +30,9 @@ And two cases the daemon once did not survive:
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -61,6 +58,8 @@ from tests.integration.conftest import daemon_world_on
 from tests.integration.daemon_support import (
     POLICIES,
     Running,
+    endpoints,
+    get,
     send,
     start_daemon,
     stop_daemon,
@@ -139,29 +138,6 @@ def world(
         private_postgres.drop_database(name)
 
 
-def endpoints(daemon: Running) -> str:
-    return f"http://127.0.0.1:{daemon.logged('endpoints.listening')[0]['port']}"
-
-
-def get(url: str) -> tuple[int, dict[str, Any]]:
-    """An endpoint's status and JSON answer; status 0 when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, _json(response.read())
-    except urllib.error.HTTPError as refused:
-        return refused.code, _json(refused.read())
-    except OSError as exc:  # connection refused: the daemon is gone
-        return 0, {"error": str(exc)}
-
-
-def _json(body: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return {"text": body.decode(errors="replace")}
-    return value if isinstance(value, dict) else {"value": value}
-
-
 def uptime(daemon: Running) -> float:
     """The daemon's uptime as /status says it (0 when it does not answer)."""
     _, status = get(f"{endpoints(daemon)}/status")
@@ -220,6 +196,36 @@ def decided(url: str) -> int:
 def operations(url: str, limit: int) -> list[Operation]:
     with Journal.open(url, migrate_schema=False) as journal:
         return journal.history(limit=limit)
+
+
+def each_decided_once(url: str, keys: list[str]) -> None:
+    """Every message decided exactly once: one operation, one processed key, each a
+    dry run."""
+    ops = operations(url, limit=len(keys) + 100)
+    by_key = Counter(op.message_key for op in ops)
+    assert len(ops) == len(keys), (len(ops), len(keys))
+    assert set(by_key) == set(keys)
+    assert max(by_key.values()) == 1, by_key.most_common(3)
+    assert {op.outcome for op in ops} == {"dry_run"}, Counter(op.outcome for op in ops)
+    with Journal.open(url, migrate_schema=False) as journal:
+        assert set(journal.processed(keys)) == set(keys)
+
+
+def nothing_acknowledged_undecided(
+    daemon: Running, queues: dict[str, int], status: dict[str, Any]
+) -> None:
+    """Nothing dead-lettered, nothing left in any queue (pool, requests, delays, dead
+    letters), every message received either handled or retried (``status``: the
+    daemon's /status at the end)."""
+    assert "nova-autopilot.notifications.dead" in queues, queues
+    assert "nova-autopilot.requests.dead" in queues, queues
+    assert set(queues.values()) == {0}, queues
+    assert not daemon.logged("intake.dead_lettered")
+    messages = status["counters"]["messages"]
+    for counts in messages.values():
+        assert not counts["dead_lettered"], messages
+        assert not counts["abandoned"], messages
+        assert counts["received"] == counts["handled"] + counts["retried"], messages
 
 
 def report(
@@ -379,35 +385,22 @@ def test_a_stream_is_decided_exactly_once_across_a_journal_crash(
         world.postgres.ensure_started()
         stop_daemon(daemon)
 
-    # Every message decided exactly once: one operation, one processed key.
-    ops = operations(world.journal_url, limit=len(keys) + 100)
-    by_key = Counter(op.message_key for op in ops)
-    assert len(ops) == len(keys), (len(ops), len(keys))
-    assert set(by_key) == set(keys)
-    assert max(by_key.values()) == 1, by_key.most_common(3)
-    assert {op.outcome for op in ops} == {"dry_run"}, Counter(op.outcome for op in ops)
-    with Journal.open(world.journal_url, migrate_schema=False) as journal:
-        assert set(journal.processed(keys)) == set(keys)
+    each_decided_once(world.journal_url, keys)
     # The outage was in the middle of the stream, and stopped decisions of both kinds.
     assert 100 <= published_at_crash < published_at_restart < len(keys)
     assert retries(daemon, "nova")
     assert retries(daemon, "request")
-    # Nothing acknowledged undecided: nothing dead-lettered, nothing left in any queue
-    # (pool, requests, delays, dead letters).
-    assert "nova-autopilot.notifications.dead" in queues, queues
-    assert "nova-autopilot.requests.dead" in queues, queues
-    assert set(queues.values()) == {0}, queues
-    assert not daemon.logged("intake.dead_lettered")
-    messages = status["counters"]["messages"]
-    for counts in messages.values():
-        assert not counts["dead_lettered"], messages
-        assert not counts["abandoned"], messages
-        assert counts["received"] == counts["handled"] + counts["retried"], messages
+    nothing_acknowledged_undecided(daemon, queues, status)
     # The daemon never stopped (one process, healthy all along), needed no restart.
     assert daemon.process.pid == pid
     assert {health for _, health, _, _ in watch.seen} == {200}, watch.seen[-5:]
     assert not [line for line in daemon.lines if line.get("level") in ("error", "critical")]
-    report(daemon, watch, up_at - down_at, {"/status counters.messages": messages})
+    report(
+        daemon,
+        watch,
+        up_at - down_at,
+        {"/status counters.messages": status["counters"]["messages"]},
+    )
 
 
 def test_a_resize_waiting_for_nova_survives_a_journal_restart(

@@ -47,6 +47,7 @@ def test_the_member_id_defaults_to_host_and_pid() -> None:
 
 
 def test_the_backend_url_gets_the_timeouts_and_on_redis_the_group_as_namespace() -> None:
+    """On Redis also the socket's timeouts (redis-py waits 30 s for an answer)."""
     url = backend_url("redis://127.0.0.1:6379?db=2", group="cloud-a", lock_timeout=20)
     options = dict(parse_qsl(urlsplit(url).query))
     assert options == {
@@ -54,7 +55,11 @@ def test_the_backend_url_gets_the_timeouts_and_on_redis_the_group_as_namespace()
         "lock_timeout": "20",
         "membership_timeout": "20",
         "namespace": "cloud-a",
+        "socket_connect_timeout": "2",
+        "socket_timeout": "5",
     }
+    mine = backend_url("redis://h:6379?socket_timeout=30", group="g", lock_timeout=20)
+    assert dict(parse_qsl(urlsplit(mine).query))["socket_timeout"] == "30"  # the URL's own
     etcd = backend_url("etcd3+http://10.0.0.1:2379?lock_timeout=5", group="g", lock_timeout=20)
     assert dict(parse_qsl(urlsplit(etcd).query)) == {
         "lock_timeout": "5",

@@ -204,9 +204,11 @@ def readiness(
     intakes: Sequence[IntakeHealth],
     check_journal: Callable[[], None],
     cloud: Mapping[str, Any],
+    coordination: str | None = None,
 ) -> Readiness:
-    """Ready when every consumer is attached, the journal takes a write and Nova
-    answered recently; otherwise what is not."""
+    """Ready when every consumer is attached, the journal takes a write, Nova
+    answered recently and the coordination backend took the last heartbeat
+    (``coordination``: why not, None when it did); otherwise what is not."""
     problems: dict[str, str] = {}
     detached = [h for h in intakes if not h.attached]
     if detached:
@@ -223,6 +225,8 @@ def readiness(
         since = "never answered" if age is None else f"last answered {age:.0f} s ago"
         error = cloud.get("last_error")
         problems["cloud"] = f"Nova {since}" + (f" ({error})" if error else "")
+    if coordination:
+        problems["coordination"] = coordination
     return Readiness(ready=not problems, problems=problems)
 
 

@@ -364,6 +364,7 @@ class Daemon:
             intakes=self.bus.health().intakes,
             check_journal=self.journal.check_writable,
             cloud=self.reachability.state(),
+            coordination=self.coordinator.problem(),
         )
 
     def status(self) -> dict[str, Any]:
