@@ -32,6 +32,7 @@ __all__ = [
     "claim",
     "finish",
     "place",
+    "probe",
     "prune_messages",
     "prune_operations",
     "prune_refusals",
@@ -64,6 +65,13 @@ def accept(
     )
     if rows:
         conn.execute(insert(ops), list(rows))
+
+
+def probe(conn: Connection, *, key: str, at: datetime) -> None:
+    """Insert a processed message ``key`` and delete it again: a transaction that
+    writes (and so, committed, reaches the disk) and leaves nothing behind."""
+    accept(conn, key=key, ids=(), rows=[], at=at)
+    conn.execute(delete(messages).where(messages.c.message_key == key))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,14 @@ detected before use (a daemon lives for months, databases restart and drop idle 
 What an operator can get wrong is said in one line, in the project's vocabulary: a
 database driver that is not installed (:class:`JournalUnusable`, naming the extra to
 install), a file that is not an SQLite database (:class:`JournalUnusable`), a database
-that does not answer (:class:`JournalError`, temporary).
+that does not answer (:class:`JournalError`, temporary), a full disk (a
+:class:`JournalError` too, saying "the disk is full" and, for SQLite, how many bytes
+are left beside the file: once space is freed the same write succeeds).
+
+Whether the database takes a write now (:meth:`Database.probe_write`, what readiness
+asks) is a write rolled back while writes succeed; after a write failed it is a write
+committed, until one succeeds: on a full disk a rolled-back write passes (SQLite keeps
+it in memory and writes nothing), only a commit meets the disk.
 """
 
 from __future__ import annotations
@@ -42,6 +49,18 @@ _WRITE_OPTION: Final = "nova_autopilot_journal_write"
 # Deadlock / serialization failure: PostgreSQL SQLSTATEs and MySQL error numbers.
 _RETRY_SQLSTATES: Final = frozenset({"40001", "40P01"})
 _RETRY_MYSQL_ERRORS: Final = frozenset({1213})
+# A full disk: SQLite's result codes (sqlite3.SQLITE_FULL and SQLITE_IOERR from Python
+# 3.11), PostgreSQL's SQLSTATE disk_full, MySQL's and MariaDB's ER_DISK_FULL.
+_SQLITE_FULL: Final = 13
+_SQLITE_IOERR: Final = 10
+_FULL_SQLSTATES: Final = frozenset({"53100"})
+_FULL_MYSQL_ERRORS: Final = frozenset({1021})
+#: What sqlite3 says of SQLITE_FULL and SQLITE_IOERR, for errors that carry no code.
+_SQLITE_FULL_TEXT: Final = "database or disk is full"
+_SQLITE_IOERR_TEXT: Final = "disk I/O error"
+#: An SQLite I/O error with less space than this left beside the file is a full disk
+#: (growing the WAL's index, SQLite says "disk I/O error", not "disk is full").
+NEARLY_FULL_BYTES: Final = 1 << 20
 #: The extra of nova-autopilot (setup.py) that installs each backend's driver, and its URL.
 _EXTRAS: Final = {
     "postgresql": ("postgresql", "postgresql+psycopg://"),
@@ -92,6 +111,10 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self._write_lock = threading.Lock()
         self._pinned = threading.local()  # a thread's shared read transaction (reading())
+        #: Why the last write failed, until a write succeeds (probe_write commits meanwhile).
+        self.write_failure: JournalError | None = None
+        #: The SQLite file's directory (where its WAL grows), for a full disk's message.
+        self.directory = _sqlite_directory(parsed) if self.is_sqlite else None
         if self.is_sqlite:
             self.engine = _sqlite_engine(parsed, busy_timeout=busy_timeout)
             return
@@ -146,15 +169,26 @@ class Database:
         """
         return self._run(work, write=True)
 
-    def rehearse(self, work: Callable[[Connection], object]) -> None:
-        """Run ``work`` in a writing transaction and roll it back: whether the
-        database takes a write now (JournalError when not), leaving no trace."""
+    def probe_write(self, work: Callable[[Connection], object]) -> None:
+        """Whether the database takes a write now: run ``work`` in a writing transaction
+        (JournalError when the database refuses it). While writes succeed the
+        transaction is rolled back; after a write failed (:attr:`write_failure`) it is
+        committed, until a write succeeds: only a commit meets a full disk. So
+        ``work`` must undo what it writes."""
+        commit = self.write_failure is not None
         with self.connection(write=True) as conn:
             transaction = conn.begin()
             try:
                 work(conn)
-            finally:
+            except BaseException:
                 transaction.rollback()
+                raise
+            if commit:
+                transaction.commit()
+            else:
+                transaction.rollback()
+        if commit:
+            self.write_failure = None
 
     @contextlib.contextmanager
     def connection(self, *, write: bool) -> Iterator[Connection]:
@@ -175,10 +209,16 @@ class Database:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 with self.connection(write=write) as conn, conn.begin():
-                    return work(conn)
+                    result = work(conn)
             except JournalError as error:
                 if attempt == ATTEMPTS or not _is_retryable(error.__cause__):
+                    if write:
+                        self.write_failure = error
                     raise
+            else:
+                if write:
+                    self.write_failure = None
+                return result
             # A deadlock victim: the other transaction goes on; start again a moment later.
             time.sleep(random.uniform(0, 0.02 * attempt))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -204,8 +244,11 @@ class Database:
         except exc.IntegrityError:
             raise
         except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
+            full = self.full_disk(error)
+            detail = _first_line(error)
             raise JournalError(
-                f"journal database {safe_url(self.url)} unavailable: {_first_line(error)}"
+                f"journal database {safe_url(self.url)} unavailable: "
+                + (f"{full} ({detail})" if full else detail)
             ) from error
         except exc.DatabaseError as error:
             if type(error) is not exc.DatabaseError:  # ProgrammingError and the like: a bug
@@ -220,6 +263,48 @@ class Database:
                     f"journal database {safe_url(self.url)} connection lost: {_first_line(error)}"
                 ) from error
             raise
+
+    def full_disk(self, error: BaseException) -> str | None:
+        """What to say when ``error`` (a database error, as SQLAlchemy raises it) comes
+        of a full disk; None when it does not."""
+        original = getattr(error, "orig", None) or error
+        if not self.is_sqlite:
+            args: tuple[Any, ...] = tuple(getattr(original, "args", ()))
+            if getattr(original, "sqlstate", None) in _FULL_SQLSTATES or (
+                bool(args) and args[0] in _FULL_MYSQL_ERRORS
+            ):
+                return "the database server's disk is full"
+            return None
+        code = getattr(original, "sqlite_errorcode", None)
+        text = str(original)
+        full = _SQLITE_FULL_TEXT in text if code is None else code & 0xFF == _SQLITE_FULL
+        failed_io = _SQLITE_IOERR_TEXT in text if code is None else code & 0xFF == _SQLITE_IOERR
+        if not (full or failed_io):
+            return None
+        free = free_bytes(self.directory) if self.directory else None
+        where = "" if free is None else f", {free:,} bytes free in {self.directory}"
+        if full or (free is not None and free < NEARLY_FULL_BYTES):
+            return f"the disk is full{where}"
+        return None
+
+
+def free_bytes(directory: str) -> int | None:
+    """The bytes the daemon may still write in ``directory``'s filesystem (root may use
+    the blocks kept for it, others not); None when it cannot be told."""
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return None
+    blocks = stat.f_bfree if os.geteuid() == 0 else stat.f_bavail
+    return blocks * stat.f_frsize
+
+
+def _sqlite_directory(url: URL) -> str | None:
+    """The directory of the SQLite file ``url`` names (None for a URI)."""
+    database = url.database or ""
+    if str(url.query.get("uri", "")).lower() in ("true", "1") or database in ("", ":memory:"):
+        return None
+    return os.path.dirname(os.path.abspath(database))
 
 
 def _missing_driver(url: URL, error: ImportError) -> str:

@@ -1,8 +1,8 @@
 """What can go wrong with the journal, in the project's vocabulary (nova_autopilot.errors).
 
-* :class:`JournalError` is temporary: the database is unreachable, locked or chose this
-  transaction as a deadlock victim more often than the journal retries by itself.
-  Nothing was written; the same call may succeed later.
+* :class:`JournalError` is temporary: the database is unreachable, locked, out of disk
+  space or chose this transaction as a deadlock victim more often than the journal
+  retries by itself. Nothing was written; the same call may succeed later.
 * The others are permanent: retrying the same call cannot help.
 """
 

@@ -214,11 +214,13 @@ class Journal:
         return self._db.reading()
 
     def check_writable(self, now: datetime | None = None) -> None:
-        """Write a probe row and roll it back: raises :class:`JournalError` when the
-        database does not take a write now (unreachable, read-only, locked too long)."""
+        """Write a probe row and delete it: raises :class:`JournalError` when the
+        database does not take a write now (unreachable, read-only, locked too long, its
+        disk full). Rolled back while writes succeed; committed (and so reaching the
+        disk) after one failed, until one succeeds (:meth:`Database.probe_write`)."""
         at = self._now(now)
         key = storable_key(f"autopilot:writable:{uuid.uuid4().hex}")
-        self._db.rehearse(lambda conn: changes.accept(conn, key=key, ids=(), rows=[], at=at))
+        self._db.probe_write(functools.partial(changes.probe, key=key, at=at))
 
     def processed(self, message_keys: Collection[str]) -> dict[str, Duplicate]:
         """Which of ``message_keys`` were processed before, in one read: the
