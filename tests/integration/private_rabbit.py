@@ -354,12 +354,17 @@ class PrivateRabbit:
         return None if info is None else bool(info["durable"])
 
     def queue_info(self, name: str) -> dict[str, Any] | None:
-        """``{"messages": ..., "durable": ...}`` of queue ``name`` in one
-        ``rabbitmqctl`` call; None when it does not exist."""
-        rows = self.list_queues("name", "messages", "durable")
+        """``{"messages": ..., "durable": ..., "type": ...}`` of queue ``name`` in one
+        ``rabbitmqctl`` call (``type``: ``classic`` or ``quorum``); None when it does
+        not exist."""
+        rows = self.list_queues("name", "messages", "durable", "type")
         return next(
             (
-                {"messages": int(r.get("messages") or 0), "durable": bool(r["durable"])}
+                {
+                    "messages": int(r.get("messages") or 0),
+                    "durable": bool(r["durable"]),
+                    "type": str(r.get("type")),
+                }
                 for r in rows
                 if r["name"] == name
             ),

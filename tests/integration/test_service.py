@@ -10,13 +10,9 @@ log level in force together, or keeps all of them when a file is broken."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
 import subprocess
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -30,11 +26,13 @@ from nova_autopilot import settings
 from nova_autopilot.bus import RequestClient
 from nova_autopilot.security import signing
 from tests.databases import fresh_database, reachable
-from tests.integration import bus_support
+from tests.integration import bus_support, systemd_support
 from tests.integration.daemon_support import POLICIES, DaemonWorld, launch, send
+from tests.integration.systemd_support import Manager
 from tests.waiting import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+manager = systemd_support.manager
 
 WATCHDOG_USEC = 2_000_000  # pings every second
 WEDGED_AFTER = 2
@@ -44,57 +42,10 @@ NEW_POLICIES = POLICIES.replace(
 )
 
 
-class Manager:
-    """systemd's end of NOTIFY_SOCKET: every datagram, in order of arrival."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.settimeout(0.2)
-        self.messages: list[dict[str, str]] = []
-        self._closed = False
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._closed:
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            fields = dict(line.split("=", 1) for line in data.decode().split("\n"))
-            self.messages.append(fields)
-
-    def seen(self, name: str, since: int = 0) -> list[int]:
-        """Indexes of the messages carrying ``name``, from ``since`` on."""
-        return [i for i, m in enumerate(list(self.messages)) if i >= since and name in m]
-
-    def statuses(self, since: int = 0) -> list[tuple[int, str]]:
-        return [(i, m["STATUS"]) for i, m in enumerate(list(self.messages))
-                if i >= since and "STATUS" in m]  # fmt: skip
-
-    def close(self) -> None:
-        self._closed = True
-        self.sock.close()
-
-
 @pytest.fixture
 def journal_url() -> Iterator[str]:
     with fresh_database(reachable("postgresql", what="the service test")) as url:
         yield url
-
-
-@pytest.fixture
-def manager() -> Iterator[Manager]:
-    directory = tempfile.mkdtemp(prefix="na-notify-")  # short: socket paths are limited
-    listening = Manager(os.path.join(directory, "notify"))
-    yield listening
-    listening.close()
-    os.unlink(listening.path)
-    os.rmdir(directory)
 
 
 def publish_signed(conf: Path, body: dict[str, Any], key_id: str, secret: str) -> None:

@@ -291,6 +291,9 @@ class Intake:
         consumer.qos(prefetch_count=self._broker.prefetch)
         consumer.consume()
         self._drain = partial(conn.transport.drain_events, conn.connection)
+        # Turning from now on: the last turn before the connection was lost may be
+        # minutes old (a broker outage), and the next one is still to come.
+        self._last_pump = self._clock()
         self._attached = True
         self._connected_since = self._now()
         event = "bus.reconnected" if self._reconnects else "bus.connected"

@@ -164,6 +164,35 @@ def test_alive_turns_false_while_the_broker_is_out_of_reach_and_true_once_back(
     assert not any(h.reconnecting for h in bus.health().intakes)  # stopped: not trying
 
 
+def test_a_consumer_attached_again_after_a_long_outage_counts_as_turning_at_once(
+    rabbit: Rabbit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attached again, a consumer is turning from that moment: its last turn, from
+    before the outage, no longer counts. (It did until its first turn after the
+    outage, and the watchdog saw a wedge for that moment: 'consumer not turning'.)
+    The first turn after the outage is held here, to look at that moment."""
+    conf = bus_conf(rabbit, oslo_messaging_rabbit={"rabbit_retry_interval": 1})
+    bus = started(Bus(conf=conf, notification_handler=Recorder()))
+    (intake,) = bus.intakes
+    monkeypatch.setattr(intake, "_liveness", 1.0)  # a turn at least every second
+    first_turn = threading.Event()
+    turn = intake._pump
+    try:
+        rabbit.lock_out()
+        rabbit.close_all_connections()
+        eventually(lambda: not intake.health().attached, what="detached")
+        time.sleep(2)  # twice the time a turn may take: the last one is long past
+        monkeypatch.setattr(intake, "_pump", lambda: (first_turn.wait(30), turn()))
+        rabbit.let_in()
+        eventually(lambda: intake.health().attached, timeout=30, what="attached again")
+        assert intake.alive()
+        first_turn.set()
+        eventually(bus.alive, what="turning")
+    finally:
+        first_turn.set()
+        bus.stop(10)
+
+
 def test_stop_lets_the_call_in_progress_finish_and_a_new_bus_gets_the_rest(
     rabbit: Rabbit,
 ) -> None:
