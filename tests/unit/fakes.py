@@ -163,6 +163,7 @@ class FakeCloud:
         if s.vm_state not in ("active", "stopped", "error") or s.task_state:
             raise Conflict("Cannot 'rescue' instance while it is in vm_state " + s.vm_state)
         s.task_state = "rescuing"
+        self._nova_records("rescue")
 
     def unrescue(self, server_id: str) -> None:
         s = self._hit("unrescue", server_id)
@@ -170,6 +171,12 @@ class FakeCloud:
         if s.vm_state != "rescued":
             raise Conflict("Cannot 'unrescue' instance while it is in vm_state " + s.vm_state)
         s.task_state = "unrescuing"
+        self._nova_records("unrescue")
+
+    def _nova_records(self, action: str) -> None:
+        """Nova's instance action for a request it took, begun now by its clock."""
+        started = datetime.now(timezone.utc).isoformat()
+        self.actions_log.insert(0, {"action": action, "start_time": started})
 
     def lock(self, server_id: str, *, reason: str) -> None:
         s = self._hit("lock", server_id)

@@ -25,24 +25,55 @@ ERROR_EVENTS = (
 
 
 def begin(
-    ctx: StepContext, *, resume: str, task: str | None = None, done: str | None = None
+    ctx: StepContext,
+    *,
+    resume: str,
+    task: str | None = None,
+    done: str | None = None,
+    action: str | None = None,
 ) -> ServerState | Transition:
     """The start of every action: find the server (a missing one fails the
-    operation). On a resumed operation whose request already reached Nova (it
-    recorded so, or the server shows ``task`` in progress or ``done`` vm_state
-    after we were about to ask), go straight to the ``resume`` phase."""
+    operation). On an operation whose request may have reached Nova (it recorded
+    so; or it was about to ask, or asking, when it stopped or lost Nova's answer)
+    find out whether it did: the server shows ``task`` in progress or ``done``
+    vm_state, or Nova lists our ``action`` among the server's instance actions (a
+    request Nova took and that already failed leaves no task behind). If so, go
+    straight to the ``resume`` phase."""
     try:
         server = current_server(ctx)
     except NotFound:
         return Finish("failed", "the server does not exist")
     if ctx.state.get(StateKey.REQUESTED):
         return Next(resume)
+    if task is None or not ctx.state.get(StateKey.REQUESTING_AT):
+        return server
     reached = server.task_state == task or server.vm_state == done
-    if task is not None and ctx.state.get(StateKey.REQUESTING_AT) and reached:
+    if reached or (action is not None and nova_recorded(ctx, server.id, action)):
         ctx.state[StateKey.REQUESTED] = True
         ctx.record("resumed", {**describe(server), "note": "the request had reached Nova"})
         return Next(resume)
     return server
+
+
+def nova_recorded(ctx: StepContext, server_id: str, action: str) -> bool:
+    """Whether Nova lists an instance action ``action`` of the server that began when
+    this operation set out to ask for it, or after (5 s of leeway between Nova's
+    clock and ours): the request reached Nova, whatever became of it."""
+    since = datetime.fromisoformat(ctx.state[StateKey.REQUESTING_AT]) - timedelta(seconds=5)
+    for found in ctx.cloud.actions(server_id):
+        started = str(found.get("start_time") or "")
+        if found.get("action") == action and started and _at_or_after(started, since):
+            return True
+    return False
+
+
+def _at_or_after(stamp: str, since: datetime) -> bool:
+    """Whether Nova's time ``stamp`` (ISO 8601, UTC when it says no zone) is at or
+    after ``since``."""
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=since.tzinfo)
+    return moment >= since
 
 
 def ask_once(ctx: StepContext, call: Callable[[], object]) -> None:
@@ -53,11 +84,19 @@ def ask_once(ctx: StepContext, call: Callable[[], object]) -> None:
     (:attr:`Operation.asking <nova_autopilot.journal.Operation.asking>`): on
     resume the action's first phase finds out from Nova whether the request
     arrived (:func:`begin`) before it asks again. Nova's refusal (an exception of
-    ``call``) propagates, with nothing marked taken."""
+    ``call``) propagates, with nothing marked taken; so does a temporary failure
+    (Nova out of reach, its answer lost), after which the runner retries from the
+    first phase too (:func:`asking`)."""
     ctx.state[StateKey.REQUESTING_AT] = ctx.now().isoformat()
     ctx.checkpoint()
     call()
     ctx.state[StateKey.REQUESTED] = True
+
+
+def asking(state: dict[str, Any]) -> bool:
+    """Whether the operation set out to ask Nova for its write (:func:`ask_once`) and
+    has no answer saying Nova took it: the request may or may not have arrived."""
+    return bool(state.get(StateKey.REQUESTING_AT)) and not state.get(StateKey.REQUESTED)
 
 
 #: Every vm_state Nova knows: once the task ends, any of them is news.

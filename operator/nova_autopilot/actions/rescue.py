@@ -48,7 +48,7 @@ WAIT_UNRESCUED = Wait("wait", events=("instance.unrescue.end",), states=("active
 
 
 def rescue_check(ctx: StepContext) -> Transition:
-    server = begin(ctx, resume="wait", task="rescuing", done="rescued")
+    server = begin(ctx, resume="wait", task="rescuing", done="rescued", action="rescue")
     if not isinstance(server, ServerState):
         return server
     if not server.launched:
@@ -114,7 +114,7 @@ def rescue_wait(ctx: StepContext) -> Transition:
 
 
 def unrescue_check(ctx: StepContext) -> Transition:
-    server = begin(ctx, resume="wait", task="unrescuing", done="active")
+    server = begin(ctx, resume="wait", task="unrescuing", done="active", action="unrescue")
     if not isinstance(server, ServerState):
         return server
     busy = wait_while_busy(ctx, server, phase="check")

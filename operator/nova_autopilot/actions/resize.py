@@ -14,6 +14,7 @@ from nova_autopilot.actions.common import (
     ask_once,
     begin,
     failure_reason,
+    nova_recorded,
     raise_quota,
     take_lock,
     wait_while_busy,
@@ -108,22 +109,11 @@ def _after_crash(ctx: StepContext, server: ServerState) -> Transition:
         ctx.state[StateKey.REQUESTED] = True
         ctx.record("resumed", {**describe(server), "note": "the resize was already requested"})
         return Next("wait_verify")
-    since = datetime.fromisoformat(ctx.state[StateKey.REQUESTING_AT]) - timedelta(seconds=5)
-    for action in ctx.cloud.actions(server.id):
-        started = str(action.get("start_time") or "")
-        if action.get("action") == "resize" and started and _after(started, since):
-            ctx.state[StateKey.REQUESTED] = True
-            ctx.record("resumed", {"note": "Nova recorded our resize request"})
-            return Next("wait_verify")
+    if nova_recorded(ctx, server.id, "resize"):
+        ctx.state[StateKey.REQUESTED] = True
+        ctx.record("resumed", {"note": "Nova recorded our resize request"})
+        return Next("wait_verify")
     return Next("request")
-
-
-def _after(stamp: str, since: datetime) -> bool:
-    text = stamp.replace("Z", "+00:00")
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=since.tzinfo)
-    return moment >= since
 
 
 def request(ctx: StepContext) -> Transition:

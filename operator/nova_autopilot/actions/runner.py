@@ -12,6 +12,12 @@ The first step a woken phase records says what woke it (``woken_by``:
 ``notification`` with its event type, ``poll`` or ``timer``). After every
 phase the machine's state is written to the store, so a restarted daemon
 resumes each unfinished operation from its phase.
+
+A phase that meets a temporary failure (Nova out of reach, a 5xx) runs again
+after a delay that doubles with each attempt, until the operation's deadline.
+One that failed while asking Nova for its write does not ask again at once: the
+request may have reached Nova and only its answer been lost, so the machine's
+first phase runs instead, and finds out from Nova, as after a restart.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from nova_autopilot.actions import registry
-from nova_autopilot.actions.common import release_lock
+from nova_autopilot.actions.common import asking, release_lock
 from nova_autopilot.actions.gate import SocketProbe
 from nova_autopilot.actions.machine import (
     CloudAPI,
@@ -65,6 +71,8 @@ Wake = str
 NOTIFICATION: Wake = "notification"
 POLL: Wake = "poll"
 TIMER: Wake = "timer"
+#: Nova answered again while the phase waited out a retry delay (:meth:`Runner.retry_now`).
+RECOVERY: Wake = "recovery"
 
 
 class Store(Protocol):
@@ -187,6 +195,8 @@ class _Job:
     generation: int = 0
     last_read: datetime | None = None
     attempts: int = 0
+    #: Parked for a retry delay after a temporary failure (:meth:`Runner._retry_later`).
+    retrying: bool = False
     seen_seq: int = 0
     placed: bool = False
     secrets: dict[str, str] = field(default_factory=dict)
@@ -461,6 +471,13 @@ class Runner:
             except TemporaryError as exc:
                 self._flush(job, pending, since_step, f"{phase}.retry", {"error": str(exc)}, wake)
                 if self._clock() < job.deadline:
+                    if asking(job.state):
+                        # A write failed without an answer: Nova may have taken it
+                        # (the API went away in the middle of the call). The retry
+                        # starts from the first phase, which finds out from Nova, as
+                        # after a restart; asked again, a request Nova already runs
+                        # would be refused (409) and end the operation refused.
+                        job.phase = machine.first
                     self._retry_later(job)
                     return
                 # Past its deadline a phase that cannot read Nova ends: retried, it
@@ -661,6 +678,7 @@ class Runner:
     def _unpark(self, job: _Job) -> None:
         """Take a job off the parked table (caller holds the condition)."""
         job.wait = None
+        job.retrying = False
         job.generation += 1
         server_id = job.server_id
         if server_id is not None and server_id in self._parked:
@@ -673,7 +691,22 @@ class Runner:
         delay = min(RETRY_CAP_S, self._retry_base_s * 2 ** min(job.attempts - 1, 32))
         delay *= random.uniform(0.5, 1.5)  # jitter, not security
         log.warning("operation.retry", operation_id=job.work.op_id, delay_s=round(delay, 2))
-        self._park(job, Wait(job.phase, retry_after_s=delay, poll=False))  # no event wakes it
+        with self._cond:
+            job.retrying = True
+            self._park(job, Wait(job.phase, retry_after_s=delay, poll=False))  # no event wakes it
+
+    def retry_now(self) -> int:
+        """Run now, not at the end of their delay, the phases waiting to be tried
+        again after a temporary failure (Nova was out of reach; the daemon calls
+        this when it answers again); how many. Their delays keep growing if they
+        fail again."""
+        with self._cond:
+            due = [job for job in self._jobs.values() if job.retrying and job.wait is not None]
+            for job in due:
+                self._unpark(job)
+        for job in due:
+            self._dispatch(job, None, None, RECOVERY)
+        return len(due)
 
     def _schedule(self) -> None:
         while True:

@@ -121,7 +121,9 @@ class Liveness:
 
 
 class Reachability:
-    """Whether Nova answered recently, asked in the background every ``interval_s``."""
+    """Whether Nova answered recently, asked in the background every ``interval_s``.
+    ``on_back`` is called (from the asking thread) when Nova answers a check after
+    one or more it did not answer."""
 
     def __init__(
         self,
@@ -129,10 +131,12 @@ class Reachability:
         check: Callable[[], None],
         interval_s: float,
         clock: Callable[[], float] = time.monotonic,
+        on_back: Callable[[], None] | None = None,
     ) -> None:
         self._check = check
         self.interval_s = interval_s
         self._clock = clock
+        self._on_back = on_back
         self._lock = threading.Lock()
         self._last_ok: float | None = None
         self._last_error: str | None = None
@@ -160,7 +164,13 @@ class Reachability:
             self.record(ok=False, error=str(exc))
             log.warning("cloud.unreachable", error=str(exc))
             return False
+        with self._lock:
+            was_away = self._last_error is not None
         self.record(ok=True)
+        if was_away:
+            log.info("cloud.reachable")
+            if self._on_back is not None:
+                self._on_back()
         return True
 
     def start(self) -> None:

@@ -218,7 +218,9 @@ class Daemon:
         self._reload = threading.Event()
         self._wake = threading.Event()  # either of the two: the main loop looks
         self.reachability = health.Reachability(
-            check=cloud.ping, interval_s=float(conf.metrics.cloud_check_interval)
+            check=cloud.ping,
+            interval_s=float(conf.metrics.cloud_check_interval),
+            on_back=self._nova_back,
         )
         self.metrics = Metrics(
             Sources(
@@ -554,6 +556,13 @@ class Daemon:
             dead_lettered=sum(c.dead_lettered_total for c in counters),
             consumers=[(i.name, i.attached) for i in self.bus.health().intakes],
         )
+
+    def _nova_back(self) -> None:
+        """Nova answers again: the operations waiting out a retry delay (most of them
+        because it did not answer) run now, not up to a couple of minutes later."""
+        woken = self.runner.retry_now()
+        if woken:
+            log.info("operations.retried_now", operations=woken, why="Nova answers again")
 
     def _renew_leases(self) -> None:
         """Keep this daemon's claims on its operations in the journal."""

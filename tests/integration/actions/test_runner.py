@@ -547,3 +547,130 @@ def test_a_phase_woken_by_the_poll_or_a_timer_says_so(cloud: FakeCloud) -> None:
         assert timed.store.details["op-1"][-1]["woken_by"] == {"by": "timer"}
     finally:
         timed.runner.stop(timeout=5)
+
+
+def parked_in(harness: Harness, phase: str) -> bool:
+    """Whether the operation waits for Nova in ``phase`` (or has ended already)."""
+    return harness.finished.is_set() or any(
+        running.phase == phase and running.waiting for running in harness.runner.running()
+    )
+
+
+def nova_rescues(harness: Harness, cloud: FakeCloud) -> None:
+    """Once the runner waits on the asked rescue, Nova ends it and says so."""
+    until(lambda: parked_in(harness, "wait"))
+    cloud.nova_finishes(SID)
+    harness.runner.notify(nova_event("instance.rescue.end", uuid=SID))
+
+
+def test_a_rescue_whose_request_nova_never_received_is_asked_again_after_a_look(
+    harness: Harness, cloud: FakeCloud
+) -> None:
+    """Nova's API is away as the rescue is sent (connection refused): the phase is
+    retried with backoff from the operation's first look at the server, which finds no
+    rescue under way, and the rescue is asked once Nova answers."""
+    cloud.fail["rescue"] = [CloudUnavailable("ConnectFailure: connection refused")]
+    harness.runner.submit(rescue_work())
+    nova_rescues(harness, cloud)
+
+    assert harness.outcome() == ("rescued", None)
+    assert cloud.calls["rescue"] == 2  # the one refused at the door, the one Nova took
+    names = [name for name, _ in harness.store.steps["op-1"]]
+    assert names == ["checked", "request.retry", "checked", "rescue_requested", "rescued"]
+
+
+@pytest.mark.parametrize("action", ["rescue", "resize"])
+def test_a_write_whose_answer_was_lost_is_not_asked_again(
+    harness: Harness, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    """Nova took the write but its answer never came back (the API went away in the
+    middle of the call): the retry finds the request under way in Nova and waits for
+    it; it does not ask again (a second request would be refused with a 409, and the
+    operation would end refused while Nova carries out the first)."""
+    ask = getattr(cloud, action)
+    lost = iter([True])
+
+    def answer_lost(*args: object, **kwargs: object) -> None:
+        ask(*args, **kwargs)
+        if next(lost, False):
+            raise CloudUnavailable("ConnectFailure: Connection aborted, RemoteDisconnected")
+
+    monkeypatch.setattr(cloud, action, answer_lost)
+    if action == "rescue":
+        harness.runner.submit(rescue_work())
+        nova_rescues(harness, cloud)
+        expected = ("rescued", None)
+    else:
+        harness.resize()
+        until(lambda: parked_in(harness, "wait_verify"))
+        if not harness.finished.is_set():
+            harness.nova_resizes_then_confirms()
+        expected = ("confirmed", None)
+
+    assert harness.outcome() == expected
+    assert cloud.calls[action] == 1
+    names = [name for name, _ in harness.store.steps["op-1"]]
+    assert names[:3] == ["checked", "request.retry", "resumed"], names
+
+
+def test_a_phase_waiting_out_a_retry_delay_runs_at_once_when_nova_answers_again(
+    cloud: FakeCloud,
+) -> None:
+    """The retry delay doubles up to minutes while Nova is away; once the daemon sees
+    Nova answer again (retry_now), the waiting phase runs then, and says what woke it.
+    Operations parked for anything else (here a resize waiting for VERIFY_RESIZE)
+    stay parked."""
+    other = "5e1f7a52-0000-4000-8000-000000000002"
+    cloud.add(FakeServer(id=other, name="web-2", flavor="m1.small"))
+    store = MemoryStore()
+    runner = Runner(
+        cloud=cloud, store=store, clock=now, on_done=lambda done: None, retry_base_s=600.0
+    )
+    runner.start()
+    try:
+        runner.submit(
+            Work("op-2", "resize", {"server": {"id": other}, "flavor": "m1.large"},
+                 Confirm(timeout_s=3600), now())
+        )  # fmt: skip
+        until(lambda: runner.waiting() == 1 and cloud.calls["resize"] == 1)
+        cloud.fail["server"] = [CloudUnavailable("connection refused")]
+        runner.submit(
+            Work("op-1", "resize", {"server": {"id": SID}, "flavor": "m1.large"},
+                 Confirm(timeout_s=3600), now())
+        )  # fmt: skip
+        until(lambda: store.steps.get("op-1"))
+        assert [name for name, _ in store.steps["op-1"]] == ["check.retry"]  # for minutes
+
+        until(lambda: runner.retry_now() == 1)  # op-1 once parked; never op-2's wait
+        until(lambda: cloud.calls["resize"] == 2)
+        until(lambda: len(store.steps["op-1"]) == 3)
+        steps = store.steps["op-1"]
+        assert [name for name, _ in steps] == ["check.retry", "checked", "resize_requested"]
+        assert store.details["op-1"][1]["woken_by"] == {"by": "recovery"}
+        assert runner.retry_now() == 0
+    finally:
+        runner.stop(timeout=5)
+
+
+def test_a_rescue_nova_took_and_failed_at_once_while_its_answer_was_lost_is_not_asked_again(
+    harness: Harness, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer to the rescue is lost, and by the retry's look Nova has already
+    failed it: the server is back in ERROR with no task. Only Nova's instance actions
+    still say the request arrived: the operation waits for the outcome Nova reached
+    (failed), and does not ask for a second rescue."""
+    ask = cloud.rescue
+
+    def taken_failed_and_lost(*args: object, **kwargs: object) -> None:
+        ask(*args, **kwargs)
+        cloud.nova_finishes(SID, fail="No valid host was found")
+        raise CloudUnavailable("ConnectFailure: Connection aborted, RemoteDisconnected")
+
+    monkeypatch.setattr(cloud, "rescue", taken_failed_and_lost)
+    harness.runner.submit(rescue_work())
+
+    outcome, reason = harness.outcome()
+    assert cloud.calls["rescue"] == 1
+    assert outcome == "failed", (outcome, reason)
+    names = [name for name, _ in harness.store.steps["op-1"]]
+    assert names[:3] == ["checked", "request.retry", "resumed"], names

@@ -147,6 +147,20 @@ def test_nova_counts_as_reachable_for_three_intervals_after_its_last_answer() ->
     assert len(calls) == 2  # reading the state never calls Nova
 
 
+def test_nova_answering_again_after_failed_checks_is_told_once() -> None:
+    answers = [False, False, True, True, False, True]
+    backs: list[int] = []
+
+    def check() -> None:
+        if not answers.pop(0):
+            raise CloudUnavailable("connection refused", call="ping")
+
+    reach = Reachability(check=check, interval_s=10, on_back=lambda: backs.append(len(answers)))
+    results = [reach.refresh() for _ in range(6)]
+    assert results == [False, False, True, True, False, True]
+    assert backs == [3, 0]  # after the third check, and after the sixth
+
+
 def health(name: str, *, attached: bool) -> IntakeHealth:
     return IntakeHealth(
         name=name,
