@@ -37,6 +37,9 @@ from tests.integration import redis_support
 E2E = Path(__file__).parent / "e2e"
 #: The end-to-end tests that start a Nova box of their own, not the session's.
 OWN_BOX = ("test_box_lifecycle.py",)
+#: About how long the end-to-end tests on the session's box take, one after the other
+#: on one worker (tests/parallel.py starts the longest first).
+BOX_SECONDS = 240
 
 redis_group = redis_support.redis_group
 
@@ -56,6 +59,8 @@ def pytest_collection_modifyitems(
         if item.path.is_relative_to(E2E):
             own = item.path.name in OWN_BOX
             item.add_marker(pytest.mark.xdist_group("novabox-own" if own else "novabox"))
+            if not own:
+                item.add_marker(pytest.mark.slow(BOX_SECONDS))
     yield
     parallel.slow_first(items)
     parallel.write_groups(config, items)  # every group known, before xdist says it collected

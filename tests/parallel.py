@@ -11,7 +11,10 @@ one by one splits a group.
 
 ``@pytest.mark.slow`` (tens of seconds or more) moves a test to the front of the
 collection: on several workers the long tests start first instead of being the
-last ones left to wait for.
+last ones left to wait for; ``@pytest.mark.slow(seconds)`` says about how long its
+module takes, and the longest start first of all (xdist hands each worker a share
+of the first tests at once: a two-minute test behind the others of its share would
+start late and end last).
 """
 
 from __future__ import annotations
@@ -29,10 +32,17 @@ GROUPS_DIR = "nova_autopilot_groups_dir"
 
 
 def slow_first(items: list[pytest.Item]) -> None:
-    """Reorders ``items`` in place: the slow ones first, each module's tests kept together
-    (a module-scoped fixture is then set up once, as before), the order otherwise kept."""
-    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_modules)
+    """Reorders ``items`` in place: the slow ones first, the slowest of them first
+    (``@pytest.mark.slow(120)``: about two minutes; a bare ``slow`` counts as 0), each
+    module's tests kept together (a module-scoped fixture is then set up once, as
+    before), the order otherwise kept."""
+    weights: dict[Path, float] = {}
+    for item in items:
+        mark = item.get_closest_marker("slow")
+        if mark is not None:
+            weight = float(mark.args[0]) if mark.args else 0.0
+            weights[item.path] = max(weights.get(item.path, 0.0), weight)
+    items.sort(key=lambda item: (item.path not in weights, -weights.get(item.path, 0.0)))
 
 
 def groups_of(items: list[pytest.Item]) -> dict[str, str]:

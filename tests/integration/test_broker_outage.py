@@ -23,9 +23,12 @@ from tests.integration.private_rabbit import PrivateRabbit
 from tests.integration.systemd_support import Manager
 from tests.waiting import until
 
+#: Seconds without the broker.
+OUTAGE_S = 120
+
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.slow,
+    pytest.mark.slow(OUTAGE_S + 15),
     # A node of the module's own, apart from test_broker_restart.py's: the two
     # modules run side by side.
     pytest.mark.xdist_group("private-rabbit-outage"),
@@ -36,7 +39,6 @@ manager = systemd_support.manager
 #: The shipped unit's WatchdogSec (systemd/nova-autopilot.service): systemd restarts
 #: a daemon that sends no WATCHDOG=1 for that long.
 WATCHDOG_SEC = 30
-OUTAGE_S = 120
 
 
 def test_a_two_minute_broker_outage_does_not_get_the_daemon_restarted_by_its_watchdog(

@@ -51,7 +51,7 @@ from tests.waiting import until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.slow,
+    pytest.mark.slow(90),  # in all
     # One worker for the module: its tests share one private node.
     pytest.mark.xdist_group("private-rabbit"),
 ]
