@@ -548,6 +548,10 @@ class Runner:
             return
         try:
             self._on_phase(job.work.op_id, job.phase)
+        except TemporaryError as exc:  # the journal or the broker away: this report only
+            log.warning(
+                "operation.phase_report_failed", operation_id=job.work.op_id, error=str(exc)
+            )
         except Exception:  # a report that fails must not stop the operation
             log.exception("operation.phase_report_failed", operation_id=job.work.op_id)
 

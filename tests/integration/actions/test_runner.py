@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from structlog.testing import capture_logs
 
 from nova_autopilot.actions.runner import Done, Runner, Work
 from nova_autopilot.errors import CloudUnavailable
@@ -674,3 +675,35 @@ def test_a_rescue_nova_took_and_failed_at_once_while_its_answer_was_lost_is_not_
     assert outcome == "failed", (outcome, reason)
     names = [name for name, _ in harness.store.steps["op-1"]]
     assert names[:3] == ["checked", "request.retry", "resumed"], names
+
+
+def test_a_progress_report_the_journal_cannot_make_is_a_warning_and_the_operation_goes_on(
+    cloud: FakeCloud,
+) -> None:
+    """The phase's progress (what `send --wait` shows) is read back from the journal;
+    a journal away then costs that report only, said as a warning, not as an error
+    with a traceback (which is for a bug)."""
+    done: list[Done] = []
+
+    def report(op_id: str, phase: str) -> None:
+        raise JournalError("journal database unavailable: connection refused")
+
+    store = MemoryStore()
+    runner = Runner(cloud=cloud, store=store, clock=now, on_done=done.append, on_phase=report)
+    runner.start()
+    try:
+        with capture_logs() as logs:
+            runner.submit(
+                Work("op-1", "resize", {"server": {"id": SID}, "flavor": "m1.large"},
+                     Confirm(timeout_s=30), now())
+            )  # fmt: skip
+            until(lambda: runner.waiting() == 1)
+        reports = [e for e in logs if e["event"] == "operation.phase_report_failed"]
+        assert reports, logs
+        assert {e["log_level"] for e in reports} == {"warning"}
+        assert "connection refused" in reports[0]["error"]
+        cloud.nova_finishes(SID)
+        runner.notify(nova_event("instance.resize_finish.end", uuid=SID))
+        until(lambda: cloud.calls["confirm"] == 1)
+    finally:
+        runner.stop(timeout=5)
