@@ -46,6 +46,7 @@ from tests.integration.test_journal_restart import (
     Watch,
     decided,
     each_decided_once,
+    errors_logged,
     nothing_acknowledged_undecided,
     past_first_prune,
     report,
@@ -177,7 +178,7 @@ def test_a_stream_is_decided_exactly_once_across_a_full_journal_disk(
     # The daemon never stopped (one process, healthy all along), needed no restart.
     assert daemon.process.pid == pid
     assert {health for _, health, _, _ in watch.seen} == {200}, watch.seen[-5:]
-    assert not [line for line in daemon.lines if line.get("level") in ("error", "critical")]
+    assert not errors_logged(daemon)
     extra: dict[str, Any] = {
         "messages published": len(keys),
         "filler (bytes)": filler,
