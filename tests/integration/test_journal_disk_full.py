@@ -37,8 +37,7 @@ from tests.integration import bus_support
 from tests.integration import small_filesystem as small_filesystem_module
 from tests.integration.conftest import daemon_world_on
 from tests.integration.daemon_support import Running, endpoints, get, start_daemon, stop_daemon
-from tests.integration.small_filesystem import SmallFilesystem
-from tests.integration.test_journal_restart import (
+from tests.integration.journal_stream import (
     DRY_RUN_POLICIES,
     REQUESTS,
     RETRY_DELAYS,
@@ -52,6 +51,7 @@ from tests.integration.test_journal_restart import (
     report,
     retries,
 )
+from tests.integration.small_filesystem import SmallFilesystem
 from tests.waiting import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
