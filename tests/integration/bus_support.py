@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 from urllib.parse import quote
 
 import pytest
@@ -215,9 +215,18 @@ def rabbit(rabbit_vhosts: VhostPool) -> Iterator[Rabbit]:
         rabbit_vhosts.give_back(vhost)
 
 
-def bus_conf(rabbit: Rabbit, **groups: dict[str, Any]) -> cfg.ConfigOpts:
+class Broker(Protocol):
+    """A broker a test's daemon talks to: a vhost of the shared one (:class:`Rabbit`) or
+    a private node (tests/integration/private_rabbit.py)."""
+
+    @property
+    def transport_url(self) -> str: ...
+
+
+def bus_conf(rabbit: Broker, **groups: dict[str, Any]) -> cfg.ConfigOpts:
     """The daemon's configuration for ``rabbit``: its transport URL, Nova's
-    exchange (``control_exchange = nova``, as Nova sets it), and ``groups``."""
+    exchange (``control_exchange = nova``, as Nova sets it), and ``groups``;
+    everything else by default."""
     conf = settings.build_conf()
     conf(args=[], default_config_files=[])
     register_oslo_options(conf)

@@ -35,7 +35,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 @contextlib.contextmanager
 def daemon_world_on(
-    rabbit: bus_support.Rabbit, tmp_path: Path, sandbox: Sandbox, extra: str = ""
+    rabbit: bus_support.Broker, tmp_path: Path, sandbox: Sandbox, extra: str = ""
 ) -> Iterator[DaemonWorld]:
     """``daemon_world`` with a sandbox of the caller's (started on ``rabbit``) and
     ``extra`` lines at the end of the configuration."""

@@ -51,7 +51,7 @@ def test_a_two_minute_broker_outage_does_not_get_the_daemon_restarted_by_its_wat
     once the node is back, and decides the next request."""
     node = private_rabbit
     sandbox = Sandbox(transport_url=node.transport_url).start()
-    with daemon_world_on(node, tmp_path, sandbox) as (sandbox, conf, env):  # type: ignore[arg-type]
+    with daemon_world_on(node, tmp_path, sandbox) as (sandbox, conf, env):
         server = sandbox.add_server("web-1", "m1.small")
         env = {
             **env,

@@ -39,12 +39,10 @@ from kombu.connection import Connection
 from kombu.entity import Queue
 from oslo_config import cfg
 
-from nova_autopilot import settings
 from nova_autopilot.bus import Bus, notification_broker
-from nova_autopilot.bus.connection import register_oslo_options
 from nova_autopilot.bus.topology import notification_topology
 from tests.integration import private_rabbit as private_rabbit_module
-from tests.integration.bus_support import Recorder, nova_notifier, started
+from tests.integration.bus_support import Recorder, bus_conf, nova_notifier, started
 from tests.integration.private_rabbit import PrivateRabbit
 from tests.samples import sample
 from tests.waiting import until
@@ -69,21 +67,6 @@ def node(private_rabbit: PrivateRabbit) -> Iterator[PrivateRabbit]:
     private_rabbit.ensure_running()
     yield private_rabbit
     private_rabbit.reset()
-
-
-def private_conf(node: PrivateRabbit, **groups: dict[str, Any]) -> cfg.ConfigOpts:
-    """The daemon's configuration for ``node``, as tests/integration/bus_support.py's
-    ``bus_conf`` builds it for the shared broker: the transport URL, Nova's exchange
-    (``control_exchange = nova``), and ``groups``; everything else by default."""
-    conf = settings.build_conf()
-    conf(args=[], default_config_files=[])
-    register_oslo_options(conf)
-    conf.set_override("transport_url", node.transport_url)
-    conf.set_override("control_exchange", "nova")
-    for group, values in groups.items():
-        for name, value in values.items():
-            conf.set_override(name, value, group=None if group == "DEFAULT" else group)
-    return conf
 
 
 def declare_notification_queues(conf: cfg.ConfigOpts, node: PrivateRabbit) -> str:
@@ -150,7 +133,7 @@ def test_the_notifications_waiting_in_the_pool_queue_outlive_a_broker_restart_by
 ) -> None:
     """Also with quorum queues (``rabbit_quorum_queue = true``, Nova's and the
     daemon's): the pool queue is a quorum queue, and Nova's exchange durable."""
-    conf = private_conf(node, oslo_messaging_rabbit=rabbit_options)
+    conf = bus_conf(node, oslo_messaging_rabbit=rabbit_options)
     assert conf.oslo_messaging_rabbit.amqp_durable_queues is False  # oslo.messaging's default
     assert conf.notifications.pool_durable is True
     pool = declare_notification_queues(conf, node)
@@ -179,7 +162,7 @@ def test_a_pool_queue_declared_transient_is_gone_after_a_broker_restart(
 ) -> None:
     """The control: ``pool_durable = false`` with oslo.messaging's default
     ``amqp_durable_queues = false``, and the same restart loses the queue."""
-    conf = private_conf(node, notifications={"pool_durable": False})
+    conf = bus_conf(node, notifications={"pool_durable": False})
     assert conf.oslo_messaging_rabbit.amqp_durable_queues is False
     pool = declare_notification_queues(conf, node)
     assert node.queue_durable(pool) is False
@@ -282,7 +265,7 @@ def test_the_bus_reconnects_after_a_broker_restart_and_loses_nothing_that_reache
     nothing at all is lost; so it is with quorum queues (``rabbit_quorum_queue = true``
     on both sides, which makes Nova's exchange durable too).
     """
-    conf = private_conf(node, oslo_messaging_rabbit=rabbit_options)
+    conf = bus_conf(node, oslo_messaging_rabbit=rabbit_options)
     handler = Recorder()
     bus = started(Bus(conf=conf, notification_handler=handler))
     stream = NovaStream(conf)
